@@ -1,0 +1,43 @@
+# Two commands for a fresh machine with Python 3.11+, pip and make:
+#   make demo   create .venv, install sealfl, run the main job
+#   make test   install the test tools, lint, type-check, run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test lint protos bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/sealfl bench paillier --quick
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/sealfl bench paillier
+
+# Regenerate the protobuf and gRPC stubs after editing a .proto file (they are committed).
+protos: $(VENV)/.installed-test
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --grpc_python_out=src --pyi_out=src \
+		$$(find src -name '*.proto')
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,32 @@
+"""Entry point of the ``sealfl`` command.
+
+Importing a command module registers its commands on the groups of :mod:`sealfl.cli.app`.
+Errors sealfl raises on purpose become one red line and exit status 2 (bad input) or 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from sealfl.cli.app import app
+from sealfl.errors import ConfigError, SealflError
+
+# Command modules: one import per module, each registers its own commands.
+
+
+def main() -> None:
+    """Run the ``sealfl`` command line, mapping sealfl errors to a message and an exit code."""
+    try:
+        app()
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except SealflError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

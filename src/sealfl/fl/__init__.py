@@ -1,0 +1,1 @@
+"""Workloads: one folder per federated or private-inference workload."""

@@ -1,0 +1,1 @@
+"""Models: numpy logistic regression and friends, independent of any transport."""
