@@ -1,0 +1,143 @@
+"""The parameter server's bookkeeping of one iteration: who submitted, who is late, who is out.
+
+Pure state, no threads and no network, so every refusal and the deadline rule are testable
+directly. The PS service wraps it in a lock and a condition variable.
+
+Rules:
+
+- only workers still in the federation may submit, once per iteration, for the current
+  iteration only; anything else is refused with a reason and the round goes on;
+- a round closes when every active worker has submitted, or at its deadline; at the deadline the
+  late workers are dropped for the rest of the run if at least ``min_workers`` submitted,
+  otherwise the run stops, naming who is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sealfl.errors import ConfigError, ProtocolError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RoundOutcome(Generic[T]):
+    """How one iteration closed.
+
+    Attributes
+    ----------
+    iteration
+        The iteration that closed.
+    contributions
+        Submissions by worker id (empty when the run stops).
+    missing
+        Workers that did not submit before the deadline (dropped, or the reason for stopping).
+    stop_reason
+        ``None`` when training goes on; otherwise a message for the operator and the workers.
+    """
+
+    iteration: int
+    contributions: dict[int, T]
+    missing: tuple[int, ...] = ()
+    stop_reason: str | None = None
+
+
+@dataclass
+class RoundBook(Generic[T]):
+    """Submissions of the current iteration and the set of workers still taking part.
+
+    Parameters
+    ----------
+    workers
+        Ids of the workers that joined.
+    min_workers
+        Fewest submissions with which a round may close at its deadline.
+
+    Raises
+    ------
+    ConfigError
+        If ``min_workers`` is not between 1 and the number of workers.
+    """
+
+    workers: Iterable[int]
+    min_workers: int
+    iteration: int = 0
+    active: set[int] = field(init=False)
+    dropped: set[int] = field(init=False, default_factory=set)
+    _pending: dict[int, T] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.active = set(self.workers)
+        if not 1 <= self.min_workers <= len(self.active):
+            raise ConfigError(
+                f"--min-workers must be between 1 and the number of workers "
+                f"({len(self.active)}), got {self.min_workers}"
+            )
+
+    def submit(self, worker_id: int, iteration: int, item: T) -> None:
+        """Record ``worker_id``'s contribution to ``iteration``.
+
+        Raises
+        ------
+        ProtocolError
+            If the worker is unknown or dropped, the iteration is not the current one, or the
+            worker already submitted for it. Nothing recorded is changed.
+        """
+        if worker_id in self.dropped:
+            raise ProtocolError(
+                f"worker {worker_id} was dropped after missing a round deadline; submissions "
+                "are no longer accepted from it"
+            )
+        if worker_id not in self.active:
+            raise ProtocolError(f"worker {worker_id} is not part of this federation")
+        if iteration != self.iteration:
+            raise ProtocolError(
+                f"worker {worker_id}: submission for iteration {iteration}, but the current "
+                f"iteration is {self.iteration}"
+            )
+        if worker_id in self._pending:
+            raise ProtocolError(
+                f"worker {worker_id}: second submission for iteration {iteration} refused "
+                "(the first one stands)"
+            )
+        self._pending[worker_id] = item
+
+    def waiting_for(self) -> tuple[int, ...]:
+        """Active workers that have not submitted for the current iteration, sorted."""
+        return tuple(sorted(self.active - self._pending.keys()))
+
+    def is_complete(self) -> bool:
+        """Whether every active worker has submitted."""
+        return not self.waiting_for()
+
+    def close(self) -> RoundOutcome[T]:
+        """Close the current iteration (complete, or at its deadline) and start the next one.
+
+        Late workers are dropped if enough remain; otherwise the outcome carries a stop reason
+        and the book stays on this iteration.
+        """
+        missing = self.waiting_for()
+        if missing and len(self._pending) < self.min_workers:
+            names = ", ".join(str(w) for w in missing)
+            return RoundOutcome(
+                iteration=self.iteration,
+                contributions={},
+                missing=missing,
+                stop_reason=(
+                    f"iteration {self.iteration}: round deadline passed without worker(s) "
+                    f"{names}; {len(self._pending)} submitted, --min-workers is "
+                    f"{self.min_workers}: stopping"
+                ),
+            )
+        contributions = dict(sorted(self._pending.items()))
+        self.active -= set(missing)
+        self.dropped |= set(missing)
+        outcome = RoundOutcome(
+            iteration=self.iteration, contributions=contributions, missing=missing
+        )
+        self._pending = {}
+        self.iteration += 1
+        return outcome
