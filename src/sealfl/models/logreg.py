@@ -157,7 +157,7 @@ class LogisticRegression:
             raise ConfigError("labels must be 0 or 1")
         rng = np.random.default_rng(cfg.seed)
         n, d = X.shape
-        w = rng.normal(0.0, 0.01, size=d)
+        w: FloatArray = np.asarray(rng.normal(0.0, 0.01, size=d), dtype=np.float64)
         m = np.zeros(d)
         v = np.zeros(d)
         step = 0
