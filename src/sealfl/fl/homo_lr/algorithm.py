@@ -125,6 +125,25 @@ def local_update(
     return out
 
 
+def gram_statistics(X1: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray, int]:
+    """Return ``(XᵀX, Xᵀ(y − 0.5), m)``: all a worker needs of its data to take any step.
+
+    Computed once per run; every iteration's :func:`affine_from_gram` then costs ``O(d²)``.
+    """
+    G: FloatArray = X1.T @ X1
+    c: FloatArray = X1.T @ (np.asarray(y, np.float64) - 0.5)
+    return G, c, int(X1.shape[0])
+
+
+def affine_from_gram(
+    G: FloatArray, c: FloatArray, m: int, *, eta: float, alpha: float
+) -> tuple[FloatArray, FloatArray]:
+    """Return ``(A, b)`` of one step from the statistics of :func:`gram_statistics`."""
+    A: FloatArray = (1.0 - eta * alpha) * np.eye(G.shape[0]) - (eta / (4.0 * m)) * G
+    b: FloatArray = (eta / m) * c
+    return A, b
+
+
 def affine_update(
     X1: FloatArray, y: FloatArray, *, eta: float, alpha: float
 ) -> tuple[FloatArray, FloatArray]:
@@ -133,10 +152,8 @@ def affine_update(
     This is the form a worker evaluates on ``Enc(w)``: the data enter only through the plaintext
     ``A`` and ``b``, so the worker needs one plaintext-matrix × ciphertext-vector product.
     """
-    m, d = X1.shape
-    A: FloatArray = (1.0 - eta * alpha) * np.eye(d) - (eta / (4.0 * m)) * (X1.T @ X1)
-    b: FloatArray = (eta / m) * (X1.T @ (np.asarray(y, np.float64) - 0.5))
-    return A, b
+    G, c, m = gram_statistics(X1, y)
+    return affine_from_gram(G, c, m, eta=eta, alpha=alpha)
 
 
 def average(weights: list[FloatArray]) -> FloatArray:

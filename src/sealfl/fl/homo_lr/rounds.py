@@ -77,14 +77,16 @@ class RoundBook(Generic[T]):
                 f"({len(self.active)}), got {self.min_workers}"
             )
 
-    def submit(self, worker_id: int, iteration: int, item: T) -> None:
-        """Record ``worker_id``'s contribution to ``iteration``.
+    def check(self, worker_id: int, iteration: int) -> None:
+        """Raise if a submission by ``worker_id`` for ``iteration`` would be refused now.
+
+        Lets a caller reject early, before parsing an expensive payload.
 
         Raises
         ------
         ProtocolError
             If the worker is unknown or dropped, the iteration is not the current one, or the
-            worker already submitted for it. Nothing recorded is changed.
+            worker already submitted for it.
         """
         if worker_id in self.dropped:
             raise ProtocolError(
@@ -103,6 +105,16 @@ class RoundBook(Generic[T]):
                 f"worker {worker_id}: second submission for iteration {iteration} refused "
                 "(the first one stands)"
             )
+
+    def submit(self, worker_id: int, iteration: int, item: T) -> None:
+        """Record ``worker_id``'s contribution to ``iteration``.
+
+        Raises
+        ------
+        ProtocolError
+            As :meth:`check`; nothing recorded is changed.
+        """
+        self.check(worker_id, iteration)
         self._pending[worker_id] = item
 
     def waiting_for(self) -> tuple[int, ...]:

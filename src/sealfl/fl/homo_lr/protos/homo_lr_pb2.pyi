@@ -114,3 +114,21 @@ class ModelReply(_message.Message):
     missing_workers: _containers.RepeatedScalarFieldContainer[int]
     sealed_model_path: str
     def __init__(self, state: _Optional[_Union[ModelReply.State, str]] = ..., version: _Optional[int] = ..., encrypted_weights: _Optional[bytes] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., reason: _Optional[str] = ..., missing_workers: _Optional[_Iterable[int]] = ..., sealed_model_path: _Optional[str] = ...) -> None: ...
+
+class TrainedModel(_message.Message):
+    __slots__ = ("weights", "feature_names", "settings", "iterations_done", "evaluation", "session_id", "contributors")
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_DONE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    settings: TrainingSettings
+    iterations_done: int
+    evaluation: Evaluation
+    session_id: str
+    contributors: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, weights: _Optional[_Iterable[float]] = ..., feature_names: _Optional[_Iterable[str]] = ..., settings: _Optional[_Union[TrainingSettings, _Mapping]] = ..., iterations_done: _Optional[int] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., session_id: _Optional[str] = ..., contributors: _Optional[_Iterable[int]] = ...) -> None: ...
