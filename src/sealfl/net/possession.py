@@ -1,0 +1,85 @@
+"""Proof that an enrolling client holds the private key of the certificate it enrols.
+
+The message signed binds a domain tag, the server's single-use nonce, and the SHA-256 of both
+certificates' DER. The nonce makes the proof fresh (a recorded enrolment cannot be replayed),
+and the server certificate's hash makes it useless at any other server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from sealfl.errors import AttestationError, ConfigError
+
+__all__ = ["possession_message", "sign_possession", "verify_possession"]
+
+_DOMAIN = b"sealfl-net-enrolment-v1\x00"
+
+
+def possession_message(nonce: bytes, server_cert_pem: bytes, client_cert_pem: bytes) -> bytes:
+    """Return the bytes a client signs to enrol ``client_cert_pem`` at that server."""
+
+    def digest(pem: bytes) -> bytes:
+        der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        return hashlib.sha256(der).digest()
+
+    return _DOMAIN + nonce + digest(server_cert_pem) + digest(client_cert_pem)
+
+
+def sign_possession(key_pem: bytes, message: bytes) -> bytes:
+    """Sign ``message`` with the PEM private key (ECDSA-SHA256, RSA-PSS-SHA256 or EdDSA).
+
+    Raises
+    ------
+    ConfigError
+        If the key cannot be loaded or is of a type the scheme does not support.
+    """
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"client private key: not an unencrypted PEM key ({exc})") from exc
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(message, _pss(), hashes.SHA256())
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return key.sign(message)
+    raise ConfigError(
+        f"client private key: expected an EC, RSA or Ed25519/Ed448 key, got {type(key).__name__}"
+    )
+
+
+def verify_possession(cert: x509.Certificate, message: bytes, signature: bytes) -> None:
+    """Check ``signature`` over ``message`` with the certificate's public key.
+
+    Raises
+    ------
+    AttestationError
+        If the signature does not verify, or the key type is unsupported.
+    """
+    public = cert.public_key()
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, message, _pss(), hashes.SHA256())
+        elif isinstance(public, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            public.verify(signature, message)
+        else:
+            raise AttestationError(
+                f"possession proof: unsupported certificate key type {type(public).__name__}"
+            )
+    except InvalidSignature as exc:
+        raise AttestationError(
+            "possession proof: the signature over the enrolment nonce does not verify with the "
+            "certificate's public key (the client does not hold that key, or the nonce differs)"
+        ) from exc
+
+
+def _pss() -> padding.PSS:
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)

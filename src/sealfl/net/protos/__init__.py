@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for :mod:`sealfl.net` (regenerate with ``make protos``)."""
