@@ -32,16 +32,18 @@ class JoinRequest(_message.Message):
     def __init__(self, worker_id: _Optional[int] = ..., settings: _Optional[_Union[TrainingSettings, _Mapping]] = ..., n_samples: _Optional[int] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("public_key", "worker_num", "round_deadline_s", "session_id")
+    __slots__ = ("public_key", "worker_num", "round_deadline_s", "session_id", "refused")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     WORKER_NUM_FIELD_NUMBER: _ClassVar[int]
     ROUND_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     public_key: bytes
     worker_num: int
     round_deadline_s: float
     session_id: str
-    def __init__(self, public_key: _Optional[bytes] = ..., worker_num: _Optional[int] = ..., round_deadline_s: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
+    refused: str
+    def __init__(self, public_key: _Optional[bytes] = ..., worker_num: _Optional[int] = ..., round_deadline_s: _Optional[float] = ..., session_id: _Optional[str] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("worker_id", "iteration", "encrypted_weights")
