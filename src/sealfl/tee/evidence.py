@@ -1,0 +1,72 @@
+"""The contract every evidence backend fulfils, and the checks they share.
+
+An *evidence provider* turns 64 bytes of ``report_data`` into evidence that a verifier can
+check: a real SGX or TDX quote, or a simulated one. The caller chooses ``report_data`` so the
+evidence vouches for something it made inside the TEE (in RA-TLS: the hash of the claims that
+hold the certificate's public key). A provider also derives sealing keys bound to its identity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from sealfl.errors import AttestationError
+
+#: Size of the ``report_data`` field of SGX reports and TDX TD reports.
+REPORT_DATA_SIZE = 64
+#: Size of a derived sealing key (AES-256).
+SEALING_KEY_SIZE = 32
+
+Backend = Literal["simulated", "sgx", "tdx"]
+
+
+@runtime_checkable
+class EvidenceProvider(Protocol):
+    """A source of evidence inside one TEE (or a simulated one).
+
+    Attributes
+    ----------
+    backend
+        ``"simulated"``, ``"sgx"`` or ``"tdx"``: which verifier path the evidence needs.
+    """
+
+    backend: str
+
+    def quote(self, report_data: bytes) -> bytes:
+        """Return evidence whose signed report carries exactly ``report_data`` (64 bytes).
+
+        Raises
+        ------
+        AttestationError
+            If the TEE cannot produce evidence, or produced it for other ``report_data``.
+        """
+        ...
+
+    def derive_sealing_key(self, label: bytes) -> bytes:
+        """Return 32 bytes bound to this TEE identity and to ``label``.
+
+        The same code on the same platform gets the same key back, so data sealed by one
+        run can be unsealed by the next; different code or a different label gets another key.
+
+        Raises
+        ------
+        AttestationError
+            If this TEE has no local sealing key (TDX: keys come from a key broker).
+        """
+        ...
+
+
+def check_report_data(report_data: bytes) -> bytes:
+    """Return ``report_data`` as bytes after checking it is exactly 64 bytes.
+
+    Raises
+    ------
+    AttestationError
+        If it is not bytes of length 64.
+    """
+    if not isinstance(report_data, bytes | bytearray | memoryview):
+        raise AttestationError(f"report_data must be bytes, got {type(report_data).__name__}")
+    data = bytes(report_data)
+    if len(data) != REPORT_DATA_SIZE:
+        raise AttestationError(f"report_data must be {REPORT_DATA_SIZE} bytes, got {len(data)}")
+    return data

@@ -1,0 +1,292 @@
+"""The simulated TEE backend, for development and CI on machines without SGX or TDX.
+
+Danger: simulated evidence proves nothing about isolation. A *simulated platform* is a local
+ECDSA P-256 key (plus a sealing secret) that stands in for the CPU: it signs quotes that carry a
+measurement of the code being run (:func:`sealfl.tee.measure_code`). A verifier accepts such a
+quote only when its policy says ``allow_simulated`` *and* lists the platform's fingerprint, so
+trusting a simulated platform is always an explicit act by the person who writes the policy.
+
+Simulated quotes begin with :data:`SIMULATED_MARKER`; the DCAP verifier refuses anything that
+carries it, and every generation or acceptance logs a warning.
+
+Quote layout: ``SIMULATED_MARKER || CBOR [version, measurement, report_data, platform_spki,
+signature]`` where the ECDSA-SHA256 signature covers ``SIMULATED_MARKER || CBOR [version,
+measurement, report_data, platform_spki]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cbor2
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from sealfl.errors import AttestationError, ConfigError
+from sealfl.tee.evidence import REPORT_DATA_SIZE, SEALING_KEY_SIZE, check_report_data
+
+logger = logging.getLogger(__name__)
+
+#: Every simulated quote starts with these bytes; real quotes start with a little-endian version.
+SIMULATED_MARKER = b"SEALFL-SIMULATED-QUOTE\x00"
+SIMULATED_QUOTE_VERSION = 1
+MEASUREMENT_SIZE = 32
+
+_KEY_FILE = "platform_key.pem"
+_SECRET_FILE = "sealing_secret.bin"
+_SECRET_SIZE = 32
+_SEAL_INFO = b"sealfl simulated sealing key v1\x00"
+
+
+def _fingerprint(spki_der: bytes) -> str:
+    return hashlib.sha256(spki_der).hexdigest()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600, refusing to replace an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise ConfigError(
+            f"simulated platform file {path} already exists: refusing to overwrite a platform "
+            "key (load it with SimulatedPlatform.load, or choose an empty directory)"
+        ) from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+class SimulatedPlatform:
+    """The simulated "machine": a quote-signing key and a sealing secret, kept in a directory.
+
+    Create one per host (or per test) with :meth:`create`; a verifier trusts it by listing
+    :attr:`fingerprint` in its policy.
+    """
+
+    def __init__(self, *, signing_key: ec.EllipticCurvePrivateKey, sealing_secret: bytes) -> None:
+        if not isinstance(signing_key.curve, ec.SECP256R1):
+            raise ConfigError(
+                f"simulated platform key must be on P-256, got {signing_key.curve.name}"
+            )
+        if len(sealing_secret) != _SECRET_SIZE:
+            raise ConfigError(
+                f"simulated platform sealing secret must be {_SECRET_SIZE} bytes, "
+                f"got {len(sealing_secret)}"
+            )
+        self._signing_key = signing_key
+        self._sealing_secret = bytes(sealing_secret)
+        self._spki = signing_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def create(cls, directory: Path) -> SimulatedPlatform:
+        """Make a new platform and write its key files (mode 0600) into ``directory``.
+
+        Raises
+        ------
+        ConfigError
+            If a platform file already exists there (never overwritten) or it is not writable.
+        """
+        directory = Path(directory)
+        key = ec.generate_private_key(ec.SECP256R1())
+        secret = os.urandom(_SECRET_SIZE)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name in (_KEY_FILE, _SECRET_FILE):
+                if (directory / name).exists():
+                    raise ConfigError(
+                        f"simulated platform file {directory / name} already exists: refusing "
+                        "to overwrite a platform key"
+                    )
+            _write_private(directory / _KEY_FILE, key_pem)
+            _write_private(directory / _SECRET_FILE, secret)
+        except OSError as exc:
+            raise ConfigError(f"cannot write simulated platform into {directory}: {exc}") from exc
+        return cls(signing_key=key, sealing_secret=secret)
+
+    @classmethod
+    def load(cls, directory: Path) -> SimulatedPlatform:
+        """Read a platform written by :meth:`create`.
+
+        Raises
+        ------
+        ConfigError
+            If a file is missing or does not hold a P-256 key / 32-byte secret.
+        """
+        directory = Path(directory)
+        key_path, secret_path = directory / _KEY_FILE, directory / _SECRET_FILE
+        try:
+            key_pem = key_path.read_bytes()
+            secret = secret_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read simulated platform in {directory}: {exc}") from exc
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{key_path}: not an unencrypted PEM private key ({exc})") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{key_path}: expected an EC private key, got {type(key).__name__}")
+        return cls(signing_key=key, sealing_secret=secret)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex SHA-256 of the platform's public key (SubjectPublicKeyInfo DER)."""
+        return _fingerprint(self._spki)
+
+    @property
+    def public_key_der(self) -> bytes:
+        """The platform's public key as SubjectPublicKeyInfo DER."""
+        return self._spki
+
+    def sign_quote(self, measurement: bytes, report_data: bytes) -> bytes:
+        """Return a simulated quote over ``measurement`` and ``report_data``.
+
+        Raises
+        ------
+        AttestationError
+            If the measurement is not 32 bytes or report_data not 64 bytes.
+        """
+        report_data = check_report_data(report_data)
+        if len(measurement) != MEASUREMENT_SIZE:
+            raise AttestationError(
+                f"simulated measurement must be {MEASUREMENT_SIZE} bytes, got {len(measurement)}"
+            )
+        body = [SIMULATED_QUOTE_VERSION, bytes(measurement), report_data, self._spki]
+        signature = self._signing_key.sign(
+            SIMULATED_MARKER + cbor2.dumps(body), ec.ECDSA(hashes.SHA256())
+        )
+        return SIMULATED_MARKER + cbor2.dumps([*body, signature])
+
+    def sealing_key(self, measurement: bytes, label: bytes) -> bytes:
+        """HKDF(platform secret, salt=measurement, info=label): 32 bytes."""
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=SEALING_KEY_SIZE,
+            salt=bytes(measurement),
+            info=_SEAL_INFO + bytes(label),
+        ).derive(self._sealing_secret)
+
+
+class SimulatedTee:
+    """Evidence provider for the simulated backend: one measured program on one platform."""
+
+    backend: ClassVar[str] = "simulated"
+
+    def __init__(self, platform: SimulatedPlatform, measurement: bytes) -> None:
+        if len(measurement) != MEASUREMENT_SIZE:
+            raise ConfigError(
+                f"simulated measurement must be {MEASUREMENT_SIZE} bytes, got {len(measurement)}"
+            )
+        self._platform = platform
+        self.measurement = bytes(measurement)
+
+    @property
+    def platform(self) -> SimulatedPlatform:
+        """The platform whose key signs this TEE's quotes."""
+        return self._platform
+
+    def quote(self, report_data: bytes) -> bytes:
+        """Return a simulated quote, and log that it is one."""
+        logger.warning(
+            "SIMULATED TEE: generating simulated evidence (platform %s, measurement %s); it "
+            "proves nothing about isolation and is refused by real verifiers",
+            self._platform.fingerprint[:16],
+            self.measurement.hex()[:16],
+        )
+        return self._platform.sign_quote(self.measurement, report_data)
+
+    def derive_sealing_key(self, label: bytes) -> bytes:
+        """HKDF(platform secret, measurement, label): other code or label, other key."""
+        return self._platform.sealing_key(self.measurement, label)
+
+
+@dataclass(frozen=True)
+class SimulatedQuote:
+    """A parsed simulated quote whose signature has been checked against its embedded key."""
+
+    measurement: bytes
+    report_data: bytes
+    platform_fingerprint: str
+
+
+def is_simulated_quote(quote: bytes) -> bool:
+    """Tell whether ``quote`` carries the simulated marker."""
+    return bytes(quote[: len(SIMULATED_MARKER)]) == SIMULATED_MARKER
+
+
+def _field(body: list[Any], index: int, name: str, size: int | None) -> bytes:
+    value = body[index]
+    if not isinstance(value, bytes):
+        raise AttestationError(
+            f"simulated quote field {name}: expected bytes, got {type(value).__name__}"
+        )
+    if size is not None and len(value) != size:
+        raise AttestationError(
+            f"simulated quote field {name}: expected {size} bytes, got {len(value)}"
+        )
+    return value
+
+
+def verify_simulated_quote(quote: bytes) -> SimulatedQuote:
+    """Parse ``quote`` and check its signature with the platform key it names.
+
+    Which platforms to trust is the policy's decision (by fingerprint), not this function's.
+
+    Raises
+    ------
+    AttestationError
+        If the marker, structure, version or signature is wrong.
+    """
+    if not is_simulated_quote(quote):
+        raise AttestationError("not a simulated quote: the SIMULATED marker is missing")
+    try:
+        decoded = cbor2.loads(bytes(quote[len(SIMULATED_MARKER) :]))
+    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
+        raise AttestationError(f"simulated quote is not valid CBOR: {exc}") from exc
+    if not isinstance(decoded, list | tuple) or len(decoded) != 5:
+        shape = (
+            f"list of {len(decoded)}"
+            if isinstance(decoded, list | tuple)
+            else type(decoded).__name__
+        )
+        raise AttestationError(f"simulated quote: expected a CBOR array of 5 items, got {shape}")
+    if decoded[0] != SIMULATED_QUOTE_VERSION:
+        raise AttestationError(
+            f"simulated quote version: expected {SIMULATED_QUOTE_VERSION}, got {decoded[0]!r}"
+        )
+    measurement = _field(decoded, 1, "measurement", MEASUREMENT_SIZE)
+    report_data = _field(decoded, 2, "report_data", REPORT_DATA_SIZE)
+    spki = _field(decoded, 3, "platform_key", None)
+    signature = _field(decoded, 4, "signature", None)
+    try:
+        public_key = serialization.load_der_public_key(spki)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise AttestationError(f"simulated quote platform_key is not a public key: {exc}") from exc
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+        public_key.curve, ec.SECP256R1
+    ):
+        raise AttestationError("simulated quote platform_key: expected an EC P-256 key")
+    signed = SIMULATED_MARKER + cbor2.dumps(decoded[:4])
+    try:
+        public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise AttestationError(
+            "simulated quote signature does not verify with the platform key it carries"
+        ) from exc
+    return SimulatedQuote(
+        measurement=measurement,
+        report_data=report_data,
+        platform_fingerprint=_fingerprint(spki),
+    )

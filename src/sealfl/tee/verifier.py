@@ -1,0 +1,229 @@
+"""Appraise evidence against a policy: signature first, then identity and platform rules.
+
+A :class:`Verifier` combines a :class:`~sealfl.tee.Policy` with what it needs to check real
+quotes (collateral, a pinned root, the time). :meth:`Verifier.appraise` returns a
+:class:`~sealfl.tee.Verdict` listing every failed rule; :meth:`Verifier.verify` raises
+:class:`~sealfl.errors.AttestationError` instead of ever returning a refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sealfl.errors import AttestationError
+from sealfl.tee.dcap import Collateral, DcapResult, parse_quote_report, verify_dcap_quote
+from sealfl.tee.evidence import check_report_data
+from sealfl.tee.policy import SIMULATED_TCB_STATUS, Policy
+from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote
+from sealfl.tee.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+
+class Verifier:
+    """Evidence plus policy gives a verdict.
+
+    Parameters
+    ----------
+    policy
+        What to accept.
+    collateral
+        Intel collateral for real quotes; without it every real quote is refused.
+    now
+        Clock returning unix seconds (injectable for tests and offline verification);
+        defaults to :func:`time.time`.
+    root_ca_der
+        Trust anchor for real quotes; ``None`` uses the Intel SGX Root CA built into dcap-qvl.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        collateral: Collateral | None = None,
+        now: Callable[[], float] | None = None,
+        root_ca_der: bytes | None = None,
+    ) -> None:
+        self._policy = policy
+        self._collateral = collateral
+        self._now = now or time.time
+        self._root_ca_der = root_ca_der
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this verifier applies."""
+        return self._policy
+
+    def time(self) -> float:
+        """Return the verifier's current time in unix seconds."""
+        return float(self._now())
+
+    def appraise(self, evidence: bytes, *, now: float | None = None) -> Verdict:
+        """Check ``evidence`` and return a verdict; never raises for bad evidence.
+
+        Parameters
+        ----------
+        evidence
+            A real SGX/TDX quote or a simulated quote.
+        now
+            Unix time to verify at; defaults to the verifier's clock.
+        """
+        at = self.time() if now is None else float(now)
+        if is_simulated_quote(evidence):
+            return self._appraise_simulated(bytes(evidence))
+        return self._appraise_dcap(bytes(evidence), at)
+
+    def verify(
+        self, evidence: bytes, *, report_data: bytes | None = None, now: float | None = None
+    ) -> Verdict:
+        """Appraise ``evidence`` and raise unless it is accepted and vouches for ``report_data``.
+
+        Raises
+        ------
+        AttestationError
+            With every reason the evidence was refused.
+        """
+        verdict = self.appraise(evidence, now=now)
+        verdict.raise_if_refused()
+        if report_data is not None and verdict.report_data != check_report_data(report_data):
+            raise AttestationError(
+                f"report_data: expected {bytes(report_data).hex()}, "
+                f"found {(verdict.report_data or b'').hex()}"
+            )
+        return verdict
+
+    def _appraise_simulated(self, evidence: bytes) -> Verdict:
+        try:
+            quote = verify_simulated_quote(evidence)
+        except AttestationError as exc:
+            return Verdict(accepted=False, reasons=(str(exc),), backend="simulated")
+        policy = self._policy
+        reasons: list[str] = []
+        if not policy.allow_simulated:
+            reasons.append("policy does not allow simulated evidence (allow_simulated = false)")
+        else:
+            if quote.platform_fingerprint not in policy.platform_fingerprints:
+                reasons.append(
+                    f"simulated platform {quote.platform_fingerprint} is not trusted: expected "
+                    f"one of {sorted(policy.platform_fingerprints)}"
+                )
+            if quote.measurement not in policy.simulated_measurements:
+                reasons.append(
+                    f"measurement: expected one of "
+                    f"{sorted(m.hex() for m in policy.simulated_measurements)}, "
+                    f"found {quote.measurement.hex()}"
+                )
+        accepted = not reasons
+        if accepted:
+            logger.warning(
+                "SIMULATED TEE: accepting simulated evidence from platform %s (measurement %s): "
+                "it proves nothing about isolation",
+                quote.platform_fingerprint[:16],
+                quote.measurement.hex()[:16],
+            )
+        return Verdict(
+            accepted=accepted,
+            reasons=tuple(reasons),
+            backend="simulated",
+            tcb_status=SIMULATED_TCB_STATUS,
+            measurements={
+                "measurement": quote.measurement.hex(),
+                "platform": quote.platform_fingerprint,
+            },
+            report_data=quote.report_data,
+            debug=False,
+        )
+
+    def _appraise_dcap(self, evidence: bytes, at: float) -> Verdict:
+        try:
+            report = parse_quote_report(evidence)
+        except AttestationError as exc:
+            return Verdict(accepted=False, reasons=(str(exc),), backend="unknown")
+        partial = Verdict(
+            accepted=False,
+            reasons=(),
+            backend=report.tee,
+            quote_version=report.version,
+            measurements=report.measurements,
+            report_data=report.report_data,
+            debug=report.debug,
+        )
+        if self._collateral is None:
+            return _refuse(partial, "no collateral given: real quotes cannot be verified")
+        try:
+            result = verify_dcap_quote(
+                evidence, self._collateral, now=at, root_ca_der=self._root_ca_der
+            )
+        except AttestationError as exc:
+            return _refuse(partial, str(exc))
+        reasons = self._platform_reasons(result) + self._identity_reasons(result)
+        return Verdict(
+            accepted=not reasons,
+            reasons=tuple(reasons),
+            backend=report.tee,
+            quote_version=report.version,
+            tcb_status=result.tcb_status,
+            advisories=result.advisories,
+            measurements=report.measurements,
+            report_data=report.report_data,
+            debug=report.debug,
+            platform_flags=result.platform_flags,
+        )
+
+    def _platform_reasons(self, result: DcapResult) -> list[str]:
+        policy = self._policy
+        reasons: list[str] = []
+        if result.tcb_status not in policy.tcb_statuses:
+            reasons.append(
+                f"TCB status: expected one of {sorted(policy.tcb_statuses)}, "
+                f"found {result.tcb_status} (advisories: {', '.join(result.advisories) or 'none'})"
+            )
+        refused = sorted(set(result.advisories) & policy.rejected_advisories)
+        if refused:
+            reasons.append(f"advisories refused by policy: {', '.join(refused)}")
+        if result.report.debug and not policy.allow_debug:
+            kind = "enclave" if result.report.tee == "sgx" else "trust domain"
+            reasons.append(f"debug {kind} refused: policy does not allow debug")
+        flags = result.platform_flags
+        for flag, allowed, what, setting in (
+            (
+                "dynamic_platform",
+                policy.allow_dynamic_platform,
+                "a dynamic platform",
+                "allow_dynamic_platform",
+            ),
+            ("cached_keys", policy.allow_cached_keys, "cached platform keys", "allow_cached_keys"),
+            ("smt_enabled", policy.allow_smt, "SMT (hyper-threading) enabled", "allow_smt"),
+        ):
+            if flags.get(flag) == "True" and not allowed:
+                reasons.append(f"the PCK certificate marks {what}; policy has {setting} = false")
+        return reasons
+
+    def _identity_reasons(self, result: DcapResult) -> list[str]:
+        tee = result.report.tee
+        identities = self._policy.sgx if tee == "sgx" else self._policy.tdx
+        if not identities:
+            return [f"policy lists no acceptable {tee.upper()} identity"]
+        mismatches = [identity.mismatches(result.report.measurements) for identity in identities]
+        if any(not found for found in mismatches):
+            return []
+        if len(mismatches) == 1:
+            return mismatches[0]
+        return [
+            f"matches none of the {len(mismatches)} {tee.upper()} identities: "
+            + " | ".join(f"#{index}: " + ", ".join(found) for index, found in enumerate(mismatches))
+        ]
+
+
+def _refuse(partial: Verdict, reason: str) -> Verdict:
+    return Verdict(
+        accepted=False,
+        reasons=(reason,),
+        backend=partial.backend,
+        quote_version=partial.quote_version,
+        measurements=partial.measurements,
+        report_data=partial.report_data,
+        debug=partial.debug,
+    )
