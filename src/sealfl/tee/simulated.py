@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,7 +227,7 @@ def is_simulated_quote(quote: bytes) -> bool:
     return bytes(quote[: len(SIMULATED_MARKER)]) == SIMULATED_MARKER
 
 
-def _field(body: list[Any], index: int, name: str, size: int | None) -> bytes:
+def _field(body: Sequence[Any], index: int, name: str, size: int | None) -> bytes:
     value = body[index]
     if not isinstance(value, bytes):
         raise AttestationError(
