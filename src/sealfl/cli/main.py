@@ -10,10 +10,10 @@ import sys
 
 from rich.console import Console
 
+# Command modules: one import per module, each registers its own commands.
+import sealfl.cli.seal_cmd  # noqa: F401  (sealfl seal ...)
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError, SealflError
-
-# Command modules: one import per module, each registers its own commands.
 
 
 def main() -> None:
