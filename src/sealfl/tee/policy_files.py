@@ -1,0 +1,304 @@
+"""Read a :class:`~sealfl.tee.Policy` from a TOML file, or from cczoo's ``dynamic_config.json``.
+
+TOML layout (every key optional except the identities you need; unknown keys are errors, so a
+typo never silently widens a policy)::
+
+    tcb_statuses = ["UpToDate"]            # acceptable TCB statuses, listed explicitly
+    rejected_advisories = []
+    allow_debug = false
+    allow_dynamic_platform = false         # e.g. the TDX vector's PCK cert marks one
+    allow_cached_keys = false
+    allow_smt = true
+    max_evidence_age_seconds = 600         # RA-TLS issued-at freshness
+
+    [[sgx]]                                # any number; evidence must match one
+    mr_enclave = "<64 hex>"
+    mr_signer = "<64 hex>"
+    isv_prod_id = 0                        # exact
+    min_isv_svn = 0                        # at least
+
+    [[tdx]]
+    mr_td = "<96 hex>"
+    rtmr0 = "<96 hex>"                     # rtmr0..rtmr3, each optional
+
+    [simulated]
+    allow = true
+    measurements = ["<64 hex>"]
+    platform_fingerprints = ["<64 hex>"]
+
+cczoo's JSON (``verify_mr_enclave: "on"`` ..., ``sgx_mrs: [{mr_enclave, mr_signer, isv_prod_id,
+isv_svn}]``) loads as-is, including the trailing commas its published template contains; fields
+whose ``verify_*`` switch is not ``"on"`` are not checked, and ``isv_svn`` is a minimum.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sealfl.errors import ConfigError
+from sealfl.tee.policy import Policy, SgxIdentity, TdxIdentity
+
+_TOP_KEYS = frozenset(
+    {
+        "tcb_statuses",
+        "rejected_advisories",
+        "allow_debug",
+        "allow_dynamic_platform",
+        "allow_cached_keys",
+        "allow_smt",
+        "max_evidence_age_seconds",
+        "sgx",
+        "tdx",
+        "simulated",
+    }
+)
+_SGX_KEYS = frozenset({"mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"})
+_TDX_KEYS = frozenset({"mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3"})
+_SIMULATED_KEYS = frozenset({"allow", "measurements", "platform_fingerprints"})
+_CCZOO_SWITCHES = frozenset(
+    {
+        "verify_mr_enclave",
+        "verify_mr_signer",
+        "verify_isv_prod_id",
+        "verify_isv_svn",
+        "verify_in_enclave",
+        "verify_enclave_debuggable",
+        "verify_config_svn",
+    }
+)
+_CCZOO_LISTS = ("sgx_mrs", "mrs")
+_CCZOO_ENTRY_KEYS = frozenset(
+    {"mr_enclave", "mr_signer", "isv_prod_id", "isv_svn", "config_svn", "debuggable"}
+)
+
+
+class _Reader:
+    """Typed access to a parsed document that names the file and key in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"policy {self.source}: {where}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.fail(where, f"unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+    def table(self, value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a table, got {type(value).__name__}")
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{where}{key}", f"expected true or false, got {value!r}")
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, where: str) -> list[str]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{where}{key}", f"expected a list of strings, got {value!r}")
+        return value
+
+    def digest(self, value: Any, size: int, where: str) -> bytes:
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected {2 * size} hex digits, got {type(value).__name__}")
+        try:
+            raw = bytes.fromhex(value.strip())
+        except ValueError as exc:
+            raise self.fail(where, f"expected {2 * size} hex digits, got {value!r}") from exc
+        if len(raw) != size:
+            raise self.fail(where, f"expected {2 * size} hex digits, got {2 * len(raw)}")
+        return raw
+
+    def integer(self, value: Any, where: str) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"expected an integer, got {value!r}")
+        return value
+
+
+def _build(reader: _Reader, build: Any) -> Any:
+    """Call a constructor, re-raising its ConfigError with the file named."""
+    try:
+        return build()
+    except ConfigError as exc:
+        raise ConfigError(f"policy {reader.source}: {exc}") from exc
+
+
+def _sgx_from_toml(reader: _Reader, raw: Any, index: int) -> SgxIdentity:
+    where = f"sgx[{index}]"
+    table = reader.table(raw, where)
+    reader.check_keys(table, _SGX_KEYS, where)
+    fields: dict[str, Any] = {}
+    for key in ("mr_enclave", "mr_signer"):
+        if key in table:
+            fields[key] = reader.digest(table[key], 32, f"{where}.{key}")
+    for key in ("isv_prod_id", "min_isv_svn"):
+        if key in table:
+            fields[key] = reader.integer(table[key], f"{where}.{key}")
+    return _build(reader, lambda: SgxIdentity(**fields))
+
+
+def _tdx_from_toml(reader: _Reader, raw: Any, index: int) -> TdxIdentity:
+    where = f"tdx[{index}]"
+    table = reader.table(raw, where)
+    reader.check_keys(table, _TDX_KEYS, where)
+    mr_td = reader.digest(table["mr_td"], 48, f"{where}.mr_td") if "mr_td" in table else None
+    rtmrs = tuple(
+        reader.digest(table[f"rtmr{i}"], 48, f"{where}.rtmr{i}") if f"rtmr{i}" in table else None
+        for i in range(4)
+    )
+    return _build(reader, lambda: TdxIdentity(mr_td=mr_td, rtmrs=rtmrs))
+
+
+def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
+    """Parse a TOML policy (layout in the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and key of the first problem.
+    """
+    reader = _Reader(source)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"policy {source}: not valid TOML ({exc})") from exc
+    reader.check_keys(document, _TOP_KEYS, "top level")
+    sgx_list = document.get("sgx", [])
+    tdx_list = document.get("tdx", [])
+    if not isinstance(sgx_list, list) or not isinstance(tdx_list, list):
+        raise reader.fail("sgx/tdx", "expected arrays of tables ([[sgx]], [[tdx]])")
+    simulated = reader.table(document.get("simulated", {}), "simulated")
+    reader.check_keys(simulated, _SIMULATED_KEYS, "simulated")
+    max_age = document.get("max_evidence_age_seconds")
+    if max_age is not None:
+        max_age = timedelta(seconds=reader.integer(max_age, "max_evidence_age_seconds"))
+    statuses = (
+        reader.strings(document, "tcb_statuses", "") if "tcb_statuses" in document else ["UpToDate"]
+    )
+    measurements = [
+        reader.digest(value, 32, f"simulated.measurements[{i}]")
+        for i, value in enumerate(reader.strings(simulated, "measurements", "simulated."))
+    ]
+    fingerprints = reader.strings(simulated, "platform_fingerprints", "simulated.")
+    return _build(
+        reader,
+        lambda: Policy(
+            sgx=tuple(_sgx_from_toml(reader, raw, i) for i, raw in enumerate(sgx_list)),
+            tdx=tuple(_tdx_from_toml(reader, raw, i) for i, raw in enumerate(tdx_list)),
+            tcb_statuses=frozenset(statuses),
+            rejected_advisories=frozenset(reader.strings(document, "rejected_advisories", "")),
+            allow_debug=reader.boolean(document, "allow_debug", False, ""),
+            allow_dynamic_platform=reader.boolean(document, "allow_dynamic_platform", False, ""),
+            allow_cached_keys=reader.boolean(document, "allow_cached_keys", False, ""),
+            allow_smt=reader.boolean(document, "allow_smt", True, ""),
+            allow_simulated=reader.boolean(simulated, "allow", False, "simulated."),
+            simulated_measurements=frozenset(measurements),
+            platform_fingerprints=frozenset(fingerprints),
+            max_evidence_age=max_age,
+            source=source,
+        ),
+    )
+
+
+def _strip_trailing_commas(text: str) -> str:
+    """Drop commas that directly precede ``]`` or ``}`` outside strings (cczoo's template)."""
+    out: list[str] = []
+    in_string = escaped = False
+    pending_comma: list[str] = []
+    for char in text:
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if pending_comma:
+            if char.isspace():
+                pending_comma.append(char)
+                continue
+            if char in "]}":
+                out.extend(pending_comma[1:])
+            else:
+                out.extend(pending_comma)
+            pending_comma = []
+        if char == ",":
+            pending_comma = [char]
+            continue
+        if char == '"':
+            in_string = True
+        out.append(char)
+    out.extend(pending_comma)
+    return "".join(out)
+
+
+def policy_from_cczoo_json(text: str, *, source: str = "<string>") -> Policy:
+    """Parse cczoo's ``dynamic_config.json`` into an SGX policy (strict TCB, no debug).
+
+    Raises
+    ------
+    ConfigError
+        If the JSON is malformed, lists no measurements, or a switched-on field is empty.
+    """
+    reader = _Reader(source)
+    try:
+        document = json.loads(_strip_trailing_commas(text))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"policy {source}: not valid JSON ({exc})") from exc
+    document = reader.table(document, "top level")
+    reader.check_keys(document, _CCZOO_SWITCHES | frozenset(_CCZOO_LISTS), "top level")
+    switches = {
+        key: isinstance(document.get(key), str) and document[key].strip().lower() == "on"
+        for key in _CCZOO_SWITCHES
+    }
+    list_key = next((key for key in _CCZOO_LISTS if key in document), None)
+    entries = document.get(list_key) if list_key else None
+    if not isinstance(entries, list) or not entries:
+        raise reader.fail("sgx_mrs", "expected a non-empty list of measurements")
+    identities: list[SgxIdentity] = []
+    for index, raw in enumerate(entries):
+        where = f"{list_key}[{index}]"
+        entry = reader.table(raw, where)
+        reader.check_keys(entry, _CCZOO_ENTRY_KEYS, where)
+        fields: dict[str, Any] = {}
+        for key in ("mr_enclave", "mr_signer"):
+            if switches[f"verify_{key}"]:
+                fields[key] = reader.digest(entry.get(key), 32, f"{where}.{key}")
+        if switches["verify_isv_prod_id"]:
+            fields["isv_prod_id"] = reader.integer(entry.get("isv_prod_id"), f"{where}.isv_prod_id")
+        if switches["verify_isv_svn"]:
+            fields["min_isv_svn"] = reader.integer(entry.get("isv_svn"), f"{where}.isv_svn")
+        identities.append(_build(reader, lambda fields=fields: SgxIdentity(**fields)))
+    return Policy(sgx=tuple(identities), source=source)
+
+
+def load_policy(path: Path) -> Policy:
+    """Read a policy file: ``.json`` as cczoo's format, anything else as TOML.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or is not a valid policy; the message names file and key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc}") from exc
+    if path.suffix.lower() == ".json":
+        return policy_from_cczoo_json(text, source=str(path))
+    return policy_from_toml(text, source=str(path))
