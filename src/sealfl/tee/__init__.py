@@ -21,6 +21,7 @@ from sealfl.tee.evidence import REPORT_DATA_SIZE, EvidenceProvider
 from sealfl.tee.gramine import GramineSgx
 from sealfl.tee.measurement import measure_code
 from sealfl.tee.policy import Policy, SgxIdentity, TdxIdentity
+from sealfl.tee.policy_files import load_policy
 from sealfl.tee.ratls import (
     CertificateInspection,
     RaTlsCredentials,
@@ -52,6 +53,7 @@ __all__ = [
     "Verifier",
     "create_ratls_certificate",
     "inspect_ratls_certificate",
+    "load_policy",
     "measure_code",
     "parse_quote_report",
     "verify_ratls_certificate",
