@@ -1,5 +1,6 @@
 """Crash safety: a failed write or open leaves the old file intact and no temporary file behind."""
 
+import io
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from sealfl.seal import (
     open_sealed_file,
     read_sealed,
     seal_bytes,
+    seal_stream,
     write_sealed,
 )
 
@@ -128,3 +130,24 @@ def test_a_process_killed_while_writing_leaves_the_old_file_intact(tmp_path: Pat
     assert len(leftovers) == 1
     assert leftovers[0].startswith(".model.sealed.")
     assert leftovers[0].endswith(TEMP_SUFFIX)
+
+
+class BrokenPipe(io.RawIOBase):
+    """A readable stream whose device fails after the first read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError(5, "Input/output error")
+        return b"first piece"
+
+
+def test_a_read_error_names_the_input_not_the_output() -> None:
+    with pytest.raises(ConfigError, match=r"cannot read model source: Input/output error"):
+        seal_stream(BrokenPipe(), io.BytesIO(), KEY, name="model source")  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import pytest
 
 from sealfl.errors import SealError
 from sealfl.seal import SealingKey, open_sealed_bytes, open_sealed_file, seal_bytes
+from sealfl.seal._format import ChunkCipher, SealedHeader
 
 CHUNK = 16
 TAG = 16
@@ -167,3 +168,17 @@ def test_dropping_the_empty_final_chunk_of_an_exact_multiple_is_refused() -> Non
     assert len(blob) == 54 + 3 * RECORD + TAG
     with pytest.raises(SealError, match=r"ends at byte \d+ after chunk 2, which was not sealed"):
         open_sealed_bytes(blob[:-TAG], KEY)
+
+
+def _hand_sealed(last_sealed_as_final: bool) -> bytes:
+    """Two chunks built with the format layer, the last one's final flag chosen by the test."""
+    header = SealedHeader.fresh(KEY, chunk_size=CHUNK, label="")
+    raw = header.to_bytes()
+    cipher = ChunkCipher(KEY, raw, header.salt)
+    return raw + cipher.seal(0, False, bytes(CHUNK)) + cipher.seal(1, last_sealed_as_final, b"end")
+
+
+def test_a_last_chunk_not_sealed_as_final_is_refused_by_its_tag() -> None:
+    assert open_sealed_bytes(_hand_sealed(True), KEY) == bytes(CHUNK) + b"end"
+    with pytest.raises(SealError, match=r"chunk 1 \(at byte \d+, 19 bytes\) failed authentication"):
+        open_sealed_bytes(_hand_sealed(False), KEY)

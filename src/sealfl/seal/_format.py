@@ -32,8 +32,11 @@ Why each piece is there:
   label, version) fails authentication; there is no separate header tag to keep in step.
 - The chunk index in the nonce and the associated data makes reordering, duplicating or
   dropping a chunk fail authentication at the first chunk out of place.
-- The final flag detects truncation at a chunk boundary: a file cut after chunk ``k`` ends with
-  a chunk that was sealed as "not final". A cut inside a chunk changes its length and so its tag.
+- Truncation: the last chunk is always shorter than ``chunk_size``, so a file cut at a chunk
+  boundary ends with a full chunk and is refused as incomplete, and a cut inside a chunk changes
+  that chunk's length and so its tag. The final flag binds the claim "this is the last chunk"
+  into the tag as well (as the STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár
+  does), so detection does not rest on the framing rule alone.
 - A fresh random 32-byte salt per file yields a fresh file key. The caller's key never
   encrypts anything itself, so the NIST SP 800-38D limit of about 2^32 random 96-bit nonces
   per key does not apply across files, and nonces inside one file are a counter, so they never
