@@ -1,0 +1,354 @@
+"""The client's and the server's side of one query, and the schedule that drives them.
+
+Each party is a small state machine over the levels of :meth:`QueryPlan.schedule`: ``open``
+returns the arrays it sends at a level, ``close`` combines them with the peer's. A
+:class:`Endpoint` decides what goes into each message. Its rule is *open your own level before
+you close it, and open the next level as soon as the previous one is closed*, which makes
+messages leapfrog: every message carries the sender's half of the level the peer is waiting
+for and its half of the next one, so a level costs half a round trip, not a whole one. The
+client opens the first two levels at once (neither needs anything from the server), so the
+masked input and the first comparison round travel together.
+
+The same code runs in one process (:func:`evaluate_locally`, used by the tests) and across
+gRPC (:mod:`sealfl.fl.infer`), which only moves the messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sealfl.errors import ProtocolError
+from sealfl.mpc.compare import Comparator
+from sealfl.mpc.dealer import PartyMaterial, deal_query, expand_client, expand_server
+from sealfl.mpc.plan import SPLINE_FRAC_BITS, Level, Output, QueryPlan
+from sealfl.mpc.ring import U64, decode, encode
+
+Arr = npt.NDArray[Any]
+Message = dict[int, list[Arr]]
+
+
+def _expect(
+    level: str, arrays: Sequence[Arr], specs: Sequence[tuple[tuple[int, ...], Any]]
+) -> None:
+    """Raise :class:`ProtocolError` unless ``arrays`` match ``specs`` (shape, dtype) exactly."""
+    if len(arrays) != len(specs):
+        raise ProtocolError(
+            f"{level}: expected {len(specs)} arrays from the peer, got {len(arrays)}"
+        )
+    for i, (arr, (shape, dtype)) in enumerate(zip(arrays, specs, strict=True)):
+        if arr.shape != shape or arr.dtype != np.dtype(dtype):
+            raise ProtocolError(
+                f"{level}: array {i} expected {np.dtype(dtype).name}{list(shape)}, "
+                f"got {arr.dtype.name}{list(arr.shape)}"
+            )
+
+
+class _Party:
+    """What client and server share: comparisons, the spline and the level bookkeeping."""
+
+    party: int
+
+    def __init__(self, plan: QueryPlan, material: PartyMaterial) -> None:
+        self.plan = plan
+        self.material = material
+        self.schedule = plan.schedule()
+        self.logit_share: U64 | None = None
+        self._cmp: Comparator | None = None
+        self._zhat: U64 | None = None
+        self.output_share: Arr | None = None
+
+    # -- comparisons -----------------------------------------------------------------------
+    def _comparator(self) -> Comparator:
+        if self._cmp is None:
+            cmp = self.plan.compare
+            assert cmp is not None and self.logit_share is not None
+            self._cmp = Comparator(self.party, cmp, self.logit_share, self.material.triples)
+        return self._cmp
+
+    def _open_compare(self, rnd: int) -> list[Arr]:
+        out: list[Arr] = []
+        if rnd == 0 and self.plan.output is Output.PROBABILITY:
+            assert self.logit_share is not None and self.material.rho is not None
+            out.append(self.logit_share + self.material.rho)
+        return out + self._comparator().open(rnd)
+
+    def _close_compare(self, rnd: int, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        n, k = self.plan.rows, self.plan.columns
+        cmp = self.plan.compare
+        assert cmp is not None
+        words = [((n, k), cmp.dtype)] * (1 + cmp.rights(rnd))
+        if rnd == 0 and self.plan.output is Output.PROBABILITY:
+            _expect(f"compare round {rnd}", peer, [((n,), np.uint64), *words])
+            self._zhat = own[0] + peer[0]
+            own, peer = own[1:], peer[1:]
+        else:
+            _expect(f"compare round {rnd}", peer, words)
+        self._comparator().close(rnd, own, peer)
+
+    # -- spline ----------------------------------------------------------------------------
+    def _open_bits(self) -> list[Arr]:
+        assert self.material.beta_xor is not None
+        return [self._comparator().result() ^ self.material.beta_xor]
+
+    def _close_bits(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        _expect("bits", peer, [((self.plan.rows, self.plan.columns), np.uint8)])
+        self.output_share = self._spline_share(np.asarray(own[0] ^ peer[0], dtype=np.uint8))
+
+    def _spline_share(self, opened: npt.NDArray[np.uint8]) -> U64:
+        """Return this party's additive share of the spline, given the opened ``b ^ beta`` bits."""
+        m = self.material
+        assert m.beta_add is not None and m.beta_rho is not None
+        assert self.logit_share is not None and self._zhat is not None
+        spline = self.plan.spline
+        out_scale = self.plan.output_frac_bits
+        slope = encode(spline.slope_steps, SPLINE_FRAC_BITS)
+        intercept = encode(spline.intercept_steps, out_scale)
+        bp = opened.astype(np.uint64)
+        sign = np.uint64(1) - np.uint64(2) * bp  # 1 - 2b' in the ring
+        beta_z = self._zhat[:, None] * m.beta_add - m.beta_rho  # share of beta * z
+        bit_z = sign * beta_z  # share of (1 - 2b') beta z
+        bit = sign * m.beta_add  # share of (1 - 2b') beta
+        if self.party == 0:
+            bit = bit + bp
+        bit_z = bit_z + bp * self.logit_share[:, None]
+        y = (bit_z * slope + bit * intercept).sum(axis=1, dtype=np.uint64)
+        if self.party == 0:
+            y = y + encode(spline.base, out_scale)
+        return np.asarray(y, dtype=np.uint64)
+
+    # -- levels ----------------------------------------------------------------------------
+    def open(self, level: int) -> list[Arr]:
+        """Arrays this party sends at ``level``."""
+        kind, idx = self.schedule[level]
+        if kind is Level.LINEAR:
+            return self._open_linear()
+        if kind is Level.COMPARE:
+            return self._open_compare(idx)
+        if kind is Level.BITS:
+            return self._open_bits()
+        return self._open_reveal()
+
+    def close(self, level: int, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        """Combine this party's and the peer's arrays of ``level``."""
+        kind, idx = self.schedule[level]
+        if kind is Level.LINEAR:
+            self._close_linear(peer)
+        elif kind is Level.COMPARE:
+            self._close_compare(idx, own, peer)
+        elif kind is Level.BITS:
+            self._close_bits(own, peer)
+        else:
+            self._close_reveal(peer)
+
+    def can_open_early(self, level: int) -> bool:
+        """Whether ``level`` can be opened before the levels below it are closed."""
+        return False
+
+    def _open_linear(self) -> list[Arr]:
+        raise NotImplementedError
+
+    def _close_linear(self, peer: Sequence[Arr]) -> None:
+        raise NotImplementedError
+
+    def _open_reveal(self) -> list[Arr]:
+        raise NotImplementedError
+
+    def _close_reveal(self, peer: Sequence[Arr]) -> None:
+        raise NotImplementedError
+
+
+class ClientParty(_Party):
+    """The input owner, who also receives the output.
+
+    Parameters
+    ----------
+    plan
+        The query's public plan.
+    material
+        From :func:`sealfl.mpc.dealer.expand_client`.
+    masked_model
+        ``F = w - B``, the server's masked model of this session.
+    inputs
+        The input batch, ``rows x features`` floats.
+    """
+
+    party = 0
+
+    def __init__(
+        self, plan: QueryPlan, material: PartyMaterial, masked_model: U64, inputs: Arr
+    ) -> None:
+        super().__init__(plan, material)
+        if inputs.shape != (plan.rows, plan.features):
+            raise ProtocolError(
+                f"client input expected shape {(plan.rows, plan.features)}, got {inputs.shape}"
+            )
+        if masked_model.shape != (plan.features,) or masked_model.dtype != np.uint64:
+            raise ProtocolError(
+                f"masked model expected uint64[{plan.features}], "
+                f"got {masked_model.dtype.name}{list(masked_model.shape)}"
+            )
+        assert material.mask is not None
+        self._x = encode(inputs, plan.frac_bits)
+        self.logit_share = material.mask @ masked_model + material.logit
+        self.result: Arr | None = None
+
+    def can_open_early(self, level: int) -> bool:
+        """Level 1 needs only the client's own logit share, so it travels with level 0."""
+        return level == 1
+
+    def _open_linear(self) -> list[Arr]:
+        assert self.material.mask is not None
+        return [self._x - self.material.mask]
+
+    def _close_linear(self, peer: Sequence[Arr]) -> None:
+        _expect("linear", peer, [])
+
+    def _open_reveal(self) -> list[Arr]:
+        return []
+
+    def _close_reveal(self, peer: Sequence[Arr]) -> None:
+        n = self.plan.rows
+        out = self.plan.output
+        if out is Output.LABEL:
+            _expect("reveal", peer, [((n, 1), np.uint8)])
+            self.result = (self._comparator().result() ^ peer[0])[:, 0].astype(np.int64)
+        elif out is Output.LOGIT:
+            _expect("reveal", peer, [((n,), np.uint64)])
+            assert self.logit_share is not None
+            self.result = decode(self.logit_share + peer[0], self.plan.logit_frac_bits)
+        else:
+            _expect("reveal", peer, [((n,), np.uint64)])
+            assert self.output_share is not None
+            y = decode(self.output_share + peer[0], self.plan.output_frac_bits)
+            self.result = np.clip(y, 0.0, 1.0)
+
+
+class ServerParty(_Party):
+    """The model owner, who learns nothing about the input or the output.
+
+    Parameters
+    ----------
+    plan
+        The query's public plan.
+    material
+        From :func:`sealfl.mpc.dealer.expand_server`.
+    model
+        The encoded weights ``w`` (``uint64``, scale ``2^frac_bits``).
+    """
+
+    party = 1
+
+    def __init__(self, plan: QueryPlan, material: PartyMaterial, model: U64) -> None:
+        super().__init__(plan, material)
+        if model.shape != (plan.features,):
+            raise ProtocolError(
+                f"query has {plan.features} features but the model has {model.shape[0]}"
+            )
+        self._w = model
+
+    def _open_linear(self) -> list[Arr]:
+        return []
+
+    def _close_linear(self, peer: Sequence[Arr]) -> None:
+        _expect("linear", peer, [((self.plan.rows, self.plan.features), np.uint64)])
+        self.logit_share = peer[0] @ self._w + self.material.logit
+
+    def _open_reveal(self) -> list[Arr]:
+        out = self.plan.output
+        if out is Output.LABEL:
+            return [self._comparator().result()]
+        if out is Output.LOGIT:
+            assert self.logit_share is not None
+            return [self.logit_share]
+        assert self.output_share is not None
+        return [self.output_share]
+
+    def _close_reveal(self, peer: Sequence[Arr]) -> None:
+        _expect("reveal", peer, [])
+
+
+class Endpoint:
+    """Drives one party through the schedule, message by message.
+
+    Parameters
+    ----------
+    party
+        The party to drive.
+    """
+
+    def __init__(self, party: _Party) -> None:
+        self.party = party
+        self._levels = len(party.schedule)
+        self._opened: dict[int, list[Arr]] = {}
+        self._closed = 0
+
+    @property
+    def done(self) -> bool:
+        """The client is done when every level is closed; the server when it has revealed."""
+        if self.party.party == 0:
+            return self._closed == self._levels
+        return len(self._opened) == self._levels
+
+    def _open(self, level: int, out: Message) -> None:
+        arrays = self.party.open(level)
+        self._opened[level] = arrays
+        out[level] = arrays
+
+    def start(self) -> Message:
+        """Return the client's first message: every level it can open without the server."""
+        out: Message = {}
+        self._open(0, out)
+        while len(self._opened) < self._levels and self.party.can_open_early(len(self._opened)):
+            self._open(len(self._opened), out)
+        return out
+
+    def receive(self, message: Mapping[int, Sequence[Arr]]) -> Message:
+        """Close the levels the peer sent and return this party's next message."""
+        out: Message = {}
+        for level in sorted(message):
+            if level != self._closed or level >= self._levels:
+                raise ProtocolError(
+                    f"unexpected level {level} from the peer, expected level {self._closed}"
+                )
+            if level not in self._opened:
+                self._open(level, out)
+            self.party.close(level, self._opened[level], list(message[level]))
+            self._closed += 1
+        nxt = len(self._opened)
+        if nxt < self._levels and self._closed == nxt:
+            self._open(nxt, out)
+        return out
+
+
+def evaluate_locally(plan: QueryPlan, inputs: Arr, weights: Arr) -> tuple[Arr, int]:
+    """Run the whole protocol in one process: dealer, client and server.
+
+    Returns
+    -------
+    tuple
+        The client's result and the number of messages exchanged.
+    """
+    w = encode(weights, plan.frac_bits)
+    from sealfl.mpc.dealer import session_mask
+
+    b = session_mask(plan.features)
+    seed, deal = deal_query(plan, b)
+    client = ClientParty(plan, expand_client(plan, seed), w - b, np.asarray(inputs, np.float64))
+    server = ServerParty(plan, expand_server(plan, deal), w)
+    c_end, s_end = Endpoint(client), Endpoint(server)
+    msg = c_end.start()
+    messages = 1
+    while True:
+        reply = s_end.receive(msg)
+        messages += 1
+        c_msg = c_end.receive(reply)
+        if c_end.done:
+            break
+        msg = c_msg
+        messages += 1
+    assert client.result is not None
+    return client.result, messages

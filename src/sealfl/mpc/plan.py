@@ -1,0 +1,134 @@
+"""The public plan of one private-inference query, identical at client, server and dealer.
+
+A query is ``rows x features`` inputs and one of three outputs:
+
+- ``probability``: the sigmoid is evaluated inside MPC as a spline
+  (:mod:`sealfl.mpc.spline`); the client receives the probability and nothing else.
+- ``logit``: the server reveals its share of the logit to the client, which applies the sigmoid
+  itself. One round trip; the client learns the logit (which the probability also determines).
+- ``label``: one exact secure comparison ``logit >= 0``; the client learns only the label.
+
+The plan fixes the message schedule, a list of *levels*; at each level both parties open some
+arrays (possibly none) and then combine them with the other party's:
+
+==========  ==========================================  =================================
+level       client opens                                server opens
+==========  ==========================================  =================================
+linear      ``E = X - A`` (masked input)                nothing
+compare 0   masked logit share (probability), AND words  the same
+compare j   AND words of Kogge-Stone span ``2^(j-1)``    the same
+bits        masked comparison bits (probability)         the same
+reveal      nothing                                      its share of the output
+==========  ==========================================  =================================
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from sealfl.errors import ConfigError
+from sealfl.mpc.compare import ComparePlan
+from sealfl.mpc.ring import FRAC_BITS
+from sealfl.mpc.spline import Spline, sigmoid_spline
+
+COMPARE_FRAC_BITS = 10
+"""Fractional bits of the coarsened logit the spline's knots are compared with."""
+
+SPLINE_FRAC_BITS = 20
+"""Fractional bits of the spline's slope steps; the output lands at scale 2^(2f + 20)."""
+
+MAX_ROWS = 1 << 20
+MAX_FEATURES = 1 << 16
+
+
+class Output(enum.Enum):
+    """What the client receives."""
+
+    PROBABILITY = "probability"
+    LOGIT = "logit"
+    LABEL = "label"
+
+
+class Level(enum.Enum):
+    """Kinds of step in the message schedule."""
+
+    LINEAR = "linear"
+    COMPARE = "compare"
+    BITS = "bits"
+    REVEAL = "reveal"
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Everything public about one query.
+
+    Attributes
+    ----------
+    rows, features
+        Shape of the client's input batch.
+    output
+        What the client receives.
+    frac_bits
+        Fractional bits of the encoded input and of the encoded weights.
+    """
+
+    rows: int
+    features: int
+    output: Output
+    frac_bits: int = FRAC_BITS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rows <= MAX_ROWS:
+            raise ConfigError(f"rows must be between 1 and {MAX_ROWS}, got {self.rows}")
+        if not 1 <= self.features <= MAX_FEATURES:
+            raise ConfigError(f"features must be between 1 and {MAX_FEATURES}, got {self.features}")
+
+    @property
+    def logit_frac_bits(self) -> int:
+        """Scale of the logit: the product of two encodings."""
+        return 2 * self.frac_bits
+
+    @property
+    def output_frac_bits(self) -> int:
+        """Scale of the spline's output."""
+        return self.logit_frac_bits + SPLINE_FRAC_BITS
+
+    @property
+    def spline(self) -> Spline:
+        """The sigmoid spline used for ``probability``."""
+        return sigmoid_spline()
+
+    @property
+    def compare(self) -> ComparePlan | None:
+        """Comparisons to run, or ``None`` for ``logit``."""
+        if self.output is Output.LOGIT:
+            return None
+        if self.output is Output.LABEL:
+            return ComparePlan(bits=64, shift=0, thresholds=np.zeros(1, dtype=np.int64))
+        shift = self.logit_frac_bits - COMPARE_FRAC_BITS
+        thresholds = np.rint(self.spline.knots * (1 << COMPARE_FRAC_BITS)).astype(np.int64)
+        return ComparePlan(bits=32, shift=shift, thresholds=thresholds)
+
+    @property
+    def columns(self) -> int:
+        """Comparisons per row (0 for ``logit``)."""
+        cmp = self.compare
+        return 0 if cmp is None else len(cmp.thresholds)
+
+    def schedule(self) -> list[tuple[Level, int]]:
+        """Return the levels of the message schedule, each with its index within its kind."""
+        out = [(Level.LINEAR, 0)]
+        cmp = self.compare
+        if cmp is not None:
+            out += [(Level.COMPARE, r) for r in range(cmp.rounds)]
+        if self.output is Output.PROBABILITY:
+            out.append((Level.BITS, 0))
+        out.append((Level.REVEAL, 0))
+        return out
+
+    def round_trips(self) -> int:
+        """Client-server round trips one query takes (messages alternate, two levels each)."""
+        return len(self.schedule()) // 2

@@ -1,0 +1,56 @@
+"""Arithmetic in the ring Z_2^64 and the fixed-point encoding of reals into it.
+
+Every secret in :mod:`sealfl.mpc` is a numpy ``uint64`` array whose arithmetic wraps modulo
+2^64, which is exactly the ring additive secret sharing needs: ``x = x_0 + x_1 mod 2^64`` with
+``x_0`` uniform hides ``x`` perfectly. Reals are encoded as ``round(x * 2^f)`` in two's
+complement, so a product of two encodings carries scale ``2^(2f)``. This package never
+truncates a product: the linear layer's logit stays at scale ``2^(2f)`` and the sigmoid spline's
+coefficients are chosen so that its output lands at a fixed, larger scale. Because ring
+arithmetic is exact, intermediate wrap-around is harmless; only the final value must fit, in
+``|v| < 2^63``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from sealfl.errors import ConfigError
+
+U64 = npt.NDArray[np.uint64]
+FloatArray = npt.NDArray[np.float64]
+
+FRAC_BITS = 20
+"""Fractional bits of an encoded input feature and of an encoded weight (logit scale 2^40)."""
+
+
+def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
+    """Encode reals as ring elements ``round(x * 2^frac_bits) mod 2^64``.
+
+    Raises
+    ------
+    ConfigError
+        If a value is not finite or its encoding does not fit in 62 bits (which would leave
+        no headroom for the sums the protocols compute).
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    scaled = np.rint(arr * float(1 << frac_bits))
+    limit = float(1 << 62)
+    if not np.all(np.abs(scaled) < limit):
+        bad = arr.flat[int(np.argmax(~(np.abs(scaled) < limit)))]
+        raise ConfigError(
+            f"value {bad!r} cannot be encoded with {frac_bits} fractional bits: expected a "
+            f"finite value of magnitude below {2.0 ** (62 - frac_bits):.3g}"
+        )
+    return scaled.astype(np.int64).view(np.uint64)
+
+
+def decode(v: npt.ArrayLike, frac_bits: int) -> FloatArray:
+    """Decode ring elements at scale ``2^frac_bits`` back to reals (two's complement)."""
+    signed = np.asarray(v, dtype=np.uint64).view(np.int64)
+    return signed.astype(np.float64) / float(1 << frac_bits)
+
+
+def reconstruct(share0: U64, share1: U64) -> U64:
+    """Return ``share0 + share1 mod 2^64``, the secret of two additive shares."""
+    return share0 + share1

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealfl.errors import ConfigError, ProtocolError
+from sealfl.mpc.binary import AndTriple, and_close, and_open
+from sealfl.mpc.compare import Comparator
+from sealfl.mpc.dealer import deal_query, expand_server, session_mask
+from sealfl.mpc.plan import Output, QueryPlan
+from sealfl.mpc.prg import Prg, fresh_seed
+from sealfl.mpc.ring import decode, encode
+from sealfl.mpc.spline import DEFAULT_MAX_ERROR, sigmoid_spline
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@given(st.lists(finite, min_size=1, max_size=50))
+def test_encode_decode_round_trip(values: list[float]) -> None:
+    x = np.array(values)
+    np.testing.assert_allclose(decode(encode(x), 20), x, atol=2**-20)
+
+
+@given(st.lists(finite, min_size=1, max_size=20), st.lists(finite, min_size=1, max_size=20))
+def test_ring_sums_and_products_decode(a: list[float], b: list[float]) -> None:
+    n = min(len(a), len(b))
+    x, y = np.array(a[:n]) / 1e3, np.array(b[:n]) / 1e3
+    np.testing.assert_allclose(decode(encode(x) + encode(y), 20), x + y, atol=2**-19)
+    np.testing.assert_allclose(decode(encode(x) * encode(y), 40), x * y, atol=1e-3)
+
+
+def test_encode_refuses_what_does_not_fit() -> None:
+    with pytest.raises(ConfigError, match="cannot be encoded"):
+        encode(np.array([1.0, 2.0**45]))
+    with pytest.raises(ConfigError, match="cannot be encoded"):
+        encode(np.array([np.nan]))
+
+
+def test_prg_streams_are_deterministic_and_independent() -> None:
+    seed = fresh_seed()
+    a = Prg(seed).words("A", (4, 5))
+    assert np.array_equal(a, Prg(seed).words("A", (4, 5)))
+    assert not np.array_equal(a, Prg(seed).words("B", (4, 5)))
+    assert not np.array_equal(a, Prg(fresh_seed()).words("A", (4, 5)))
+    bits = Prg(seed).bits("x", (1000,))
+    assert set(np.unique(bits)) == {0, 1}
+    with pytest.raises(ConfigError, match="32 bytes, got 3"):
+        Prg(b"abc")
+
+
+def _xor_share(rng: np.random.Generator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r = rng.integers(0, 2**64, size=x.shape, dtype=np.uint64)
+    return r, x ^ r
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_and_gate_computes_and(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, y1, y2 = (rng.integers(0, 2**64, size=7, dtype=np.uint64) for _ in range(3))
+    a, b1, b2 = (rng.integers(0, 2**64, size=7, dtype=np.uint64) for _ in range(3))
+    shares = [_xor_share(rng, v) for v in (x, y1, y2, a, b1, b2, a & b1, a & b2)]
+    triples = [
+        AndTriple(a=shares[3][i], b=(shares[4][i], shares[5][i]), c=(shares[6][i], shares[7][i]))
+        for i in (0, 1)
+    ]
+    opens = [and_open(shares[0][i], [shares[1][i], shares[2][i]], triples[i]) for i in (0, 1)]
+    outs = [and_close(i, opens[i], opens[1 - i], triples[i]) for i in (0, 1)]
+    assert np.array_equal(outs[0][0] ^ outs[1][0], x & y1)
+    assert np.array_equal(outs[0][1] ^ outs[1][1], x & y2)
+
+
+def _compare(z_int: np.ndarray, plan: QueryPlan) -> np.ndarray:
+    """Run the comparator of ``plan`` on shares of the ring values ``z_int``."""
+    seed, deal = deal_query(plan, session_mask(plan.features))
+    from sealfl.mpc.dealer import expand_client
+
+    mats = [expand_client(plan, seed), expand_server(plan, deal)]
+    rng = np.random.default_rng(0)
+    s0 = rng.integers(0, 2**64, size=z_int.shape, dtype=np.uint64)
+    shares = [s0, z_int.view(np.uint64) - s0]
+    cmp = plan.compare
+    assert cmp is not None
+    parties = [Comparator(i, cmp, shares[i], mats[i].triples) for i in (0, 1)]
+    for rnd in range(cmp.rounds):
+        opened = [p.open(rnd) for p in parties]
+        for i in (0, 1):
+            parties[i].close(rnd, opened[i], opened[1 - i])
+    return parties[0].result() ^ parties[1].result()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=40))
+def test_exact_comparison_with_zero(values: list[int]) -> None:
+    z = np.array([*values, 0, -1, 1, 2**62, -(2**62)], dtype=np.int64)
+    plan = QueryPlan(rows=z.size, features=1, output=Output.LABEL)
+    assert np.array_equal(_compare(z, plan)[:, 0], (z >= 0).astype(np.uint8))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=30))
+def test_coarse_comparison_with_knots(values: list[float]) -> None:
+    z = np.array(values)
+    plan = QueryPlan(rows=z.size, features=1, output=Output.PROBABILITY)
+    got = _compare(encode(z, 40).view(np.int64), plan)
+    knots = plan.spline.knots
+    want = (z[:, None] >= knots).astype(np.uint8)
+    # Exact except within two units of the coarse scale (2^-10) from a knot.
+    far = np.abs(z[:, None] - knots) > 2 * 2**-10
+    assert np.array_equal(got[far], want[far])
+
+
+def test_spline_error_bound() -> None:
+    spline = sigmoid_spline()
+    z = np.linspace(-40, 40, 400_001)
+    err = np.abs(spline(z) - 1 / (1 + np.exp(-z)))
+    assert err.max() <= DEFAULT_MAX_ERROR * 1.001
+    # Continuous at every knot, so a comparison that errs near a knot costs almost nothing.
+    eps = 1e-9
+    jumps = np.abs(spline(spline.knots + eps) - spline(spline.knots - eps))
+    assert jumps.max() < 1e-6
+
+
+def test_server_refuses_dealer_material_of_the_wrong_shape() -> None:
+    plan = QueryPlan(rows=3, features=4, output=Output.PROBABILITY)
+    _, deal = deal_query(plan, session_mask(4))
+    other = QueryPlan(rows=5, features=4, output=Output.PROBABILITY)
+    with pytest.raises(ProtocolError, match=r"logit expected uint64\[5\], got uint64\[3\]"):
+        expand_server(other, deal)
+    with pytest.raises(ProtocolError, match="session mask has 4 features"):
+        deal_query(QueryPlan(rows=1, features=5, output=Output.LOGIT), session_mask(4))

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from sealfl.data import breast
+from sealfl.errors import ProtocolError
+from sealfl.models import LogisticRegression, TrainConfig
+from sealfl.mpc.dealer import deal_query, expand_client, expand_server, session_mask
+from sealfl.mpc.parties import ClientParty, Endpoint, ServerParty, evaluate_locally
+from sealfl.mpc.plan import Output, QueryPlan
+from sealfl.mpc.ring import encode
+
+
+@pytest.fixture(scope="module")
+def model() -> LogisticRegression:
+    train = [breast.load_split(s) for s in ("homo_guest", "homo_host")]
+    X = np.vstack([t.X for t in train])
+    y = np.concatenate([t.labels() for t in train])
+    return LogisticRegression.fit(X, y, TrainConfig(epochs=150))[0]
+
+
+@pytest.fixture(scope="module")
+def test_x() -> np.ndarray:
+    return breast.load_split("homo_test").X
+
+
+def _plan(x: np.ndarray, output: Output) -> QueryPlan:
+    return QueryPlan(rows=x.shape[0], features=x.shape[1], output=output)
+
+
+def test_probability_in_mpc_within_1e_3(model: LogisticRegression, test_x: np.ndarray) -> None:
+    got, messages = evaluate_locally(_plan(test_x, Output.PROBABILITY), test_x, model.weights)
+    assert np.abs(got - model.predict_proba(test_x)).max() <= 1e-3
+    assert messages == 8  # four round trips
+
+
+def test_revealed_logit_within_1e_4(model: LogisticRegression, test_x: np.ndarray) -> None:
+    from sealfl.models import sigmoid
+
+    got, messages = evaluate_locally(_plan(test_x, Output.LOGIT), test_x, model.weights)
+    assert np.abs(sigmoid(got) - model.predict_proba(test_x)).max() <= 1e-4
+    assert messages == 2  # one round trip, like a plaintext call
+
+
+def test_labels_agree(model: LogisticRegression, test_x: np.ndarray) -> None:
+    got, _ = evaluate_locally(_plan(test_x, Output.LABEL), test_x, model.weights)
+    assert np.array_equal(got, model.predict(test_x))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_wide_random_model(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(64, 528))
+    w = rng.normal(scale=0.1, size=528)
+    z = X @ w
+    p = 1 / (1 + np.exp(-z))
+    got, _ = evaluate_locally(QueryPlan(rows=64, features=528, output=Output.PROBABILITY), X, w)
+    assert np.abs(got - p).max() <= 1e-3
+    lab, _ = evaluate_locally(QueryPlan(rows=64, features=528, output=Output.LABEL), X, w)
+    assert np.array_equal(lab, (z >= 0).astype(np.int64))
+
+
+def _parties(plan: QueryPlan, x: np.ndarray, w: np.ndarray) -> tuple[Endpoint, Endpoint]:
+    w_enc = encode(w)
+    b = session_mask(plan.features)
+    seed, deal = deal_query(plan, b)
+    client = ClientParty(plan, expand_client(plan, seed), w_enc - b, x)
+    server = ServerParty(plan, expand_server(plan, deal), w_enc)
+    return Endpoint(client), Endpoint(server)
+
+
+def test_server_sees_fresh_masks_for_the_same_input() -> None:
+    x = np.ones((2, 3))
+    plan = QueryPlan(rows=2, features=3, output=Output.LOGIT)
+    first = _parties(plan, x, np.ones(3))[0].start()[0][0]
+    second = _parties(plan, x, np.ones(3))[0].start()[0][0]
+    assert not np.array_equal(first, second)
+
+
+def test_wrong_shape_from_peer_is_a_protocol_error() -> None:
+    plan = QueryPlan(rows=2, features=3, output=Output.LOGIT)
+    _, server = _parties(plan, np.ones((2, 3)), np.ones(3))
+    with pytest.raises(
+        ProtocolError, match=r"linear: array 0 expected uint64\[2, 3\], got uint64\[2, 4\]"
+    ):
+        server.receive({0: [np.zeros((2, 4), np.uint64)], 1: []})
+    with pytest.raises(ProtocolError, match="unexpected level 3"):
+        server.receive({3: []})
