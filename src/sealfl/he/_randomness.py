@@ -1,0 +1,176 @@
+"""Sources of the random ``n``-th residues that make Paillier encryption probabilistic.
+
+Three modes (:class:`Randomness`):
+
+``DJN`` (default)
+    Damgård–Jurik–Nielsen short exponents: ``ρ = h_s^a`` with ``h_s = (-x²)^n mod n²`` for a
+    random ``x`` drawn once per process, and a fresh random ``a`` of ``⌈k/2⌉`` bits for a
+    ``k``-bit ``n``. ``h_s`` is fixed, so a :class:`~sealfl.he._fixedbase.FixedBaseTable` turns
+    each ``h_s^a`` into ~127 multiplications. Security rests on the DJN assumption that such
+    ``h_s^a`` are indistinguishable from uniform ``n``-th residues. With the private key at
+    hand the tables work modulo ``p²`` and ``q²`` (CRT), on half-size numbers.
+``CRT``
+    Uniform ``r^n`` (no extra assumption), computed modulo ``p²`` and ``q²`` with the private
+    key and recombined: about three times faster than ``TEXTBOOK``.
+``TEXTBOOK``
+    Uniform ``r^n mod n²`` with the public key only: what python-paillier does.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import threading
+from collections import OrderedDict
+from typing import Protocol
+
+import gmpy2
+from gmpy2 import mpz
+
+from sealfl.errors import ConfigError
+from sealfl.he._fixedbase import FixedBaseTable
+from sealfl.he._keys import PaillierPrivateKey, PaillierPublicKey
+
+
+class Randomness(enum.Enum):
+    """How encryption draws its random ``n``-th residue; see the module docstring."""
+
+    DJN = "djn"
+    CRT = "crt"
+    TEXTBOOK = "textbook"
+
+
+class ResidueSource(Protocol):
+    """Something that draws random ``n``-th residues modulo ``n²``."""
+
+    def draw(self, count: int) -> list[mpz]:
+        """Return ``count`` independent random ``n``-th residues modulo ``n²``."""
+        ...
+
+
+def _random_unit(n: mpz) -> mpz:
+    while True:
+        r = mpz(secrets.randbelow(int(n) - 1) + 1)
+        if gmpy2.gcd(r, n) == 1:
+            return r
+
+
+def _djn_generator(n: mpz) -> mpz:
+    """Return ``h = -x² mod n`` for a fresh random unit ``x`` (DJN's generator before ``^n``)."""
+    x = _random_unit(n)
+    return (-(x * x)) % n
+
+
+class _TextbookSource:
+    def __init__(self, public_key: PaillierPublicKey) -> None:
+        self._n = public_key.n_mpz
+        self._nsquare = public_key.nsquare
+
+    def draw(self, count: int) -> list[mpz]:
+        bases = [_random_unit(self._n) for _ in range(count)]
+        return list(gmpy2.powmod_base_list(bases, self._n, self._nsquare))
+
+
+class _CRTSource:
+    def __init__(self, private_key: PaillierPrivateKey) -> None:
+        self._key = private_key
+        p, q, psquare, qsquare = private_key.crt_moduli
+        n = private_key.public_key.n_mpz
+        # The group of units modulo p² has order p(p-1): reduce the exponent n accordingly.
+        self._exp_p = n % (p * (p - 1))
+        self._exp_q = n % (q * (q - 1))
+        self._q2_inv_p2 = gmpy2.invert(qsquare, psquare)
+
+    def draw(self, count: int) -> list[mpz]:
+        _p, _q, psquare, qsquare = self._key.crt_moduli
+        n = self._key.public_key.n_mpz
+        rs = [_random_unit(n) for _ in range(count)]
+        rp = gmpy2.powmod_base_list([r % psquare for r in rs], self._exp_p, psquare)
+        rq = gmpy2.powmod_base_list([r % qsquare for r in rs], self._exp_q, qsquare)
+        inv = self._q2_inv_p2
+        return [self._key.crt_combine_square(a, b, inv) for a, b in zip(rp, rq, strict=True)]
+
+
+class _DJNSource:
+    def __init__(self, public_key: PaillierPublicKey) -> None:
+        n, nsquare = public_key.n_mpz, public_key.nsquare
+        self._exponent_bits = (public_key.bits + 1) // 2
+        h_s = gmpy2.powmod(_djn_generator(n), n, nsquare)
+        self._table = FixedBaseTable(h_s, nsquare, self._exponent_bits)
+
+    def draw(self, count: int) -> list[mpz]:
+        bits, table = self._exponent_bits, self._table
+        return [table.pow(secrets.randbits(bits)) for _ in range(count)]
+
+
+class _DJNCRTSource:
+    def __init__(self, private_key: PaillierPrivateKey) -> None:
+        self._key = private_key
+        public_key = private_key.public_key
+        n = public_key.n_mpz
+        _p, _q, psquare, qsquare = private_key.crt_moduli
+        self._exponent_bits = (public_key.bits + 1) // 2
+        h = _djn_generator(n)
+        self._table_p = FixedBaseTable(gmpy2.powmod(h, n, psquare), psquare, self._exponent_bits)
+        self._table_q = FixedBaseTable(gmpy2.powmod(h, n, qsquare), qsquare, self._exponent_bits)
+        self._q2_inv_p2 = gmpy2.invert(qsquare, psquare)
+
+    def draw(self, count: int) -> list[mpz]:
+        bits, tp, tq, inv = self._exponent_bits, self._table_p, self._table_q, self._q2_inv_p2
+        combine = self._key.crt_combine_square
+        out = []
+        for _ in range(count):
+            a = secrets.randbits(bits)
+            out.append(combine(tp.pow(a), tq.pow(a), inv))
+        return out
+
+
+_CACHE_SIZE = 4
+_cache: OrderedDict[tuple[str, int, bool], ResidueSource] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def residue_source(
+    public_key: PaillierPublicKey,
+    randomness: Randomness,
+    private_key: PaillierPrivateKey | None = None,
+) -> ResidueSource:
+    """Return a (cached) source of random ``n``-th residues for this key and mode.
+
+    DJN tables take a fraction of a second to build and 8-16 MiB each, so the last few sources
+    are kept per process.
+
+    Raises
+    ------
+    ConfigError
+        If ``CRT`` randomness is asked for without the private key, or the private key does not
+        belong to ``public_key``.
+    """
+    if private_key is not None and private_key.public_key != public_key:
+        raise ConfigError(
+            f"private key {private_key.public_key.fingerprint_hex} does not match public key "
+            f"{public_key.fingerprint_hex}"
+        )
+    if randomness is Randomness.CRT and private_key is None:
+        raise ConfigError("CRT randomness needs the private key; use DJN or TEXTBOOK instead")
+    use_crt = private_key is not None and randomness is not Randomness.TEXTBOOK
+    cache_key = (randomness.value, public_key.n, use_crt)
+    with _cache_lock:
+        source = _cache.get(cache_key)
+        if source is not None:
+            _cache.move_to_end(cache_key)
+            return source
+    if randomness is Randomness.TEXTBOOK:
+        source = _TextbookSource(public_key)
+    elif randomness is Randomness.CRT:
+        assert private_key is not None
+        source = _CRTSource(private_key)
+    elif private_key is not None:
+        source = _DJNCRTSource(private_key)
+    else:
+        source = _DJNSource(public_key)
+    with _cache_lock:
+        _cache[cache_key] = source
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return source
