@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ class QuoteVector:
     """One real quote from ../shared/vectors with the time its README says to verify at."""
 
     quote: bytes
+    quote_path: Path
     collateral_path: Path
     at: int
 
@@ -45,6 +45,7 @@ def intel_root(vectors: Path) -> bytes:
 def load_vector(vectors: Path, name: str) -> QuoteVector:
     return QuoteVector(
         quote=(vectors / name).read_bytes(),
+        quote_path=vectors / name,
         collateral_path=vectors / f"{name}_collateral.json",
         at=_VECTOR_TIMES[name],
     )
@@ -80,11 +81,3 @@ def simulated_policy(platform: SimulatedPlatform, tee: SimulatedTee) -> Policy:
     return Policy.for_simulated(
         measurements=[tee.measurement], platform_fingerprints=[platform.fingerprint]
     )
-
-
-def readme_text(vectors: Path) -> str:
-    return (vectors / "README.md").read_text()
-
-
-def collateral_json(vector: QuoteVector) -> dict[str, object]:
-    return json.loads(vector.collateral_path.read_text())

@@ -60,7 +60,9 @@ class Verifier:
         """Return the verifier's current time in unix seconds."""
         return float(self._now())
 
-    def appraise(self, evidence: bytes, *, now: float | None = None) -> Verdict:
+    def appraise(
+        self, evidence: bytes, *, now: float | None = None, check_identity: bool = True
+    ) -> Verdict:
         """Check ``evidence`` and return a verdict; never raises for bad evidence.
 
         Parameters
@@ -69,11 +71,16 @@ class Verifier:
             A real SGX/TDX quote or a simulated quote.
         now
             Unix time to verify at; defaults to the verifier's clock.
+        check_identity
+            ``False`` reports on genuineness and platform rules only, ignoring the policy's
+            identities (for describing evidence when no identity is known, as
+            ``sealfl attest verify`` without ``--policy`` does). Never use it to admit a peer;
+            :meth:`verify` always checks identities.
         """
         at = self.time() if now is None else float(now)
         if is_simulated_quote(evidence):
-            return self._appraise_simulated(bytes(evidence))
-        return self._appraise_dcap(bytes(evidence), at)
+            return self._appraise_simulated(bytes(evidence), check_identity)
+        return self._appraise_dcap(bytes(evidence), at, check_identity)
 
     def verify(
         self, evidence: bytes, *, report_data: bytes | None = None, now: float | None = None
@@ -94,7 +101,7 @@ class Verifier:
             )
         return verdict
 
-    def _appraise_simulated(self, evidence: bytes) -> Verdict:
+    def _appraise_simulated(self, evidence: bytes, check_identity: bool) -> Verdict:
         try:
             quote = verify_simulated_quote(evidence)
         except AttestationError as exc:
@@ -109,7 +116,7 @@ class Verifier:
                     f"simulated platform {quote.platform_fingerprint} is not trusted: expected "
                     f"one of {sorted(policy.platform_fingerprints)}"
                 )
-            if quote.measurement not in policy.simulated_measurements:
+            if check_identity and quote.measurement not in policy.simulated_measurements:
                 reasons.append(
                     f"measurement: expected one of "
                     f"{sorted(m.hex() for m in policy.simulated_measurements)}, "
@@ -136,7 +143,7 @@ class Verifier:
             debug=False,
         )
 
-    def _appraise_dcap(self, evidence: bytes, at: float) -> Verdict:
+    def _appraise_dcap(self, evidence: bytes, at: float, check_identity: bool) -> Verdict:
         try:
             report = parse_quote_report(evidence)
         except AttestationError as exc:
@@ -158,7 +165,9 @@ class Verifier:
             )
         except AttestationError as exc:
             return _refuse(partial, str(exc))
-        reasons = self._platform_reasons(result) + self._identity_reasons(result)
+        reasons = self._platform_reasons(result)
+        if check_identity:
+            reasons += self._identity_reasons(result)
         return Verdict(
             accepted=not reasons,
             reasons=tuple(reasons),

@@ -1,0 +1,185 @@
+"""``sealfl attest``: verify a quote against collateral and a policy; inspect RA-TLS certificates.
+
+Exit status: 0 when the evidence is accepted (``verify``) or the key binding holds
+(``inspect``), 1 when it is refused or does not hold (the reason is printed), 2 when an input
+cannot be used at all (missing file, not a quote, not a certificate, bad policy or collateral).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealfl.cli.app import app
+from sealfl.errors import AttestationError, ConfigError
+from sealfl.tee import (
+    Collateral,
+    Policy,
+    SimulatedPlatform,
+    Verdict,
+    Verifier,
+    inspect_ratls_certificate,
+    load_policy,
+    measure_code,
+)
+
+attest_app = typer.Typer(
+    help="Attestation evidence: verify SGX/TDX quotes, inspect RA-TLS certificates.",
+    no_args_is_help=True,
+)
+app.add_typer(attest_app, name="attest")
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _print_fields(title: str, fields: Mapping[str, str]) -> None:
+    typer.echo(f"{title}:")
+    for name, value in fields.items():
+        typer.echo(f"  {name}: {value}")
+
+
+def _print_verdict(verdict: Verdict, policy_note: str) -> None:
+    version = f" (quote v{verdict.quote_version})" if verdict.quote_version else ""
+    typer.echo(f"verdict: {'ACCEPTED' if verdict.accepted else 'REFUSED'}")
+    typer.echo(f"evidence: {verdict.backend}{version}")
+    typer.echo(f"policy: {policy_note}")
+    typer.echo(f"tcb status: {verdict.tcb_status or 'unknown (not verified)'}")
+    typer.echo(f"advisories: {', '.join(verdict.advisories) or 'none'}")
+    if verdict.platform_flags:
+        _print_fields("platform", verdict.platform_flags)
+    _print_fields("measurements", verdict.measurements)
+    if verdict.report_data is not None:
+        typer.echo(f"report_data: {verdict.report_data.hex()}")
+    if verdict.reasons:
+        typer.echo("reasons:")
+        for reason in verdict.reasons:
+            typer.echo(f"  - {reason}")
+
+
+@attest_app.command("verify")
+def verify(
+    quote: Annotated[
+        Path, typer.Argument(help="Raw quote file (SGX v3, TDX v4/v5).", show_default=False)
+    ],
+    collateral: Annotated[
+        Path,
+        typer.Option(
+            "--collateral", help="Collateral JSON (dcap-qvl QuoteCollateralV3).", show_default=False
+        ),
+    ],
+    at: Annotated[
+        int,
+        typer.Option("--at", help="Unix time to verify at (collateral must be valid then).", min=0),
+    ],
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy (TOML, or cczoo dynamic_config.json). Without it only the signature "
+            "chain and the strict platform rules are checked, not the measurements.",
+            show_default=False,
+        ),
+    ] = None,
+    root_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--root-ca",
+            help="Trust anchor (DER) to pin instead of dcap-qvl's built-in Intel SGX Root CA.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Verify QUOTE with dcap-qvl at time --at, then apply the policy; print the verdict."""
+    evidence = _read_bytes(quote, "quote")
+    policy = load_policy(policy_file) if policy_file is not None else Policy()
+    verifier = Verifier(
+        policy,
+        collateral=Collateral.load(collateral),
+        now=lambda: float(at),
+        root_ca_der=_read_bytes(root_ca, "root CA") if root_ca is not None else None,
+    )
+    verdict = verifier.appraise(evidence, check_identity=policy_file is not None)
+    if verdict.backend == "unknown":
+        raise ConfigError(f"{quote}: not a usable quote ({'; '.join(verdict.reasons)})")
+    note = str(policy_file) if policy_file else "none given: measurements not checked"
+    if as_json:
+        typer.echo(json.dumps({**verdict.to_dict(), "policy": note, "at": at}, indent=2))
+    else:
+        _print_verdict(verdict, note)
+    if not verdict.accepted:
+        raise typer.Exit(1)
+
+
+@attest_app.command("inspect")
+def inspect(
+    cert: Annotated[Path, typer.Argument(help="RA-TLS certificate (PEM).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Show a certificate's evidence format, measurements and whether its key binding holds.
+
+    The quote's signature chain is not checked here (use ``verify`` with collateral).
+    """
+    cert_pem = _read_bytes(cert, "certificate")
+    try:
+        report = inspect_ratls_certificate(cert_pem)
+    except AttestationError as exc:
+        raise ConfigError(f"{cert}: {exc}") from exc
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        version = f" (quote v{report.quote_version})" if report.quote_version else ""
+        typer.echo(f"format: {report.format}")
+        typer.echo(f"evidence: {report.backend}{version}")
+        typer.echo(f"subject: {report.subject}")
+        typer.echo(f"valid: {report.not_before.isoformat()} .. {report.not_after.isoformat()}")
+        _print_fields("measurements", report.measurements)
+        typer.echo(f"report_data: {report.report_data.hex()}")
+        if report.claims:
+            _print_fields("claims", report.claims)
+        state = "holds" if report.key_binding_holds else "DOES NOT HOLD"
+        typer.echo(f"key binding: {state} ({report.key_binding_detail})")
+    if not report.key_binding_holds:
+        raise typer.Exit(1)
+
+
+def _parse_config(items: Sequence[str]) -> dict[str, str]:
+    config: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--config expects NAME=VALUE, got {item!r}")
+        config[name] = value
+    return config
+
+
+@attest_app.command("measure")
+def measure(
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="NAME=VALUE run setting included in the measurement."),
+    ] = None,
+) -> None:
+    """Print the simulated measurement of this sealfl checkout and the given settings."""
+    typer.echo(measure_code(_parse_config(config or [])).hex())
+
+
+@attest_app.command("simulated-platform")
+def simulated_platform(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory for the new platform's key files.", show_default=False)
+    ],
+) -> None:
+    """Create a simulated platform (development only) and print its fingerprint to trust."""
+    platform = SimulatedPlatform.create(directory)
+    result: dict[str, Any] = {"directory": str(directory), "fingerprint": platform.fingerprint}
+    typer.echo(json.dumps(result))
