@@ -30,6 +30,7 @@ class PeerCheckInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, check: PeerCheck) -> None:
         self._check = check
+        self._guarded: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def intercept_service(
         self,
@@ -37,7 +38,15 @@ class PeerCheckInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         """Return the method's handler with its behaviour wrapped by the check."""
-        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if method in self._guarded:  # handlers are fixed once the server runs: wrap each once
+            return self._guarded[method]
+        guarded = self._guard_handler(continuation(handler_call_details))
+        if guarded is not None:  # unknown methods are not remembered (the table stays bounded)
+            self._guarded[method] = guarded
+        return guarded
+
+    def _guard_handler(self, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
         if handler is None:
             return None
         codec = {

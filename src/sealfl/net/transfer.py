@@ -128,7 +128,7 @@ def ping(
     retry: RetryPolicy | None = None,
 ) -> bytes:
     """Round-trip ``payload`` (idempotent, so a retry policy is safe)."""
-    stub = transfer_pb2_grpc.TransferStub(channel.channel)
+    stub = channel.stub(transfer_pb2_grpc.TransferStub)
     reply = channel.call(
         stub.Ping, transfer_pb2.PingRequest(payload=payload), timeout_s=timeout_s, retry=retry
     )
@@ -153,7 +153,7 @@ def put_tensor(
     ProtocolError
         If the server's SHA-256 or length differs from ours.
     """
-    stub = transfer_pb2_grpc.TransferStub(channel.channel)
+    stub = channel.stub(transfer_pb2_grpc.TransferStub)
     chunker = TensorChunker(array, name=name, chunk_bytes=chunk_bytes)
     reply = channel.call_stream(
         stub.Put, lambda: iter(chunker), timeout_s=timeout_s, retry=retry, what="Transfer.Put"
@@ -175,7 +175,7 @@ def get_tensor(
     timeout_s: float | None = None,
 ) -> ReceivedTensor:
     """Download the tensor stored under ``name``, refusing one larger than ``max_bytes``."""
-    stub = transfer_pb2_grpc.TransferStub(channel.channel)
+    stub = channel.stub(transfer_pb2_grpc.TransferStub)
     chunks = channel.stream(
         stub.Get, transfer_pb2.GetRequest(name=name), timeout_s=timeout_s, what="Transfer.Get"
     )
