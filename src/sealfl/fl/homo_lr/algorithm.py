@@ -75,6 +75,13 @@ class Hyperparameters:
         if self.iterations < 1:
             raise ConfigError(f"iterations (epochs) must be at least 1, got {self.iterations}")
 
+    def describe(self) -> str:
+        """Return the settings in words, for logs and refusals."""
+        return (
+            f"lr {self.learning_rate:g} {self.schedule.value}, alpha {self.alpha:g}, "
+            f"{self.iterations} iterations"
+        )
+
     def step_size(self, iteration: int) -> float:
         """Return ``η_t`` for iteration ``t`` (0-based)."""
         if self.schedule is Schedule.CONSTANT:

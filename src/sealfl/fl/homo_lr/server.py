@@ -201,17 +201,17 @@ class ParameterServer(Generic[V]):
                 )
             if n_samples < 1:
                 raise ProtocolError(f"worker {worker_id}: no training rows (n_samples=0)")
-            if self._hp is None:
-                self._hp, self._n_features = hp, n_features
-            elif (hp, n_features) != (self._hp, self._n_features):
-                raise ProtocolError(
-                    f"worker {worker_id}: settings {hp} with {n_features} features differ from "
-                    f"the federation's {self._hp} with {self._n_features} features"
-                )
             if n_features != self.validation[0].shape[1]:
                 raise ProtocolError(
                     f"worker {worker_id}: {n_features} features, but the validation set has "
                     f"{self.validation[0].shape[1]}"
+                )
+            if self._hp is None:
+                self._hp, self._n_features = hp, n_features
+            elif (hp, n_features) != (self._hp, self._n_features):
+                raise ProtocolError(
+                    f"worker {worker_id}: settings ({hp.describe()}) differ from the "
+                    f"federation's ({self._hp.describe()})"
                 )
             if known is None:
                 self._joined[worker_id] = _Joined(fingerprint=peer, n_samples=n_samples)

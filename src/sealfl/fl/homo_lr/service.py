@@ -9,7 +9,7 @@ gRPC authenticated for the call, so one party cannot submit under another's id.
 from __future__ import annotations
 
 import hashlib
-from typing import cast
+from typing import Any, cast
 
 import grpc
 
@@ -92,7 +92,7 @@ class HomoLrService(pb_grpc.HomoLrServicer):
         deadlines and shutdowns are never blocked by a parked call).
     """
 
-    def __init__(self, ps: ParameterServer[object], *, poll_s: float = 10.0) -> None:
+    def __init__(self, ps: ParameterServer[Any], *, poll_s: float = 10.0) -> None:
         self._ps = ps
         self._poll_s = poll_s
 

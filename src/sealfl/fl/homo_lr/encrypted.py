@@ -1,0 +1,167 @@
+"""The encrypted side of homo-lr over :mod:`sealfl.he`: the worker's step and the PS's refresh.
+
+Worker (public key only): ``Enc(w) ↦ A·Enc(w) + b`` (:func:`sealfl.fl.homo_lr.algorithm.
+affine_from_gram` gives ``A, b``), one plaintext-matrix × ciphertext-vector product; the result
+has scale ``2^(WEIGHT_FRACTION_BITS + MATRIX_FRACTION_BITS)``.
+
+PS (key pair, inside the enclave): check each submission (key fingerprint, length, scale),
+add them homomorphically, decrypt only the sum, divide by the number of workers, and encrypt
+the average afresh at ``2^WEIGHT_FRACTION_BITS`` for the next iteration, which resets the scale
+and the plaintext bound.
+
+Precision: ``w`` is encoded with 32 fraction bits and ``A`` with 32, so one step is exact to
+about ``2^-33·(1 + Σ_j |w_j|)``, far below the 1e-6 to which the encrypted run must match the
+plaintext one. Fewer bits would make the exponents, and the step, cheaper, and the match looser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sealfl import he
+from sealfl.errors import ConfigError, HEError, ProtocolError
+from sealfl.fl.homo_lr.algorithm import FloatArray
+
+WEIGHT_FRACTION_BITS = 32
+"""Scale of the encrypted model the PS sends."""
+MATRIX_FRACTION_BITS = 32
+"""Fraction bits of the worker's plaintext matrix ``A``."""
+WEIGHT_INTEGER_BITS = 20
+"""Declared range of a weight, ``|w| < 2^20`` (public bound of a fresh encryption)."""
+SUBMISSION_SCALE_BITS = WEIGHT_FRACTION_BITS + MATRIX_FRACTION_BITS
+"""Scale every worker's submission must have."""
+
+
+@dataclass(frozen=True)
+class PaillierWorkerCrypto:
+    """A worker's encrypted step, under the PS's public key.
+
+    Parameters
+    ----------
+    public_key
+        The PS's Paillier public key (checked against its attested binding before use).
+    cores
+        Cores the matrix product may use; ``None``: all this process may run on.
+    """
+
+    public_key: he.PaillierPublicKey
+    cores: int | None = None
+
+    @classmethod
+    def from_public_key_bytes(
+        cls, data: bytes, *, cores: int | None = None
+    ) -> PaillierWorkerCrypto:
+        """Parse the public key the PS sent (:func:`sealfl.he.public_key_to_json` bytes).
+
+        Raises
+        ------
+        ProtocolError
+            If the bytes are not a valid Paillier public key.
+        """
+        try:
+            key = he.public_key_from_json(data, source="PS public key")
+        except (ConfigError, HEError) as exc:
+            raise ProtocolError(f"the PS sent an unusable public key: {exc}") from exc
+        return cls(public_key=key, cores=cores)
+
+    def step(self, encrypted_weights: bytes, A: FloatArray, b: FloatArray) -> bytes:
+        """Return ``Enc(A·w + b)`` serialised, from the serialised ``Enc(w)``.
+
+        Raises
+        ------
+        ProtocolError
+            If the PS's vector is malformed, under another key, or of the wrong length.
+        """
+        try:
+            w = he.EncryptedVector.from_bytes(encrypted_weights, self.public_key)
+        except HEError as exc:
+            raise ProtocolError(f"the PS sent an unusable encrypted model: {exc}") from exc
+        if len(w) != A.shape[1]:
+            raise ProtocolError(
+                f"the PS sent {len(w)} encrypted weights, expected {A.shape[1]} (features + bias)"
+            )
+        out = he.matvec(A, w, fraction_bits=MATRIX_FRACTION_BITS, cores=self.cores).add_plain(b)
+        return out.to_bytes()
+
+
+@dataclass
+class PaillierServerCrypto:
+    """The PS's key pair and its four operations (:class:`.server.ServerCrypto`).
+
+    Parameters
+    ----------
+    public_key, private_key
+        The key pair; make it inside the TEE with :meth:`generate`.
+    cores
+        Cores for encryption and decryption; ``None``: all.
+    """
+
+    public_key: he.PaillierPublicKey
+    private_key: he.PaillierPrivateKey = field(repr=False)
+    cores: int | None = None
+    _public_bytes: bytes = field(init=False, repr=False, default=b"")
+
+    def __post_init__(self) -> None:
+        self._public_bytes = he.public_key_to_json(self.public_key)
+
+    @classmethod
+    def generate(cls, bits: int = he.DEFAULT_KEY_BITS) -> PaillierServerCrypto:
+        """Generate a key pair (2048 bits by default; 1024 warns and is for tests only)."""
+        public_key, private_key = he.generate_keypair(bits)
+        return cls(public_key=public_key, private_key=private_key)
+
+    def public_key_bytes(self) -> bytes:
+        """Return the serialised public key (what workers get and the RA-TLS claim hashes)."""
+        return self._public_bytes
+
+    def encrypt(self, w: FloatArray) -> bytes:
+        """Encrypt the model afresh at ``2^WEIGHT_FRACTION_BITS`` and serialise it."""
+        vector = he.encrypt_vector(
+            self.public_key,
+            np.asarray(w, dtype=np.float64),
+            fraction_bits=WEIGHT_FRACTION_BITS,
+            integer_bits=WEIGHT_INTEGER_BITS,
+            private_key=self.private_key,
+            cores=self.cores,
+        )
+        return vector.to_bytes()
+
+    def parse_submission(self, data: bytes, length: int) -> he.EncryptedVector:
+        """Check a worker's vector: this key, ``length`` entries, the agreed scale.
+
+        Raises
+        ------
+        ProtocolError
+            If the bytes are malformed or truncated, the vector is under another key (its
+            header names the key fingerprint), or its length or scale is not the agreed one.
+        """
+        try:
+            vector = he.EncryptedVector.from_bytes(data, self.public_key)
+        except HEError as exc:
+            raise ProtocolError(f"unusable encrypted vector: {exc}") from exc
+        if len(vector) != length:
+            raise ProtocolError(f"encrypted vector has {len(vector)} entries, expected {length}")
+        if vector.scale_bits != SUBMISSION_SCALE_BITS:
+            raise ProtocolError(
+                f"encrypted vector has scale 2^{vector.scale_bits}, expected "
+                f"2^{SUBMISSION_SCALE_BITS}"
+            )
+        return vector
+
+    def average(self, vectors: list[he.EncryptedVector]) -> FloatArray:
+        """Add the vectors homomorphically, decrypt only the sum, and divide by their number.
+
+        Raises
+        ------
+        ConfigError
+            If there is nothing to average.
+        """
+        if not vectors:
+            raise ConfigError("cannot average an empty list of encrypted vectors")
+        total = vectors[0]
+        for vector in vectors[1:]:
+            total = total.add(vector)
+        plain: FloatArray = he.decrypt_vector(self.private_key, total, cores=self.cores)
+        return plain / len(vectors)

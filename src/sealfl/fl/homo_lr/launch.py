@@ -1,0 +1,289 @@
+"""Run a parameter server or a worker as a whole process: TEE, RA-TLS, keys, sealing, metrics.
+
+The wiring, and nothing else: the protocol lives in :mod:`.server` and :mod:`.worker`, the
+mathematics in :mod:`.algorithm`. Each party runs in a TEE (the simulated one here): the PS makes
+its Paillier key pair there and binds the public key's hash into its RA-TLS certificate; a worker
+verifies the PS's evidence against its policy, then checks that binding before it uses the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+
+from sealfl.data import read_fate_csv
+from sealfl.errors import AttestationError, ConfigError
+from sealfl.fl.homo_lr.algorithm import Hyperparameters
+from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
+from sealfl.fl.homo_lr.metrics import MetricsLog
+from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
+from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
+from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings, TrainingResult
+from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService, settings_to_proto
+from sealfl.fl.homo_lr.worker import Worker, WorkerResult
+from sealfl.he import EncryptedVector
+from sealfl.net import SecureServer, open_secure_channel
+from sealfl.seal import SealingKey, write_sealed
+from sealfl.tee import (
+    EvidenceProvider,
+    SimulatedPlatform,
+    SimulatedTee,
+    VerifiedPeer,
+    Verifier,
+    create_ratls_certificate,
+    load_policy,
+    measure_code,
+    verify_ratls_certificate,
+)
+
+PUBKEY_HASH_CLAIM = "paillier-pubkey-hash"
+"""RA-TLS claim in which the PS binds SHA-256 of its serialised Paillier public key."""
+
+MODEL_LABEL = "homo-lr/model"
+"""Label of the sealed model file (authenticated; ``read_sealed`` can insist on it)."""
+
+MODEL_FILE = "homo_lr_model.sealed"
+ADDRESS_FILE = "ps.address"
+"""Written into ``--out`` once the PS listens: its front-door address (readiness signal)."""
+
+
+def role_measurement(role: str) -> bytes:
+    """Return the simulated measurement of a homo-lr party (``"ps"`` or ``"worker"``).
+
+    The measurement covers sealfl's code and the role, so a policy can trust the PS code for
+    the PS and the worker code for workers, and any change to either shows.
+    """
+    return measure_code({"workload": "homo-lr", "role": role})
+
+
+@dataclass(frozen=True)
+class TeeContext:
+    """The TEE a party runs in, and the verifier it applies to its peers' evidence."""
+
+    provider: EvidenceProvider
+    verifier: Verifier
+
+    @classmethod
+    def simulated(cls, *, platform_dir: Path, role: str, policy_path: Path) -> TeeContext:
+        """Run in the simulated TEE of the platform in ``platform_dir``.
+
+        Raises
+        ------
+        ConfigError
+            If the platform or the policy cannot be loaded.
+        """
+        platform = SimulatedPlatform.load(platform_dir)
+        tee = SimulatedTee(platform, role_measurement(role))
+        # SimulatedTee satisfies EvidenceProvider at run time; its `backend` is a ClassVar,
+        # which mypy does not match against the protocol's instance attribute.
+        provider = cast(EvidenceProvider, tee)
+        return cls(provider=provider, verifier=Verifier(load_policy(policy_path)))
+
+    def verify_peer(self, cert_pem: bytes) -> VerifiedPeer:
+        """Verify a peer's RA-TLS certificate against this party's policy (raises if refused)."""
+        return verify_ratls_certificate(cert_pem, self.verifier)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PsOptions:
+    """Options of ``sealfl homo-lr ps``."""
+
+    worker_num: int
+    validate_set: Path
+    listen: str = "127.0.0.1:50070"
+    key_bits: int = 2048
+    out_dir: Path = Path("homo-lr-out")
+    min_workers: int | None = None
+    round_deadline_s: float = 60.0
+    join_deadline_s: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """Options of ``sealfl homo-lr worker``."""
+
+    train_set: Path
+    worker_id: int
+    server: str
+    hp: Hyperparameters
+    metrics_path: Path | None = None
+    max_wait_s: float = 900.0
+
+
+def run_parameter_server(
+    options: PsOptions, tee: TeeContext, *, on_line: Callable[[str], None] = print
+) -> TrainingResult:
+    """Generate the key pair in the TEE, serve the workers, train, and seal the model.
+
+    Raises
+    ------
+    ConfigError
+        If the validation set or an option is unusable.
+    ChannelError
+        If the listen address cannot be bound.
+    """
+    validation = read_fate_csv(options.validate_set, require_label=True)
+    settings = ServerSettings(
+        worker_num=options.worker_num,
+        min_workers=options.min_workers or options.worker_num,
+        round_deadline_s=options.round_deadline_s,
+        join_deadline_s=options.join_deadline_s,
+    )
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out / "ps_metrics.jsonl", party="ps")
+    crypto = PaillierServerCrypto.generate(options.key_bits)
+    key_hash = hashlib.sha256(crypto.public_key_bytes()).digest()
+    credentials = create_ratls_certificate(
+        tee.provider,
+        claims={PUBKEY_HASH_CLAIM: key_hash},
+        hostnames=("localhost", "127.0.0.1"),
+    )
+    on_line(
+        f"PS: {options.key_bits}-bit Paillier key made in the TEE; "
+        f"public key sha256 {key_hash.hex()[:16]}… bound into the RA-TLS certificate"
+    )
+
+    def refused(refusal: object) -> None:
+        on_line(f"PS: refused a party at enrolment: {refusal}")
+        metrics.write("enrolment_refused", detail=str(refusal))
+
+    server: SecureServer[VerifiedPeer] = SecureServer(
+        credentials=credentials,
+        peer_verifier=tee.verify_peer,
+        address=options.listen,
+        on_refusal=refused,
+    )
+    sealing_key = SealingKey.from_tee(tee.provider, label=MODEL_LABEL.encode())
+
+    def seal(result: TrainingResult) -> str:
+        path = (out / MODEL_FILE).resolve()
+        write_sealed(
+            path, _model_bytes(result, validation.feature_names), sealing_key, label=MODEL_LABEL
+        )
+        on_line(f"PS: trained model sealed at {path}")
+        return str(path)
+
+    ps: ParameterServer[EncryptedVector] = ParameterServer(
+        crypto=crypto,
+        validation=(validation.X, validation.labels().astype(np.float64)),
+        settings=settings,
+        metrics=metrics,
+        on_line=on_line,
+        seal_model=seal,
+    )
+    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(ps))
+    address = server.start()
+    _write_atomically(out / ADDRESS_FILE, address + "\n")
+    on_line(f"PS: listening on {address}; waiting for {options.worker_num} workers")
+    metrics.write("listening", address=address, worker_num=options.worker_num)
+    try:
+        result = ps.run()
+        # Completed or stopped, let the workers fetch the outcome (bounded by a grace period).
+        ps.wait_for_final_fetches()
+        return result
+    finally:
+        server.stop(grace=1.0)
+        metrics.close()
+
+
+def run_worker(
+    options: WorkerOptions,
+    tee: TeeContext,
+    *,
+    on_line: Callable[[str], None] = print,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> WorkerResult:
+    """Attest the PS, check its key binding, and train on the encrypted model to the end.
+
+    Raises
+    ------
+    AttestationError
+        If the PS's evidence fails this worker's policy, or its key binding does not verify.
+    ConfigError
+        If the training set is unusable.
+    ProtocolError
+        If the PS refuses this worker or stops training.
+    ChannelError
+        If the PS cannot be reached.
+    """
+    data = read_fate_csv(options.train_set, require_label=True)
+    metrics = MetricsLog(options.metrics_path, party=f"worker-{options.worker_id}")
+    credentials = create_ratls_certificate(tee.provider, hostnames=("localhost", "127.0.0.1"))
+    channel = open_secure_channel(
+        options.server, credentials=credentials, server_verifier=tee.verify_peer
+    )
+    peer = channel.server_identity
+    on_line(
+        f"worker {options.worker_id}: PS at {options.server} attested "
+        f"({peer.backend}, measurement {_short_measurement(peer)})"
+    )
+
+    def open_key(public_key: bytes) -> PaillierWorkerCrypto:
+        digest = hashlib.sha256(public_key).digest()
+        try:
+            peer.require_claim(PUBKEY_HASH_CLAIM, digest)
+        except AttestationError as exc:
+            raise AttestationError(
+                f"PS at {options.server}: its Paillier public key is not the one bound into its "
+                f"attested RA-TLS certificate ({exc}); refusing to use it"
+            ) from exc
+        on_line(
+            f"worker {options.worker_id}: PS key binding verified (sha256 {digest.hex()[:16]}…)"
+        )
+        return PaillierWorkerCrypto.from_public_key_bytes(public_key)
+
+    worker = Worker(
+        worker_id=options.worker_id,
+        data=data,
+        hp=options.hp,
+        link=GrpcPsLink(channel.channel, address=options.server),
+        open_key=open_key,
+        metrics=metrics,
+        on_line=on_line,
+        on_progress=on_progress,
+        max_wait_s=options.max_wait_s,
+    )
+    try:
+        return worker.run()
+    finally:
+        channel.close()
+        metrics.close()
+
+
+def _short_measurement(peer: VerifiedPeer) -> str:
+    values = list(peer.measurements.values())
+    return (values[0][:16] + "…") if values else "none"
+
+
+def _model_bytes(result: TrainingResult, feature_names: tuple[str, ...]) -> bytes:
+    model = pb.TrainedModel(
+        weights=[float(v) for v in result.weights],
+        feature_names=list(feature_names),
+        iterations_done=result.iterations_done,
+        session_id=result.session_id,
+        contributors=list(result.contributors),
+    )
+    if result.settings is not None:
+        model.settings.CopyFrom(settings_to_proto(result.settings, len(feature_names)))
+    if result.evaluation is not None:
+        iteration, ev = result.evaluation
+        model.evaluation.CopyFrom(
+            pb.Evaluation(iteration=iteration, accuracy=ev.accuracy, loss=ev.loss)
+        )
+    return model.SerializeToString()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from exc

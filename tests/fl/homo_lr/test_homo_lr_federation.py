@@ -1,0 +1,195 @@
+"""The PS core and the worker loop with real Paillier keys, in one process (no sockets).
+
+The link between them calls the PS core directly, as the gRPC servicer does, with a fixed
+"certificate fingerprint" per worker. Keys are 1024 bits: the algebra does not depend on size.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from sealfl.data import Dataset, breast
+from sealfl.errors import ProtocolError
+from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule, with_bias
+from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
+from sealfl.fl.homo_lr.metrics import MetricsLog
+from sealfl.fl.homo_lr.plaintext import train_plaintext
+from sealfl.fl.homo_lr.server import (
+    JoinInfo,
+    ModelView,
+    ParameterServer,
+    ServerSettings,
+    TrainingResult,
+)
+from sealfl.fl.homo_lr.worker import Worker
+from sealfl.he import EncryptedVector
+
+pytestmark = pytest.mark.filterwarnings("ignore::sealfl.he.WeakKeyWarning")
+
+HP = Hyperparameters(learning_rate=0.15, alpha=0.01, iterations=4, schedule=Schedule.SQRT_DECAY)
+
+
+@pytest.fixture(scope="module")
+def crypto() -> PaillierServerCrypto:
+    return PaillierServerCrypto.generate(1024)
+
+
+@pytest.fixture(scope="module")
+def other_crypto() -> PaillierServerCrypto:
+    return PaillierServerCrypto.generate(1024)
+
+
+class DirectLink:
+    """A worker's calls delivered straight to the PS core, as worker ``peer``."""
+
+    def __init__(self, ps: ParameterServer[EncryptedVector], peer: str) -> None:
+        self.ps, self.peer = ps, peer
+
+    def join(
+        self, worker_id: int, hp: Hyperparameters, n_features: int, n_samples: int
+    ) -> JoinInfo:
+        return self.ps.join(worker_id, hp, n_features, n_samples, self.peer)
+
+    def submit(self, worker_id: int, iteration: int, data: bytes) -> None:
+        self.ps.submit(worker_id, iteration, data, self.peer)
+
+    def get_model(self, worker_id: int, version: int) -> ModelView:
+        return self.ps.get_model(worker_id, version, self.peer, 1.0)
+
+
+def _server(
+    crypto: PaillierServerCrypto, *, workers: int = 2, min_workers: int = 2, deadline: float = 30.0
+) -> ParameterServer[EncryptedVector]:
+    test = breast.load_split("homo_test")
+    return ParameterServer(
+        crypto=crypto,
+        validation=(test.X, test.labels().astype(np.float64)),
+        settings=ServerSettings(
+            worker_num=workers,
+            min_workers=min_workers,
+            round_deadline_s=deadline,
+            join_deadline_s=30.0,
+            final_grace_s=2.0,
+        ),
+        metrics=MetricsLog(None, party="ps"),
+        on_line=lambda line: None,
+    )
+
+
+def _start(ps: ParameterServer[EncryptedVector]) -> tuple[threading.Thread, list[TrainingResult]]:
+    out: list[TrainingResult] = []
+    thread = threading.Thread(target=lambda: out.append(ps.run()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _worker(
+    ps: ParameterServer[EncryptedVector], k: int, data: Dataset, hp: Hyperparameters = HP
+) -> Worker:
+    return Worker(
+        worker_id=k,
+        data=data,
+        hp=hp,
+        link=DirectLink(ps, f"cert-{k}"),
+        open_key=PaillierWorkerCrypto.from_public_key_bytes,
+        metrics=MetricsLog(None, party=f"worker-{k}"),
+        on_line=lambda line: None,
+    )
+
+
+def test_encrypted_run_matches_plaintext_run(crypto: PaillierServerCrypto) -> None:
+    guest, host = breast.load_split("homo_guest"), breast.load_split("homo_host")
+    ps = _server(crypto)
+    thread, result = _start(ps)
+    lines: list[str] = []
+    workers = [_worker(ps, 1, guest), _worker(ps, 2, host)]
+    workers[0].on_line = lines.append
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    for t in [*threads, thread]:
+        t.join(timeout=120)
+    assert result and result[0].completed, result
+    parties = [(with_bias(d.X), d.labels().astype(np.float64)) for d in (guest, host)]
+    *_, expected = train_plaintext(parties, HP)
+    np.testing.assert_allclose(result[0].weights, expected.weights, rtol=0, atol=1e-6)
+    assert not np.allclose(expected.weights, 1.0)  # training moved the weights
+    assert lines[-1].startswith("iter: 3  acc: ")  # last iteration is always evaluated
+
+
+def test_refusals_leave_the_round_going(
+    crypto: PaillierServerCrypto, other_crypto: PaillierServerCrypto
+) -> None:
+    guest = breast.load_split("homo_guest")
+    hp = Hyperparameters(iterations=1)
+    ps = _server(crypto)
+    for k in (1, 2):
+        ps.join(k, hp, guest.n_features, guest.n_rows, f"cert-{k}")
+    thread, result = _start(ps)
+    view = ps.get_model(1, 0, "cert-1", 10.0)
+    assert view.state == "ready"
+    worker_crypto = PaillierWorkerCrypto.from_public_key_bytes(crypto.public_key_bytes())
+    A, b = np.eye(31), np.zeros(31)
+    good = worker_crypto.step(view.encrypted_weights, A, b)
+    ps.submit(1, 0, good, "cert-1")
+
+    with pytest.raises(ProtocolError, match="second submission for iteration 0"):
+        ps.submit(1, 0, good, "cert-1")
+    foreign_model = other_crypto.encrypt(np.ones(31))
+    foreign = PaillierWorkerCrypto.from_public_key_bytes(other_crypto.public_key_bytes()).step(
+        foreign_model, A, b
+    )
+    with pytest.raises(ProtocolError, match="under key"):
+        ps.submit(2, 0, foreign, "cert-2")
+    with pytest.raises(ProtocolError, match="unusable encrypted vector"):
+        ps.submit(2, 0, b"\x00garbage", "cert-2")
+    with pytest.raises(ProtocolError, match="belongs to another party"):
+        ps.submit(2, 0, good, "cert-1")
+    with pytest.raises(ProtocolError, match="worker 3 has not joined"):
+        ps.submit(3, 0, good, "cert-3")
+
+    ps.submit(2, 0, good, "cert-2")  # the round still completes
+    thread.join(timeout=30)
+    assert result and result[0].completed
+    np.testing.assert_allclose(result[0].weights, np.ones(31), atol=1e-6)
+
+
+def test_join_refuses_mismatched_settings(crypto: PaillierServerCrypto) -> None:
+    guest = breast.load_split("homo_guest")
+    ps = _server(crypto)
+    ps.join(1, HP, 30, 10, "cert-1")
+    with pytest.raises(ProtocolError, match="differ from the federation's"):
+        ps.join(2, Hyperparameters(iterations=9), 30, 10, "cert-2")
+    with pytest.raises(ProtocolError, match="already taken by another party"):
+        ps.join(1, HP, 30, 10, "cert-x")
+    with pytest.raises(ProtocolError, match="validation set has 30"):
+        ps.join(2, HP, 29, 10, "cert-2")
+    assert guest.n_features == 30
+
+
+@pytest.mark.parametrize(("min_workers", "completes"), [(1, True), (2, False)])
+def test_dead_worker_round_deadline(
+    crypto: PaillierServerCrypto, min_workers: int, completes: bool
+) -> None:
+    guest = breast.load_split("homo_guest")
+    hp = Hyperparameters(iterations=2)
+    ps = _server(crypto, min_workers=min_workers, deadline=1.0)
+    ps.join(2, hp, guest.n_features, 5, "cert-2")  # joins, then never submits: "dies"
+    thread, result = _start(ps)
+    finished = _worker(ps, 1, guest, hp)
+    if completes:
+        finished.run()
+    else:
+        with pytest.raises(ProtocolError, match=r"worker\(s\) 2.*--min-workers is 2"):
+            finished.run()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert result[0].completed is completes
+    if completes:
+        assert result[0].contributors == (1,)
+    else:
+        view = ps.get_model(1, 1, "cert-1", 0.1)
+        assert view.state == "aborted" and view.missing == (2,)
