@@ -1,0 +1,305 @@
+"""The client of the infer workload: verifies the server, then queries it in its mode.
+
+The client decides whom to trust before it sends anything: in ``plaintext`` and ``mpc`` mode
+the server's self-signed certificate must have the pinned fingerprint; in ``tee`` mode its
+RA-TLS evidence must satisfy the policy. :func:`sealfl.net.open_secure_channel` performs the
+check before enrolment, so a refused server receives no byte of the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.infer.common import CALL_TIMEOUT_S, DEALER_TIMEOUT_S, MAX_MESSAGE_BYTES, Mode
+from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
+from sealfl.models import sigmoid
+from sealfl.mpc import ClientParty, Endpoint, Output, QueryPlan, expand_client
+from sealfl.mpc.wire import (
+    array_from_proto,
+    array_to_proto,
+    header_to_proto,
+    message_from_proto,
+    message_to_proto,
+)
+from sealfl.net import (
+    SecureChannel,
+    fingerprint_verifier,
+    make_self_signed_credentials,
+    open_secure_channel,
+)
+from sealfl.tee import Policy, Verifier, verify_ratls_certificate
+
+_log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+ServerVerifier = Callable[[bytes], Any]
+
+
+def pinned_verifier(fingerprint: str) -> ServerVerifier:
+    """Accept exactly the self-signed certificate with this SHA-256 fingerprint (hex)."""
+    return fingerprint_verifier([fingerprint])
+
+
+def tee_verifier(*, platform_fingerprint: str, measurement: bytes) -> ServerVerifier:
+    """Accept only a simulated-TEE RA-TLS certificate with this measurement and platform."""
+    verifier = Verifier(
+        Policy.for_simulated(
+            measurements=[measurement], platform_fingerprints=[platform_fingerprint]
+        )
+    )
+    return lambda pem: verify_ratls_certificate(pem, verifier)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The answer to one batch and what it cost.
+
+    Attributes
+    ----------
+    probabilities
+        Probability of class 1 per row (``None`` for label-only MPC output).
+    labels
+        Predicted label per row.
+    online_s
+        Seconds from having the rows to having the answer (encoding, transfer, compute).
+    offline_s
+        Seconds spent before the rows were needed: dealer material (MPC only, else 0).
+    round_trips
+        Client-server round trips in the online phase.
+    bytes_sent, bytes_received
+        Protobuf bytes the client sent to and received from the server online.
+    dealer_bytes
+        Protobuf bytes the offline phase moved: the client's seed from the dealer and the
+        server's material fetched from it (measured at the dealer's reply sizes).
+    """
+
+    probabilities: FloatArray | None
+    labels: npt.NDArray[np.int64]
+    online_s: float
+    offline_s: float
+    round_trips: int
+    bytes_sent: int
+    bytes_received: int
+    dealer_bytes: int = 0
+
+
+class InferenceClient:
+    """A connection to one inference server.
+
+    Use :meth:`connect`. In MPC mode it opens a session (and a channel to the dealer) once,
+    and then runs any number of queries in it.
+    """
+
+    def __init__(self, channel: SecureChannel[Any], mode: Mode, features: int) -> None:
+        self._channel = channel
+        self._stub = infer_pb2_grpc.InferenceStub(channel.channel)
+        self.mode = mode
+        self.features = features
+        self._session: infer_pb2.SessionInfo | None = None
+        self._masked_model: npt.NDArray[np.uint64] | None = None
+        self._dealer: SecureChannel[Any] | None = None
+        self._dealer_stub: infer_pb2_grpc.DealerStub | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        mode: Mode,
+        server_verifier: ServerVerifier,
+        dealer_fingerprint: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> InferenceClient:
+        """Verify the server at ``address`` and connect; check it serves ``mode``.
+
+        Parameters
+        ----------
+        dealer_fingerprint
+            MPC mode: pin the dealer to this fingerprint instead of the one the server names.
+
+        Raises
+        ------
+        AttestationError
+            If the server's certificate or evidence is refused (nothing has been sent).
+        ChannelError
+            If the server cannot be reached.
+        ConfigError
+            If the server serves another mode.
+        """
+        channel = open_secure_channel(
+            address,
+            credentials=make_self_signed_credentials("infer-client"),
+            server_verifier=server_verifier,
+            timeout_s=timeout_s,
+            default_timeout_s=CALL_TIMEOUT_S,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
+        try:
+            stub = infer_pb2_grpc.InferenceStub(channel.channel)
+            info = channel.call(stub.Describe, infer_pb2.DescribeRequest(), what="Describe")
+            if info.mode != mode.value:
+                raise ConfigError(
+                    f"server at {address} serves mode {info.mode!r}, expected {mode.value!r}"
+                )
+            client = cls(channel, mode, int(info.features))
+            if mode is Mode.MPC:
+                client._open_session(dealer_fingerprint, timeout_s)
+        except BaseException:
+            channel.close()
+            raise
+        return client
+
+    def _open_session(self, dealer_fingerprint: str | None, timeout_s: float) -> None:
+        info = self._channel.call(
+            self._stub.OpenSession, infer_pb2.OpenSessionRequest(), what="OpenSession"
+        )
+        masked = array_from_proto(info.masked_model, field="masked model")
+        if masked.shape != (self.features,) or masked.dtype != np.uint64:
+            raise ProtocolError(
+                f"masked model: expected uint64[{self.features}], "
+                f"got {masked.dtype.name}{list(masked.shape)}"
+            )
+        self._session = info
+        self._masked_model = masked
+        self._dealer = open_secure_channel(
+            info.dealer_address,
+            credentials=make_self_signed_credentials("infer-client"),
+            server_verifier=pinned_verifier(dealer_fingerprint or info.dealer_fingerprint),
+            timeout_s=timeout_s,
+            default_timeout_s=DEALER_TIMEOUT_S,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
+        self._dealer_stub = infer_pb2_grpc.DealerStub(self._dealer.channel)
+
+    def describe(self) -> infer_pb2.ServerInfo:
+        """Ask the server for its mode, width and counters."""
+        return self._channel.call(self._stub.Describe, infer_pb2.DescribeRequest())
+
+    def close(self) -> None:
+        """Close the channels (idempotent)."""
+        self._channel.close()
+        if self._dealer is not None:
+            self._dealer.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- queries ---------------------------------------------------------------------------
+    def query(self, inputs: npt.ArrayLike, output: Output = Output.PROBABILITY) -> QueryResult:
+        """Send one batch and return the answer.
+
+        Parameters
+        ----------
+        inputs
+            ``rows x features`` floats.
+        output
+            MPC mode: ``probability`` (sigmoid inside MPC), ``logit`` (revealed to this
+            client, sigmoid applied here) or ``label``. Other modes always compute the
+            probability; ``label`` then just thresholds it here.
+        """
+        x = np.asarray(inputs, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.features:
+            raise ConfigError(f"inputs must have shape (rows, {self.features}), got {x.shape}")
+        if self.mode is Mode.MPC:
+            return self._query_mpc(x, output)
+        return self._query_plain(x)
+
+    def _query_plain(self, x: FloatArray) -> QueryResult:
+        start = time.perf_counter()
+        request = infer_pb2.PredictRequest(inputs=array_to_proto(x))
+        reply = self._channel.call(self._stub.Predict, request, what="Predict")
+        p = np.array(array_from_proto(reply.probabilities, field="probabilities"))
+        elapsed = time.perf_counter() - start
+        if p.shape != (x.shape[0],):
+            raise ProtocolError(f"probabilities: expected {x.shape[0]} values, got {p.shape}")
+        return QueryResult(
+            probabilities=p,
+            labels=(p >= 0.5).astype(np.int64),
+            online_s=elapsed,
+            offline_s=0.0,
+            round_trips=1,
+            bytes_sent=request.ByteSize(),
+            bytes_received=reply.ByteSize(),
+        )
+
+    def _query_mpc(self, x: FloatArray, output: Output) -> QueryResult:
+        assert self._session is not None and self._dealer is not None
+        assert self._dealer_stub is not None and self._masked_model is not None
+        plan = QueryPlan(rows=x.shape[0], features=self.features, output=output)
+        # Offline: the dealer draws this query's material; the server fetches its part.
+        start = time.perf_counter()
+        header = header_to_proto(plan, session_id=self._session.session_id, query_id="")
+        seed = self._dealer.call(
+            self._dealer_stub.Prepare,
+            infer_pb2.PrepareRequest(header=header),
+            what=f"dealer {self._session.dealer_address} Prepare",
+        )
+        header.query_id = seed.query_id
+        self._channel.call(
+            self._stub.Prefetch, infer_pb2.PrefetchRequest(header=header), what="Prefetch"
+        )
+        material = expand_client(plan, bytes(seed.seed))
+        online_start = time.perf_counter()
+        # Online: the two-party protocol over one bidirectional stream.
+        endpoint = Endpoint(ClientParty(plan, material, self._masked_model, x))
+        first = infer_pb2.ExchangeMessage(header=header, message=message_to_proto(endpoint.start()))
+        sent, received, trips = first.ByteSize(), 0, 0
+        outbox: queue.Queue[infer_pb2.ExchangeMessage | None] = queue.Queue()
+        outbox.put(first)
+
+        def requests() -> Iterator[infer_pb2.ExchangeMessage]:
+            while (item := outbox.get()) is not None:
+                yield item
+
+        call = self._stub.Exchange(requests(), timeout=CALL_TIMEOUT_S)
+        try:
+            for reply in call:
+                trips += 1
+                received += reply.ByteSize()
+                out = endpoint.receive(message_from_proto(reply.message))
+                if endpoint.done:
+                    break
+                msg = infer_pb2.ExchangeMessage(message=message_to_proto(out))
+                sent += msg.ByteSize()
+                outbox.put(msg)
+            else:
+                raise ProtocolError("the server ended the query before the result")
+            outbox.put(None)
+            for _ in call:  # the server ends its stream; drain it so the call completes
+                pass
+        except grpc.RpcError as exc:
+            raise self._channel.diagnose(exc, what="MPC query") from exc
+        finally:
+            outbox.put(None)
+            call.cancel()
+        result = endpoint.party.result  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - online_start
+        if output is Output.LABEL:
+            probabilities = None
+            labels = np.asarray(result, dtype=np.int64)
+        else:
+            probabilities = sigmoid(result) if output is Output.LOGIT else np.asarray(result)
+            labels = (probabilities >= 0.5).astype(np.int64)
+        return QueryResult(
+            probabilities=probabilities,
+            labels=labels,
+            online_s=elapsed,
+            offline_s=online_start - start,
+            round_trips=trips,
+            bytes_sent=sent,
+            bytes_received=received,
+            dealer_bytes=seed.ByteSize(),
+        )

@@ -1,0 +1,86 @@
+"""Settings shared by the infer workload's three processes, and the error-to-status mapping."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from sealfl.errors import ConfigError, ProtocolError, SealflError
+from sealfl.tee import measure_code
+
+MAX_MESSAGE_BYTES = 256 << 20
+"""Largest gRPC message: a 10000 x 528 batch of 8-byte values is 42 MB; this leaves room."""
+
+CALL_TIMEOUT_S = 60.0
+"""Deadline of one call; a query at batch 10000 takes well under a second."""
+
+DEALER_TIMEOUT_S = 10.0
+"""Deadline of a call to the dealer: a dealer that disappears fails the query after this."""
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Mode(enum.Enum):
+    """How the server computes on the client's input."""
+
+    PLAINTEXT = "plaintext"
+    TEE = "tee"
+    MPC = "mpc"
+
+
+def tee_measurement() -> bytes:
+    """Return the simulated measurement of the TEE-mode server: sealfl's code and settings.
+
+    The client computes the same value from the same checkout to build its policy.
+    """
+    return measure_code({"workload": "infer", "mode": "tee"})
+
+
+def refuse_bad_input(context: grpc.ServicerContext, call: Callable[[], T], *, what: str) -> T:
+    """Run a handler body, turning bad input into INVALID_ARGUMENT with the reason.
+
+    The server logs the refusal and keeps serving: a malformed request is the client's
+    problem, never the server's.
+    """
+    try:
+        return call()
+    except (ProtocolError, ConfigError) as exc:
+        _log.warning("%s refused: %s", what, exc)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+    except SealflError as exc:
+        _log.warning("%s failed: %s", what, exc)
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def stream_refusing_bad_input(
+    context: grpc.ServicerContext, stream: Iterator[T], *, what: str
+) -> Iterator[T]:
+    """Like :func:`refuse_bad_input`, for a response stream."""
+    it = iter(stream)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except (ProtocolError, ConfigError) as exc:
+            _log.warning("%s refused: %s", what, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+        except SealflError as exc:
+            _log.warning("%s failed: %s", what, exc)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
+        yield item
+
+
+def grpc_options() -> list[tuple[str, Any]]:
+    """Channel options for the plain gRPC stubs the workload builds on a secure channel."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]

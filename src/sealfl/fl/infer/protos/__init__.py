@@ -1,0 +1,1 @@
+"""Generated stubs for :mod:`sealfl.fl.infer` (regenerate with ``make protos``)."""

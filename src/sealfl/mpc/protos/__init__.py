@@ -1,0 +1,1 @@
+"""Generated protobuf stubs for :mod:`sealfl.mpc` (regenerate with ``make protos``)."""
