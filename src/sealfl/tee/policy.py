@@ -11,7 +11,7 @@ field, so a policy file shows exactly what it lets through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -204,6 +204,70 @@ class Policy:
                 f"policy {self.source}: max_evidence_age must be positive, "
                 f"got {self.max_evidence_age}"
             )
+
+    def platform_refusals(
+        self,
+        *,
+        tee: str,
+        tcb_status: str,
+        advisories: Sequence[str],
+        debug: bool,
+        platform_flags: Mapping[str, str],
+    ) -> list[str]:
+        """Return why a genuine real-TEE report breaks the platform rules; empty if it does not.
+
+        Parameters
+        ----------
+        tee
+            ``"sgx"`` or ``"tdx"``.
+        tcb_status, advisories
+            The TCB appraisal from the collateral.
+        debug
+            The SGX DEBUG attribute or the TDX ``TUD.DEBUG`` bit.
+        platform_flags
+            ``dynamic_platform``, ``cached_keys``, ``smt_enabled`` from the PCK certificate
+            (``"True"``, ``"False"`` or ``"Undefined"``).
+        """
+        reasons: list[str] = []
+        if tcb_status not in self.tcb_statuses:
+            reasons.append(
+                f"TCB status: expected one of {sorted(self.tcb_statuses)}, found {tcb_status} "
+                f"(advisories: {', '.join(advisories) or 'none'})"
+            )
+        refused = sorted(set(advisories) & self.rejected_advisories)
+        if refused:
+            reasons.append(f"advisories refused by policy: {', '.join(refused)}")
+        if debug and not self.allow_debug:
+            kind = "enclave" if tee == "sgx" else "trust domain"
+            reasons.append(f"debug {kind} refused: policy has allow_debug = false")
+        for flag, allowed, what, setting in (
+            (
+                "dynamic_platform",
+                self.allow_dynamic_platform,
+                "a dynamic platform",
+                "allow_dynamic_platform",
+            ),
+            ("cached_keys", self.allow_cached_keys, "cached platform keys", "allow_cached_keys"),
+            ("smt_enabled", self.allow_smt, "SMT (hyper-threading) enabled", "allow_smt"),
+        ):
+            if platform_flags.get(flag) == "True" and not allowed:
+                reasons.append(f"the PCK certificate marks {what}; policy has {setting} = false")
+        return reasons
+
+    def identity_refusals(self, tee: str, measurements: Mapping[str, str]) -> list[str]:
+        """Return why ``measurements`` match none of the ``tee`` identities (empty: one does)."""
+        identities: Sequence[SgxIdentity | TdxIdentity] = self.sgx if tee == "sgx" else self.tdx
+        if not identities:
+            return [f"policy lists no acceptable {tee.upper()} identity"]
+        mismatches = [identity.mismatches(measurements) for identity in identities]
+        if any(not found for found in mismatches):
+            return []
+        if len(mismatches) == 1:
+            return mismatches[0]
+        return [
+            f"matches none of the {len(mismatches)} {tee.upper()} identities: "
+            + " | ".join(f"#{index}: " + ", ".join(found) for index, found in enumerate(mismatches))
+        ]
 
     @classmethod
     def for_simulated(

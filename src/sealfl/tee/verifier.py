@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from sealfl.errors import AttestationError
-from sealfl.tee.dcap import Collateral, DcapResult, parse_quote_report, verify_dcap_quote
+from sealfl.tee.dcap import Collateral, parse_quote_report, verify_dcap_quote
 from sealfl.tee.evidence import check_report_data
 from sealfl.tee.policy import SIMULATED_TCB_STATUS, Policy
 from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote
@@ -165,9 +165,15 @@ class Verifier:
             )
         except AttestationError as exc:
             return _refuse(partial, str(exc))
-        reasons = self._platform_reasons(result)
+        reasons = self._policy.platform_refusals(
+            tee=report.tee,
+            tcb_status=result.tcb_status,
+            advisories=result.advisories,
+            debug=report.debug,
+            platform_flags=result.platform_flags,
+        )
         if check_identity:
-            reasons += self._identity_reasons(result)
+            reasons += self._policy.identity_refusals(report.tee, report.measurements)
         return Verdict(
             accepted=not reasons,
             reasons=tuple(reasons),
@@ -180,50 +186,6 @@ class Verifier:
             debug=report.debug,
             platform_flags=result.platform_flags,
         )
-
-    def _platform_reasons(self, result: DcapResult) -> list[str]:
-        policy = self._policy
-        reasons: list[str] = []
-        if result.tcb_status not in policy.tcb_statuses:
-            reasons.append(
-                f"TCB status: expected one of {sorted(policy.tcb_statuses)}, "
-                f"found {result.tcb_status} (advisories: {', '.join(result.advisories) or 'none'})"
-            )
-        refused = sorted(set(result.advisories) & policy.rejected_advisories)
-        if refused:
-            reasons.append(f"advisories refused by policy: {', '.join(refused)}")
-        if result.report.debug and not policy.allow_debug:
-            kind = "enclave" if result.report.tee == "sgx" else "trust domain"
-            reasons.append(f"debug {kind} refused: policy does not allow debug")
-        flags = result.platform_flags
-        for flag, allowed, what, setting in (
-            (
-                "dynamic_platform",
-                policy.allow_dynamic_platform,
-                "a dynamic platform",
-                "allow_dynamic_platform",
-            ),
-            ("cached_keys", policy.allow_cached_keys, "cached platform keys", "allow_cached_keys"),
-            ("smt_enabled", policy.allow_smt, "SMT (hyper-threading) enabled", "allow_smt"),
-        ):
-            if flags.get(flag) == "True" and not allowed:
-                reasons.append(f"the PCK certificate marks {what}; policy has {setting} = false")
-        return reasons
-
-    def _identity_reasons(self, result: DcapResult) -> list[str]:
-        tee = result.report.tee
-        identities = self._policy.sgx if tee == "sgx" else self._policy.tdx
-        if not identities:
-            return [f"policy lists no acceptable {tee.upper()} identity"]
-        mismatches = [identity.mismatches(result.report.measurements) for identity in identities]
-        if any(not found for found in mismatches):
-            return []
-        if len(mismatches) == 1:
-            return mismatches[0]
-        return [
-            f"matches none of the {len(mismatches)} {tee.upper()} identities: "
-            + " | ".join(f"#{index}: " + ", ".join(found) for index, found in enumerate(mismatches))
-        ]
 
 
 def _refuse(partial: Verdict, reason: str) -> Verdict:
