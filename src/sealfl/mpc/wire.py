@@ -97,8 +97,7 @@ def plan_from_header(header: mpc_pb2.QueryHeader) -> QueryPlan:
         output = Output(header.output)
     except ValueError:
         raise ProtocolError(
-            f"query output {header.output!r} unknown, expected one of "
-            f"{[o.value for o in Output]}"
+            f"query output {header.output!r} unknown, expected one of {[o.value for o in Output]}"
         ) from None
     return QueryPlan(rows=int(header.rows), features=int(header.features), output=output)
 

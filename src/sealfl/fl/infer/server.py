@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -60,7 +61,7 @@ _log = logging.getLogger(__name__)
 class DealerLink:
     """The server's channel to the dealer, and the dealer's address and pin for clients."""
 
-    channel: SecureChannel[object]
+    channel: SecureChannel[Any]
     address: str
     fingerprint: str
 

@@ -1,0 +1,176 @@
+"""Start the infer workload's servers: the dealer and the model server in each mode.
+
+These functions build and start a :class:`sealfl.net.SecureServer` and return what a client
+needs to reach it (address, certificate fingerprint, and in TEE mode the measurement and the
+simulated platform). The ``sealfl infer`` command runs them as separate processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sealfl.errors import ConfigError
+from sealfl.fl.infer.common import DEALER_TIMEOUT_S, MAX_MESSAGE_BYTES, Mode, tee_measurement
+from sealfl.fl.infer.dealer import DealerServicer, DealerStore
+from sealfl.fl.infer.protos import infer_pb2_grpc
+from sealfl.fl.infer.server import DealerLink, InferenceServicer
+from sealfl.models import LogisticRegression
+from sealfl.net import (
+    SecureServer,
+    accept_any_certificate,
+    certificate_fingerprint,
+    fingerprint_verifier,
+    make_self_signed_credentials,
+    open_secure_channel,
+)
+from sealfl.seal import SealingKey, read_sealed, write_sealed
+from sealfl.tee import SimulatedPlatform, SimulatedTee, create_ratls_certificate
+
+MODEL_LABEL = "sealfl/infer/model"
+"""Label of the sealed model file (authenticated, not secret)."""
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A started server and how to reach it.
+
+    Attributes
+    ----------
+    server
+        The running server; ``stop()`` it when done.
+    address
+        Its front door, ``host:port``.
+    fingerprint
+        SHA-256 of its certificate (pin it in plaintext and MPC modes).
+    details
+        Mode-specific facts for clients: the TEE measurement and platform fingerprint.
+    """
+
+    server: SecureServer[Any]
+    address: str
+    fingerprint: str
+    details: dict[str, str] = field(default_factory=dict)
+    servicer: object | None = None
+
+    def ready_line(self) -> dict[str, str]:
+        """Return what a launched process prints once it serves (one JSON object)."""
+        return {
+            "event": "ready",
+            "address": self.address,
+            "fingerprint": self.fingerprint,
+            **self.details,
+        }
+
+
+def start_dealer(*, address: str = "127.0.0.1:0") -> Running:
+    """Start a dealer (plain TLS with a fresh self-signed certificate)."""
+    creds = make_self_signed_credentials("infer-dealer")
+    server: SecureServer[Any] = SecureServer(
+        credentials=creds,
+        peer_verifier=accept_any_certificate,
+        address=address,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    server.add_servicer(infer_pb2_grpc.add_DealerServicer_to_server, DealerServicer(DealerStore()))
+    return Running(server, server.start(), certificate_fingerprint(creds.cert_pem))
+
+
+def load_model_in_tee(
+    tee: SimulatedTee, sealed_model: Path, *, provision_from: Path | None = None
+) -> LogisticRegression:
+    """Read the model from a file sealed to this TEE, sealing ``provision_from`` first if given.
+
+    Provisioning happens inside the enclave: the plaintext model is read once, sealed with a
+    key only this measurement on this platform can derive, and from then on only the sealed
+    file is used.
+    """
+    key = SealingKey.from_tee(tee)
+    if provision_from is not None:
+        model = LogisticRegression.load(provision_from)
+        write_sealed(sealed_model, model.to_bytes(), key, label=MODEL_LABEL)
+        _log.info("model %s sealed into %s", provision_from, sealed_model)
+    if not sealed_model.is_file():
+        raise ConfigError(
+            f"sealed model {sealed_model} not found; provision it with --provision-from MODEL"
+        )
+    data = read_sealed(sealed_model, key, label=MODEL_LABEL)
+    return LogisticRegression.from_bytes(data, source=str(sealed_model))
+
+
+def start_model_server(
+    *,
+    mode: Mode,
+    address: str = "127.0.0.1:0",
+    model_path: Path | None = None,
+    sealed_model: Path | None = None,
+    platform_dir: Path | None = None,
+    dealer_address: str | None = None,
+    dealer_fingerprint: str | None = None,
+) -> Running:
+    """Start the model server in ``mode``.
+
+    Parameters
+    ----------
+    model_path
+        The plaintext model (plaintext and MPC modes; in TEE mode, the file to provision from).
+    sealed_model
+        TEE mode: the sealed model file to serve.
+    platform_dir
+        TEE mode: the simulated platform (``SimulatedPlatform.create``).
+    dealer_address, dealer_fingerprint
+        MPC mode: where the dealer is and its pinned certificate.
+
+    Raises
+    ------
+    ConfigError
+        If an argument a mode needs is missing.
+    """
+    details: dict[str, str] = {"mode": mode.value}
+    dealer: DealerLink | None = None
+    if mode is Mode.TEE:
+        if platform_dir is None or sealed_model is None:
+            raise ConfigError("TEE mode needs --platform and --sealed-model")
+        platform = SimulatedPlatform.load(platform_dir)
+        tee = SimulatedTee(platform, tee_measurement())
+        model = load_model_in_tee(tee, sealed_model, provision_from=model_path)
+        digest = hashlib.sha256(model.to_bytes()).digest()
+        provider: Any = tee  # SimulatedTee is an EvidenceProvider (its backend is a ClassVar)
+        creds: Any = create_ratls_certificate(provider, claims={"model-sha256": digest})
+        details |= {
+            "measurement": tee.measurement.hex(),
+            "platform_fingerprint": platform.fingerprint,
+        }
+    else:
+        if model_path is None:
+            raise ConfigError(f"{mode.value} mode needs --model")
+        model = LogisticRegression.load(model_path)
+        creds = make_self_signed_credentials(f"infer-{mode.value}")
+    if mode is Mode.MPC:
+        if dealer_address is None or dealer_fingerprint is None:
+            raise ConfigError("MPC mode needs --dealer and --dealer-fingerprint")
+        channel = open_secure_channel(
+            dealer_address,
+            credentials=make_self_signed_credentials("infer-server"),
+            server_verifier=fingerprint_verifier([dealer_fingerprint]),
+            default_timeout_s=DEALER_TIMEOUT_S,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
+        dealer = DealerLink(channel, dealer_address, dealer_fingerprint)
+    servicer = InferenceServicer(mode=mode, model=model, dealer=dealer)
+    server: SecureServer[Any] = SecureServer(
+        credentials=creds,
+        peer_verifier=accept_any_certificate,
+        address=address,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    server.add_servicer(infer_pb2_grpc.add_InferenceServicer_to_server, servicer)
+    details["features"] = str(model.n_features)
+    return Running(
+        server, server.start(), certificate_fingerprint(creds.cert_pem), details, servicer
+    )
