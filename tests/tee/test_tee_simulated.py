@@ -125,3 +125,9 @@ def test_for_simulated_requires_lists() -> None:
         Policy.for_simulated(measurements=[], platform_fingerprints=["00" * 32])
     with pytest.raises(ConfigError, match="64 hex digits"):
         Policy.for_simulated(measurements=[bytes(32)], platform_fingerprints=["abc"])
+
+
+def test_unsigned_trailing_bytes_are_refused(tee: SimulatedTee, simulated_policy: Policy) -> None:
+    verdict = Verifier(simulated_policy).appraise(tee.quote(REPORT_DATA) + b"\x00")
+    assert not verdict.accepted
+    assert "unexpected bytes after the CBOR item" in verdict.reasons[0]

@@ -22,6 +22,7 @@ arc that no real verifier recognises, so simulated certificates can never pass f
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,6 +51,26 @@ HASH_ALGORITHMS: Mapping[int, Callable[[bytes], Any]] = {
 _SHA256_ID = 1
 
 
+def loads_exact(data: bytes, what: str) -> Any:
+    """Decode one CBOR item that must span all of ``data`` (no unsigned trailing bytes).
+
+    Raises
+    ------
+    AttestationError
+        If ``data`` is not CBOR, or bytes follow the item.
+    """
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except (cbor2.CBORDecodeError, ValueError, EOFError, RecursionError) as exc:
+        raise AttestationError(f"{what} is not CBOR: {exc}") from exc
+    if stream.tell() != len(data):
+        raise AttestationError(
+            f"{what}: {len(data) - stream.tell()} unexpected bytes after the CBOR item"
+        )
+    return item
+
+
 def encode_pubkey_hash(spki_der: bytes) -> bytes:
     """Return the ``pubkey-hash`` claim value for a SubjectPublicKeyInfo: ``[1, SHA-256]``."""
     return cbor2.dumps([_SHA256_ID, hashlib.sha256(spki_der).digest()])
@@ -67,10 +88,7 @@ def check_pubkey_hash(value: object, spki_der: bytes) -> None:
         raise AttestationError(
             f"claim {PUBKEY_HASH_CLAIM}: expected a byte string, got {type(value).__name__}"
         )
-    try:
-        entry = cbor2.loads(value)
-    except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
-        raise AttestationError(f"claim {PUBKEY_HASH_CLAIM}: not CBOR ({exc})") from exc
+    entry = loads_exact(value, f"claim {PUBKEY_HASH_CLAIM}")
     if (
         not isinstance(entry, list | tuple)
         or len(entry) != 2
@@ -107,10 +125,7 @@ def decode_claims(buffer: bytes) -> dict[str, Any]:
     AttestationError
         If it is not a CBOR map with text keys.
     """
-    try:
-        claims = cbor2.loads(buffer)
-    except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
-        raise AttestationError(f"claims buffer is not CBOR: {exc}") from exc
+    claims = loads_exact(buffer, "claims buffer")
     if not isinstance(claims, dict) or not all(isinstance(k, str) for k in claims):
         raise AttestationError(
             f"claims buffer: expected a CBOR map with text keys, got {type(claims).__name__}"
@@ -136,10 +151,7 @@ def decode_tagged_evidence(value: bytes) -> tuple[bytes, bytes]:
     AttestationError
         If the tag, array shape or item types are wrong.
     """
-    try:
-        item = cbor2.loads(value)
-    except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
-        raise AttestationError(f"evidence extension is not CBOR: {exc}") from exc
+    item = loads_exact(value, "evidence extension")
     if not isinstance(item, cbor2.CBORTag) or item.tag != TAGGED_EVIDENCE_CBOR_TAG:
         found = item.tag if isinstance(item, cbor2.CBORTag) else type(item).__name__
         raise AttestationError(

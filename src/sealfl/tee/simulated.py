@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealfl.errors import AttestationError, ConfigError
+from sealfl.tee.dice import loads_exact
 from sealfl.tee.evidence import REPORT_DATA_SIZE, SEALING_KEY_SIZE, check_report_data
 
 logger = logging.getLogger(__name__)
@@ -252,10 +253,7 @@ def verify_simulated_quote(quote: bytes) -> SimulatedQuote:
     """
     if not is_simulated_quote(quote):
         raise AttestationError("not a simulated quote: the SIMULATED marker is missing")
-    try:
-        decoded = cbor2.loads(bytes(quote[len(SIMULATED_MARKER) :]))
-    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
-        raise AttestationError(f"simulated quote is not valid CBOR: {exc}") from exc
+    decoded = loads_exact(bytes(quote[len(SIMULATED_MARKER) :]), "simulated quote")
     if not isinstance(decoded, list | tuple) or len(decoded) != 5:
         shape = (
             f"list of {len(decoded)}"
