@@ -227,3 +227,20 @@ def test_collateral_errors_name_the_file(tmp_path) -> None:
 def test_parse_without_verifying(tdx_outdated_vector) -> None:
     report = parse_quote_report(tdx_outdated_vector.quote)
     assert (report.tee, report.version) == ("tdx", 5)
+
+
+def test_collateral_is_chosen_per_platform_family(sgx_vector, tdx_vector, intel_root) -> None:
+    both = [
+        Collateral.load(sgx_vector.collateral_path),
+        Collateral.load(tdx_vector.collateral_path),
+    ]
+    policy = replace(TDX_DYNAMIC_OK, sgx=SGX_LENIENT.sgx, tcb_statuses=SGX_LENIENT.tcb_statuses)
+    v = Verifier(policy, collateral=both, root_ca_der=intel_root)
+    assert v.appraise(sgx_vector.quote, now=sgx_vector.at).accepted
+    assert v.appraise(tdx_vector.quote, now=tdx_vector.at).accepted
+    only_tdx = Verifier(policy, collateral=both[1], root_ca_der=intel_root)
+    verdict = only_tdx.appraise(sgx_vector.quote, now=sgx_vector.at)
+    assert verdict.reasons == (
+        "no collateral for SGX FMSPC 00A067110000: expected one of the given collateral to "
+        "match, have TDX B0C06F000000",
+    )

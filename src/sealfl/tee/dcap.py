@@ -11,7 +11,7 @@ Supported: SGX quote v3; TDX quote v4 and v5.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,14 @@ class Collateral:
     def __init__(self, inner: Any, *, source: str) -> None:
         self._inner = inner
         self.source = source
+        try:
+            tcb_info = json.loads(inner.tcb_info)
+            self.tee = str(tcb_info["id"]).lower()
+            self.fmspc = str(tcb_info["fmspc"]).upper()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"collateral {source}: tcb_info lacks its id/fmspc fields ({exc})"
+            ) from exc
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<string>") -> Collateral:
@@ -76,6 +84,46 @@ class Collateral:
     def raw(self) -> Any:
         """The underlying ``dcap_qvl.QuoteCollateralV3``."""
         return self._inner
+
+    def __repr__(self) -> str:
+        return f"Collateral({self.tee} FMSPC {self.fmspc} from {self.source})"
+
+
+def quote_fmspc(quote: bytes) -> str:
+    """Return the FMSPC (platform family, upper-case hex) named by a quote's PCK certificate.
+
+    Raises
+    ------
+    AttestationError
+        If the quote carries no readable PCK certificate.
+    """
+    try:
+        return str(dcap_qvl.parse_quote(bytes(quote)).fmspc()).upper()
+    except ValueError as exc:
+        raise AttestationError(
+            f"cannot read the FMSPC from the quote's PCK certificate: {exc}"
+        ) from exc
+
+
+def select_collateral(quote: bytes, tee: str, available: Sequence[Collateral]) -> Collateral:
+    """Pick the collateral for the quote's platform family (TCB info is per FMSPC).
+
+    The choice uses unsigned labels only to select; dcap-qvl then verifies the signatures.
+
+    Raises
+    ------
+    AttestationError
+        If none of ``available`` is for this TEE and FMSPC.
+    """
+    fmspc = quote_fmspc(quote)
+    for candidate in available:
+        if candidate.tee == tee and candidate.fmspc == fmspc:
+            return candidate
+    have = ", ".join(f"{c.tee.upper()} {c.fmspc}" for c in available) or "none"
+    raise AttestationError(
+        f"no collateral for {tee.upper()} FMSPC {fmspc}: expected one of the given collateral "
+        f"to match, have {have}"
+    )
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sealfl.errors import AttestationError
-from sealfl.tee.dcap import Collateral, parse_quote_report, verify_dcap_quote
+from sealfl.tee.dcap import (
+    Collateral,
+    parse_quote_report,
+    select_collateral,
+    verify_dcap_quote,
+)
 from sealfl.tee.evidence import check_report_data
 from sealfl.tee.policy import SIMULATED_TCB_STATUS, Policy
 from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote
@@ -30,7 +35,8 @@ class Verifier:
     policy
         What to accept.
     collateral
-        Intel collateral for real quotes; without it every real quote is refused.
+        Intel collateral for real quotes: one, or several (one per platform family, FMSPC; the
+        one matching each quote is used). Without any, every real quote is refused.
     now
         Clock returning unix seconds (injectable for tests and offline verification);
         defaults to :func:`time.time`.
@@ -42,12 +48,17 @@ class Verifier:
         self,
         policy: Policy,
         *,
-        collateral: Collateral | None = None,
+        collateral: Collateral | Iterable[Collateral] | None = None,
         now: Callable[[], float] | None = None,
         root_ca_der: bytes | None = None,
     ) -> None:
         self._policy = policy
-        self._collateral = collateral
+        if collateral is None:
+            self._collateral: tuple[Collateral, ...] = ()
+        elif isinstance(collateral, Collateral):
+            self._collateral = (collateral,)
+        else:
+            self._collateral = tuple(collateral)
         self._now = now or time.time
         self._root_ca_der = root_ca_der
 
@@ -157,12 +168,11 @@ class Verifier:
             report_data=report.report_data,
             debug=report.debug,
         )
-        if self._collateral is None:
+        if not self._collateral:
             return _refuse(partial, "no collateral given: real quotes cannot be verified")
         try:
-            result = verify_dcap_quote(
-                evidence, self._collateral, now=at, root_ca_der=self._root_ca_der
-            )
+            collateral = select_collateral(evidence, report.tee, self._collateral)
+            result = verify_dcap_quote(evidence, collateral, now=at, root_ca_der=self._root_ca_der)
         except AttestationError as exc:
             return _refuse(partial, str(exc))
         reasons = self._policy.platform_refusals(
