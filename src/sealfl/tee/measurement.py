@@ -1,9 +1,10 @@
 """Simulated measurement: a hash of the code sealfl runs and of its run configuration.
 
 A real enclave's ``mr_enclave`` covers every trusted file the manifest lists; the simulated
-backend imitates that by hashing sealfl's own package files (as loaded by this process) and the
-configuration a party runs with. Two parties running the same checkout with the same
-configuration therefore get the same measurement, and a changed source file or setting changes it.
+backend imitates that by hashing sealfl's own package files (read once, at the first measurement
+in a process) and the configuration a party runs with. Two parties running the same checkout
+with the same configuration therefore get the same measurement, and a changed source file or
+setting changes it.
 
 This is *not* a security boundary: a simulated platform can lie about what it runs. It exists so
 that the policy code paths are the same with and without a TEE.
