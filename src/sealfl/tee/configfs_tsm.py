@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from sealfl.errors import AttestationError
 from sealfl.tee.dcap import parse_quote_report
-from sealfl.tee.evidence import check_report_data
+from sealfl.tee.evidence import check_report_data, write_pseudo_file
 
 DEFAULT_ROOT = Path("/sys/kernel/config/tsm/report")
 _EXPECTED_PROVIDER = "tdx_guest"
@@ -98,8 +98,7 @@ class TdxConfigfs:
             self._open_entry()
             inblob = self.directory / "inblob"
             try:
-                with inblob.open("r+b") as handle:
-                    handle.write(data)
+                write_pseudo_file(inblob, data)
             except OSError as exc:
                 raise AttestationError(f"cannot write {inblob}: {exc.strerror or exc}") from exc
             before = self._generation()

@@ -8,6 +8,8 @@ hold the certificate's public key). A provider also derives sealing keys bound t
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from sealfl.errors import AttestationError
@@ -70,3 +72,24 @@ def check_report_data(report_data: bytes) -> bytes:
     if len(data) != REPORT_DATA_SIZE:
         raise AttestationError(f"report_data must be {REPORT_DATA_SIZE} bytes, got {len(data)}")
     return data
+
+
+def write_pseudo_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to an existing kernel or Gramine pseudo-file, as its drivers expect.
+
+    Opened write-only without creating or truncating (a missing file means the TEE interface is
+    absent, not that one should be made), and written until every byte is accepted.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or written.
+    """
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)

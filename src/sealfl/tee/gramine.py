@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealfl.errors import AttestationError
 from sealfl.tee.dcap import parse_quote_report
-from sealfl.tee.evidence import SEALING_KEY_SIZE, check_report_data
+from sealfl.tee.evidence import SEALING_KEY_SIZE, check_report_data, write_pseudo_file
 
 DEFAULT_ROOT = Path("/dev/attestation")
 _SEAL_INFO = b"sealfl sgx sealing key v1\x00"
@@ -71,8 +71,7 @@ class GramineSgx:
         target = self.root / "user_report_data"
         with self._lock:
             try:
-                with target.open("r+b") as handle:
-                    handle.write(data)
+                write_pseudo_file(target, data)
             except OSError as exc:
                 raise AttestationError(
                     f"cannot write {target}: {exc.strerror or exc} (not inside a Gramine enclave?)"
