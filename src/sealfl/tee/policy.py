@@ -192,13 +192,13 @@ class Policy:
                 f"policy {self.source}: unknown or unacceptable TCB status "
                 f"{sorted(unknown)}; expected some of {sorted(KNOWN_TCB_STATUSES)}"
             )
-        for measurement in self.simulated_measurements:
-            _check_digest(measurement, _SGX_MEASUREMENT_SIZE, "simulated.measurements")
-        object.__setattr__(
-            self,
-            "platform_fingerprints",
-            frozenset(_check_fingerprint(f) for f in self.platform_fingerprints),
-        )
+        try:
+            for measurement in self.simulated_measurements:
+                _check_digest(measurement, _SGX_MEASUREMENT_SIZE, "simulated.measurements")
+            fingerprints = frozenset(_check_fingerprint(f) for f in self.platform_fingerprints)
+        except ConfigError as exc:
+            raise ConfigError(f"policy {self.source}: {exc}") from exc
+        object.__setattr__(self, "platform_fingerprints", fingerprints)
         if self.max_evidence_age is not None and self.max_evidence_age <= timedelta(0):
             raise ConfigError(
                 f"policy {self.source}: max_evidence_age must be positive, "

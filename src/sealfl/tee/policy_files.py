@@ -127,12 +127,12 @@ class _Reader:
         return value
 
 
-def _build(reader: _Reader, build: Any) -> Any:
-    """Call a constructor, re-raising its ConfigError with the file named."""
+def _build(reader: _Reader, where: str, build: Any) -> Any:
+    """Call a constructor, re-raising its ConfigError with the file and location named."""
     try:
         return build()
     except ConfigError as exc:
-        raise ConfigError(f"policy {reader.source}: {exc}") from exc
+        raise reader.fail(where, str(exc)) from exc
 
 
 def _sgx_from_toml(reader: _Reader, raw: Any, index: int) -> SgxIdentity:
@@ -146,7 +146,7 @@ def _sgx_from_toml(reader: _Reader, raw: Any, index: int) -> SgxIdentity:
     for key in ("isv_prod_id", "min_isv_svn"):
         if key in table:
             fields[key] = reader.integer(table[key], f"{where}.{key}")
-    return _build(reader, lambda: SgxIdentity(**fields))
+    return _build(reader, where, lambda: SgxIdentity(**fields))
 
 
 def _tdx_from_toml(reader: _Reader, raw: Any, index: int) -> TdxIdentity:
@@ -158,7 +158,7 @@ def _tdx_from_toml(reader: _Reader, raw: Any, index: int) -> TdxIdentity:
         reader.digest(table[f"rtmr{i}"], 48, f"{where}.rtmr{i}") if f"rtmr{i}" in table else None
         for i in range(4)
     )
-    return _build(reader, lambda: TdxIdentity(mr_td=mr_td, rtmrs=rtmrs))
+    return _build(reader, where, lambda: TdxIdentity(mr_td=mr_td, rtmrs=rtmrs))
 
 
 def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
@@ -192,23 +192,30 @@ def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
         for i, value in enumerate(reader.strings(simulated, "measurements", "simulated."))
     ]
     fingerprints = reader.strings(simulated, "platform_fingerprints", "simulated.")
-    return _build(
-        reader,
-        lambda: Policy(
-            sgx=tuple(_sgx_from_toml(reader, raw, i) for i, raw in enumerate(sgx_list)),
-            tdx=tuple(_tdx_from_toml(reader, raw, i) for i, raw in enumerate(tdx_list)),
-            tcb_statuses=frozenset(statuses),
-            rejected_advisories=frozenset(reader.strings(document, "rejected_advisories", "")),
-            allow_debug=reader.boolean(document, "allow_debug", False, ""),
-            allow_dynamic_platform=reader.boolean(document, "allow_dynamic_platform", False, ""),
-            allow_cached_keys=reader.boolean(document, "allow_cached_keys", False, ""),
-            allow_smt=reader.boolean(document, "allow_smt", True, ""),
-            allow_simulated=reader.boolean(simulated, "allow", False, "simulated."),
-            simulated_measurements=frozenset(measurements),
-            platform_fingerprints=frozenset(fingerprints),
-            max_evidence_age=max_age,
-            source=source,
-        ),
+    sgx = tuple(_sgx_from_toml(reader, raw, i) for i, raw in enumerate(sgx_list))
+    tdx = tuple(_tdx_from_toml(reader, raw, i) for i, raw in enumerate(tdx_list))
+    flags = {
+        name: reader.boolean(document, name, default, "")
+        for name, default in (
+            ("allow_debug", False),
+            ("allow_dynamic_platform", False),
+            ("allow_cached_keys", False),
+            ("allow_smt", True),
+        )
+    }
+    allow_simulated = reader.boolean(simulated, "allow", False, "simulated.")
+    rejected = reader.strings(document, "rejected_advisories", "")
+    return Policy(  # names ``source`` in its own errors
+        sgx=sgx,
+        tdx=tdx,
+        tcb_statuses=frozenset(statuses),
+        rejected_advisories=frozenset(rejected),
+        allow_simulated=allow_simulated,
+        simulated_measurements=frozenset(measurements),
+        platform_fingerprints=frozenset(fingerprints),
+        max_evidence_age=max_age,
+        source=source,
+        **flags,
     )
 
 
@@ -282,7 +289,7 @@ def policy_from_cczoo_json(text: str, *, source: str = "<string>") -> Policy:
             fields["isv_prod_id"] = reader.integer(entry.get("isv_prod_id"), f"{where}.isv_prod_id")
         if switches["verify_isv_svn"]:
             fields["min_isv_svn"] = reader.integer(entry.get("isv_svn"), f"{where}.isv_svn")
-        identities.append(_build(reader, lambda fields=fields: SgxIdentity(**fields)))
+        identities.append(_build(reader, where, lambda fields=fields: SgxIdentity(**fields)))
     return Policy(sgx=tuple(identities), source=source)
 
 
