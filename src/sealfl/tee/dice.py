@@ -1,6 +1,6 @@
 """Encodings of RA-TLS evidence inside X.509 certificates (Gramine's formats, and ours).
 
-TCG DICE "tagged evidence" (what Gramine writes since v1.6), extension 2.23.133.5.4.9::
+TCG DICE "tagged evidence" (what current Gramine writes), extension 2.23.133.5.4.9::
 
     extnValue  = CBOR tag 60000 ( [ bstr quote, bstr claims ] )
     claims     = CBOR map { "pubkey-hash": bstr .cbor [ hash-alg-id, bstr digest ], ... }
