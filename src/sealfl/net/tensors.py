@@ -71,7 +71,8 @@ class TensorChunker:
             raise ConfigError(f"tensor name: at most {_MAX_NAME_BYTES} bytes, got {name[:40]!r}…")
         if chunk_bytes < 1:
             raise ConfigError(f"chunk_bytes: expected >= 1, got {chunk_bytes}")
-        self._array = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+        self._array = array if array.flags.c_contiguous else array.copy(order="C")
         self._name = name
         self._chunk_bytes = chunk_bytes
         self.sha256: bytes | None = None

@@ -1,0 +1,154 @@
+"""Certificates, fingerprints, pinning names, possession proofs and certificate fetching."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from sealfl.errors import AttestationError, ChannelError, ConfigError
+from sealfl.net import (
+    TlsCredentials,
+    certificate_fingerprint,
+    fetch_server_certificate,
+    fingerprint_verifier,
+    make_self_signed_credentials,
+)
+from sealfl.net.certificates import check_key_matches_certificate, pinning_name
+from sealfl.net.possession import possession_message, sign_possession, verify_possession
+
+
+def test_self_signed_certificates_have_unique_subjects_keys_and_names() -> None:
+    first, second = make_self_signed_credentials("w"), make_self_signed_credentials("w")
+    a = x509.load_pem_x509_certificate(first.cert_pem)
+    b = x509.load_pem_x509_certificate(second.cert_pem)
+    assert a.subject != b.subject
+    ski = x509.SubjectKeyIdentifier
+    assert a.extensions.get_extension_for_class(ski) != b.extensions.get_extension_for_class(ski)
+    assert pinning_name(first.cert_pem).startswith("w-")
+    assert pinning_name(first.cert_pem).endswith(".sealfl.invalid")
+    check_key_matches_certificate(first, party="test")
+
+
+def test_the_lifetime_is_respected() -> None:
+    start = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    creds = make_self_signed_credentials(lifetime=datetime.timedelta(hours=2), now=start)
+    cert = x509.load_pem_x509_certificate(creds.cert_pem)
+    assert cert.not_valid_after_utc == start + datetime.timedelta(hours=2)
+
+
+def test_a_fingerprint_ignores_pem_formatting() -> None:
+    creds = make_self_signed_credentials()
+    reformatted = b"\n\n" + creds.cert_pem.replace(b"\n", b"\r\n")
+    assert certificate_fingerprint(reformatted) == certificate_fingerprint(creds.cert_pem)
+    assert len(certificate_fingerprint(creds.cert_pem)) == 64
+
+
+def test_a_key_that_is_not_the_certificates_is_named() -> None:
+    one, other = make_self_signed_credentials(), make_self_signed_credentials()
+    with pytest.raises(ConfigError, match="client credentials: the private key does not belong"):
+        check_key_matches_certificate(TlsCredentials(one.cert_pem, other.key_pem), party="client")
+
+
+def test_garbage_is_not_a_certificate() -> None:
+    with pytest.raises(ConfigError, match=r"peer certificate: not a PEM X\.509"):
+        fingerprint_verifier([])(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match="expected PEM bytes, got str"):
+        certificate_fingerprint("pem")  # type: ignore[arg-type]
+
+
+def _cert_without_names() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no cn")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_server_certificate_without_any_name_cannot_be_pinned() -> None:
+    with pytest.raises(ChannelError, match="no DNS subjectAltName and no common name"):
+        pinning_name(_cert_without_names())
+
+
+def test_fingerprint_verifier_accepts_only_listed_certificates() -> None:
+    allowed, stranger = make_self_signed_credentials(), make_self_signed_credentials("x")
+    fingerprint = certificate_fingerprint(allowed.cert_pem)
+    verify = fingerprint_verifier([fingerprint.upper()])  # case and colons do not matter
+    assert verify(allowed.cert_pem).fingerprint == fingerprint
+    with pytest.raises(AttestationError, match=r"fingerprint sha256:[0-9a-f]{64} is not one of"):
+        verify(stranger.cert_pem)
+
+
+def _key_pem(kind: str) -> bytes:
+    key = {
+        "ec": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+    }[kind]()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert_for(key_pem: bytes) -> x509.Certificate:
+    key = serialization.load_pem_private_key(key_pem, None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    now = datetime.datetime.now(datetime.UTC)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())  # type: ignore[union-attr]
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, algorithm)  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa", "ed25519"])
+def test_possession_proofs_verify_for_each_key_type_and_bind_the_nonce(kind: str) -> None:
+    key_pem = _key_pem(kind)
+    cert = _cert_for(key_pem)
+    server = make_self_signed_credentials("server").cert_pem
+    client = cert.public_bytes(serialization.Encoding.PEM)
+    message = possession_message(b"n" * 32, server, client)
+    signature = sign_possession(key_pem, message)
+    verify_possession(cert, message, signature)
+    other_nonce = possession_message(b"m" * 32, server, client)
+    with pytest.raises(AttestationError, match="does not verify"):
+        verify_possession(cert, other_nonce, signature)
+    other_server = possession_message(b"n" * 32, make_self_signed_credentials().cert_pem, client)
+    with pytest.raises(AttestationError, match="does not verify"):
+        verify_possession(cert, other_server, signature)
+
+
+def test_fetching_from_a_closed_port_names_the_address() -> None:
+    with socket.socket() as sock:  # bind then close: a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(
+        ChannelError, match=f"cannot fetch the server certificate from 127.0.0.1:{port}"
+    ):
+        fetch_server_certificate(f"127.0.0.1:{port}", timeout=2)
+
+
+@pytest.mark.parametrize("address", ["localhost", "host:port", ":80"])
+def test_malformed_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ConfigError, match="expected 'host:port'"):
+        fetch_server_certificate(address)
