@@ -60,13 +60,22 @@ def train_breast_model() -> LogisticRegression:
 
 
 def connect(
-    mode: Mode, server: PartyProcess, *, platform: SimulatedPlatform | None = None
+    mode: Mode,
+    server: PartyProcess,
+    *,
+    platform: SimulatedPlatform | None = None,
+    measurement: bytes | None = None,
 ) -> InferenceClient:
-    """Connect to a launched server, verifying it as its mode requires."""
+    """Connect to a launched server, verifying it as its mode requires.
+
+    ``measurement`` is the TEE server's expected measurement; compute it with
+    :func:`tee_measurement` *before* launching the server, so that both hash the same files.
+    """
     if mode is Mode.TEE:
         assert platform is not None
         verifier = tee_verifier(
-            platform_fingerprint=platform.fingerprint, measurement=tee_measurement()
+            platform_fingerprint=platform.fingerprint,
+            measurement=measurement or tee_measurement(),
         )
     else:
         verifier = pinned_verifier(server.ready["fingerprint"])
@@ -96,6 +105,7 @@ def run_demo(workdir: Path) -> list[DemoRow]:
     model_path = model.save(workdir / "model.npz")
     platform = SimulatedPlatform.create(workdir / "platform")
     X = breast.load_split("homo_test").X
+    measurement = tee_measurement()  # what this checkout measures to, before any server starts
     parties: list[PartyProcess] = []
     rows: list[DemoRow] = []
     try:
@@ -115,7 +125,7 @@ def run_demo(workdir: Path) -> list[DemoRow]:
         parties.extend(servers.values())
         for mode, server in servers.items():
             outputs = list(Output) if mode is Mode.MPC else [Output.PROBABILITY]
-            with connect(mode, server, platform=platform) as client:
+            with connect(mode, server, platform=platform, measurement=measurement) as client:
                 for output in outputs:
                     rows.append(_row(mode, output, client.query(X, output), model, X))
     finally:

@@ -1,0 +1,222 @@
+"""Private-inference benchmark: plaintext vs TEE vs MPC, latency per batch size.
+
+One logistic-regression model of ``features`` weights (default 528, the reference's width;
+weights and inputs are generated) is served in every mode, each server a separate process on
+loopback, all over gRPC with TLS (plaintext, MPC) or RA-TLS (TEE). The client runs here.
+
+For each mode and batch size it reports the median over ``repeats`` timed queries (after one
+warm-up) of the *online* latency: from having the rows to having the answer, including
+encoding, transfer and the servers' compute. The MPC modes also have an *offline* phase, timed
+separately and NOT included in the online number: the dealer draws the query's correlated
+randomness, the client receives its 32-byte seed and expands it, and the server fetches and
+expands its part. Bytes are protobuf payload bytes client -> server and back (TLS framing not
+counted). ``max |dp|`` is the largest difference of the probabilities from the plaintext model
+computed locally.
+
+Modes: ``plaintext``, ``tee``, ``mpc`` (sigmoid inside MPC), ``mpc-logit`` (logit revealed to
+the client), ``mpc-label`` (label only).
+
+Run with ``sealfl bench infer``; writes ``infer.json`` and ``infer.png`` in ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from sealfl.fl.infer.client import InferenceClient
+from sealfl.fl.infer.common import Mode, tee_measurement
+from sealfl.fl.infer.demo import connect
+from sealfl.fl.infer.launch import PartyProcess, launch_dealer, launch_server
+from sealfl.models import LogisticRegression
+from sealfl.mpc import Output
+from sealfl.tee import SimulatedPlatform
+
+MODES: dict[str, tuple[Mode, Output]] = {
+    "plaintext": (Mode.PLAINTEXT, Output.PROBABILITY),
+    "tee": (Mode.TEE, Output.PROBABILITY),
+    "mpc": (Mode.MPC, Output.PROBABILITY),
+    "mpc-logit": (Mode.MPC, Output.LOGIT),
+    "mpc-label": (Mode.MPC, Output.LABEL),
+}
+
+console = Console()
+
+
+def _measure(
+    client: InferenceClient, output: Output, model: LogisticRegression, X: np.ndarray, repeats: int
+) -> dict[str, Any]:
+    client.query(X, output)  # warm-up: connections, caches
+    online, offline = [], []
+    result = None
+    for _ in range(repeats):
+        result = client.query(X, output)
+        online.append(result.online_s)
+        offline.append(result.offline_s)
+    assert result is not None
+    want = model.predict_proba(X)
+    diff = None
+    if result.probabilities is not None:
+        diff = float(np.abs(result.probabilities - want).max())
+    return {
+        "online_ms": 1000 * statistics.median(online),
+        "online_ms_min": 1000 * min(online),
+        "offline_ms": 1000 * statistics.median(offline),
+        "round_trips": result.round_trips,
+        "bytes_sent": result.bytes_sent,
+        "bytes_received": result.bytes_received,
+        "max_abs_diff": diff,
+        "labels_agree": bool(np.array_equal(result.labels, model.predict(X))),
+    }
+
+
+def _plot(results: list[dict[str, Any]], path: Path, features: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for mode in dict.fromkeys(r["mode"] for r in results):
+        pts = [r for r in results if r["mode"] == mode]
+        ax.plot([p["batch"] for p in pts], [p["online_ms"] for p in pts], marker="o", label=mode)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (rows)")
+    ax.set_ylabel("online latency per batch (ms, median)")
+    ax.set_title(f"private inference, {features} features, loopback, separate processes")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(
+    *,
+    features: int = 528,
+    batch_sizes: list[int] | None = None,
+    modes: list[str] | None = None,
+    repeats: int = 5,
+    out_dir: Path = Path("bench-results"),
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    batch_sizes = batch_sizes or [1, 10, 100, 1000, 10000]
+    modes = modes or ["plaintext", "tee", "mpc", "mpc-logit"]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        from sealfl.errors import ConfigError
+
+        raise ConfigError(f"unknown modes {unknown}; expected some of {list(MODES)}")
+    logging.getLogger("sealfl").setLevel(logging.ERROR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    model = LogisticRegression(rng.normal(0.0, 1.0 / np.sqrt(features), size=features))
+    inputs = {b: rng.normal(size=(b, features)) for b in batch_sizes}
+    work = Path(tempfile.mkdtemp(prefix="sealfl-bench-infer-"))
+    model_path = model.save(work / "model.npz")
+    platform_dir = work / "platform"
+    sim = SimulatedPlatform.create(platform_dir)
+    measurement = tee_measurement()  # hashed before the servers start, from the same files
+    results: list[dict[str, Any]] = []
+    parties: list[PartyProcess] = []
+    try:
+        needed = {MODES[m][0] for m in modes}
+        dealer = launch_dealer(work) if Mode.MPC in needed else None
+        if dealer is not None:
+            parties.append(dealer)
+        servers: dict[Mode, PartyProcess] = {}
+        for mode in needed:
+            servers[mode] = launch_server(
+                mode.value,
+                model=model_path,
+                log_dir=work,
+                dealer=dealer if mode is Mode.MPC else None,
+                platform=platform_dir if mode is Mode.TEE else None,
+                sealed_model=work / "model.sealed" if mode is Mode.TEE else None,
+            )
+            parties.append(servers[mode])
+        for name in modes:
+            mode, output = MODES[name]
+            with connect(mode, servers[mode], platform=sim, measurement=measurement) as client:
+                for b in batch_sizes:
+                    row = {"mode": name, "batch": b, "features": features}
+                    row |= _measure(client, output, model, inputs[b], repeats)
+                    results.append(row)
+                    console.print(
+                        f"{name:>10} batch {b:>6}: {row['online_ms']:9.2f} ms online, "
+                        f"{row['offline_ms']:8.2f} ms offline",
+                        highlight=False,
+                    )
+    finally:
+        for party in reversed(parties):
+            party.stop()
+    _report(results, features, repeats, out_dir)
+    return results
+
+
+def _report(results: list[dict[str, Any]], features: int, repeats: int, out_dir: Path) -> None:
+    table = Table(title=f"private inference, {features} features (median of {repeats})")
+    for col in (
+        "mode",
+        "batch",
+        "online ms",
+        "offline ms",
+        "round trips",
+        "bytes sent",
+        "bytes recv",
+        "max |Δp|",
+        "labels",
+    ):
+        table.add_column(col, justify="right")
+    for r in results:
+        diff = "—" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+        table.add_row(
+            r["mode"],
+            str(r["batch"]),
+            f"{r['online_ms']:.2f}",
+            f"{r['offline_ms']:.2f}" if r["offline_ms"] else "—",
+            str(r["round_trips"]),
+            str(r["bytes_sent"]),
+            str(r["bytes_received"]),
+            diff,
+            "agree" if r["labels_agree"] else "DIFFER",
+        )
+    console.print(table)
+    base = {r["batch"]: r["online_ms"] for r in results if r["mode"] == "plaintext"}
+    ratios = []
+    for r in results:
+        if r["mode"] != "plaintext" and r["batch"] in base:
+            ratio = r["online_ms"] / base[r["batch"]]
+            r["ratio_to_plaintext"] = ratio
+            if r["batch"] == 1000:
+                ratios.append(f"{r['mode']} {ratio:.2f}x plaintext")
+    if ratios:
+        console.print("at batch 1000: " + ", ".join(ratios))
+        console.print("targets: mpc <= 3x, tee <= 1.5x; mpc <= 13.4 ms (CrypTen 134 ms / 10)")
+    doc = {
+        "benchmark": "infer",
+        "features": features,
+        "repeats": repeats,
+        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "online_excludes": "MPC offline phase (dealer material), reported as offline_ms",
+        "results": results,
+    }
+    (out_dir / "infer.json").write_text(json.dumps(doc, indent=2))
+    _plot(results, out_dir / "infer.png", features)
+    console.print(f"wrote {out_dir / 'infer.json'} and {out_dir / 'infer.png'}")
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,158 @@
+"""The three modes as separate processes: agreement, refusals, bad queries, a dead dealer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sealfl.errors import AttestationError, ChannelError
+from sealfl.fl.infer.client import InferenceClient, pinned_verifier, tee_verifier
+from sealfl.fl.infer.common import Mode
+from sealfl.fl.infer.demo import connect
+from sealfl.fl.infer.launch import launch_dealer, launch_server
+from sealfl.fl.infer.protos import infer_pb2
+from sealfl.models import sigmoid
+from sealfl.mpc import Output, QueryPlan
+from sealfl.mpc.protos import mpc_pb2
+from sealfl.mpc.wire import array_to_proto, header_to_proto
+
+
+def _client(fed: Any, mode: str) -> InferenceClient:
+    return connect(
+        Mode(mode), fed.servers[mode], platform=fed.platform, measurement=fed.measurement
+    )
+
+
+def test_modes_agree_with_plaintext_on_breast_test_split(
+    federation: Any, test_x: np.ndarray
+) -> None:
+    want = federation.model.predict_proba(test_x)
+    labels = federation.model.predict(test_x)
+    for mode in ("plaintext", "tee"):
+        with _client(federation, mode) as client:
+            got = client.query(test_x)
+        assert got.probabilities is not None
+        np.testing.assert_array_equal(got.probabilities, want)  # TEE: exactly plaintext
+        np.testing.assert_array_equal(got.labels, labels)
+    with _client(federation, "mpc") as client:
+        prob = client.query(test_x, Output.PROBABILITY)
+        logit = client.query(test_x, Output.LOGIT)
+        label = client.query(test_x, Output.LABEL)
+    assert prob.probabilities is not None and logit.probabilities is not None
+    assert np.abs(prob.probabilities - want).max() <= 1e-3
+    assert np.abs(logit.probabilities - want).max() <= 1e-4
+    np.testing.assert_allclose(
+        logit.probabilities, sigmoid(federation.model.logits(test_x)), atol=1e-4
+    )
+    for result in (prob, logit, label):
+        np.testing.assert_array_equal(result.labels, labels)
+    assert logit.round_trips == 1 and prob.round_trips == 4
+
+
+def _served(fed: Any, mode: str) -> tuple[int, int]:
+    with _client(fed, mode) as client:
+        info = client.describe()
+    return int(info.queries_served), int(info.queries_refused)
+
+
+def test_client_refusing_tee_evidence_sends_nothing(federation: Any, test_x: np.ndarray) -> None:
+    before = _served(federation, "tee")
+    wrong = tee_verifier(
+        platform_fingerprint=federation.platform.fingerprint, measurement=bytes(32)
+    )
+    address = federation.servers["tee"].ready["address"]
+    with pytest.raises(AttestationError, match="measurement"):
+        InferenceClient.connect(address, mode=Mode.TEE, server_verifier=wrong)
+    assert _served(federation, "tee") == before
+
+
+def test_client_refusing_an_unpinned_certificate(federation: Any) -> None:
+    address = federation.servers["plaintext"].ready["address"]
+    with pytest.raises(AttestationError, match="not one of the 1 pinned"):
+        InferenceClient.connect(
+            address, mode=Mode.PLAINTEXT, server_verifier=pinned_verifier("00" * 32)
+        )
+
+
+def test_wrong_mode_is_a_clear_error(federation: Any) -> None:
+    from sealfl.errors import ConfigError
+
+    server = federation.servers["plaintext"]
+    with pytest.raises(ConfigError, match="serves mode 'plaintext', expected 'mpc'"):
+        InferenceClient.connect(
+            server.ready["address"],
+            mode=Mode.MPC,
+            server_verifier=pinned_verifier(server.ready["fingerprint"]),
+        )
+
+
+def test_malformed_plaintext_queries_are_refused_and_server_keeps_serving(
+    federation: Any, test_x: np.ndarray
+) -> None:
+    with _client(federation, "plaintext") as client:
+        stub, channel = client._stub, client._channel
+        wrong_shape = infer_pb2.PredictRequest(inputs=array_to_proto(np.zeros((3, 29))))
+        with pytest.raises(ChannelError, match=r"INVALID_ARGUMENT.*\(rows, 30\), got \(3, 29\)"):
+            channel.call(stub.Predict, wrong_shape)
+        truncated = mpc_pb2.Array(dtype="float64", shape=[2, 30], data=b"\x00" * 17)
+        with pytest.raises(ChannelError, match="needs 480 bytes, got 17"):
+            channel.call(stub.Predict, infer_pb2.PredictRequest(inputs=truncated))
+        bad_dtype = mpc_pb2.Array(dtype="object", shape=[1], data=b"x")
+        with pytest.raises(ChannelError, match="dtype 'object' not allowed"):
+            channel.call(stub.Predict, infer_pb2.PredictRequest(inputs=bad_dtype))
+        ok = client.query(test_x[:5])
+    assert ok.probabilities is not None
+    np.testing.assert_array_equal(ok.probabilities, federation.model.predict_proba(test_x[:5]))
+
+
+def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
+    federation: Any, test_x: np.ndarray
+) -> None:
+    with _client(federation, "mpc") as client:
+        assert client._session is not None
+        plan = QueryPlan(rows=4, features=29, output=Output.LOGIT)
+        header = header_to_proto(plan, session_id=client._session.session_id, query_id="q")
+        first = infer_pb2.ExchangeMessage(header=header, message=mpc_pb2.Message())
+        with pytest.raises(Exception, match="29 features, the model expects 30"):
+            list(client._stub.Exchange(iter([first]), timeout=10))
+        ok = client.query(test_x[:5], Output.LOGIT)
+    assert ok.probabilities is not None
+    assert np.abs(ok.probabilities - federation.model.predict_proba(test_x[:5])).max() <= 1e-4
+
+
+def test_dealer_that_disappears_fails_the_query_quickly(
+    federation: Any, test_x: np.ndarray
+) -> None:
+    dealer = launch_dealer(federation.workdir)
+    server = launch_server(
+        "mpc", model=federation.model_path, log_dir=federation.workdir, dealer=dealer
+    )
+    try:
+        with connect(Mode.MPC, server) as client:
+            client.query(test_x[:3], Output.LABEL)  # works while the dealer lives
+            # Prepared at the dealer, which then vanishes before the server fetches its part.
+            assert client._dealer is not None and client._dealer_stub is not None
+            plan = QueryPlan(rows=3, features=30, output=Output.LOGIT)
+            assert client._session is not None
+            header = header_to_proto(plan, session_id=client._session.session_id, query_id="")
+            seed = client._dealer.call(
+                client._dealer_stub.Prepare, infer_pb2.PrepareRequest(header=header)
+            )
+            header.query_id = seed.query_id
+            dealer.stop()
+            started = time.monotonic()
+            with pytest.raises(ChannelError, match="material from the dealer"):
+                client._channel.call(
+                    client._stub.Prefetch, infer_pb2.PrefetchRequest(header=header)
+                )
+            with pytest.raises(ChannelError, match="Prepare"):
+                client.query(test_x[:3], Output.PROBABILITY)
+            assert time.monotonic() - started < 30
+            # The server itself keeps serving Describe.
+            assert client.describe().mode == "mpc"
+    finally:
+        server.stop()
+        dealer.stop()
