@@ -15,7 +15,7 @@ scale. Two vector kinds:
   too: an operation that could wrap modulo ``n`` raises
   :class:`~sealfl.errors.EncodingOverflowError`.
 * :class:`PackedVector` (many values per ciphertext, :class:`PackedLayout`): compact transport
-  and sums of up to ``layout.max_summands`` vectors; about 12.5 bytes per float at 2048 bits.
+  and sums of up to ``layout.max_summands`` vectors; about 11.4 bytes per float at 2048 bits.
 
 Example: one step of encrypted logistic regression on a worker that holds ``X, y`` and only the
 public key (the model owner holds the private key)::
@@ -41,7 +41,7 @@ public key (the model owner holds the private key)::
 
 Packed vectors for aggregation::
 
-    parts = [he.encrypt_packed(public_key, u) for u in updates]   # 41 floats per ciphertext
+    parts = [he.encrypt_packed(public_key, u) for u in updates]   # 45 floats per ciphertext
     total = he.sum_vectors(parts)                                  # counts summands
     mean = he.decrypt_vector(private_key, total) / len(parts)
 

@@ -76,7 +76,7 @@ def scaled_integers(
     if too_big.size:
         i = int(too_big[0])
         raise EncodingOverflowError(
-            f"{what}[{i}] = {values[i]!r} does not fit the encoding: expected "
+            f"{what}[{i}] = {float(values[i])!r} does not fit the encoding: expected "
             f"|value| < 2^{limit_bits - fraction_bits} at {fraction_bits} fraction bits"
         )
     return ints
@@ -108,9 +108,10 @@ class PackedLayout:
     """Slot layout of packed vectors: precision, range and summation headroom.
 
     Each slot is ``1 + integer_bits + fraction_bits + headroom_bits`` bits. The defaults give
-    49-bit slots, 41 per 2048-bit plaintext (12.5 bytes per float in a 512-byte ciphertext),
-    values with ``|x| < 2^14 = 16384`` at a resolution of ``2^-24 ≈ 6e-8``, and sums of up to
-    1024 vectors.
+    45-bit slots, 45 per 2048-bit plaintext (11.4 bytes per float in a 512-byte ciphertext),
+    values with ``-1024 <= x < 1024`` at a resolution of ``2^-24 ≈ 6e-8`` (rounding error at
+    most ``3e-8``), and sums of up to 1024 vectors. Model weights and updates in federated
+    learning fit; choose a wider ``integer_bits`` for larger values (fewer slots).
 
     Parameters
     ----------
@@ -123,7 +124,7 @@ class PackedLayout:
     """
 
     fraction_bits: int = DEFAULT_FRACTION_BITS
-    integer_bits: int = 14
+    integer_bits: int = 10
     headroom_bits: int = 10
 
     def __post_init__(self) -> None:
@@ -178,13 +179,13 @@ class PackedLayout:
         if ints.size and int(ints.max()) >= self.bias:
             i = int(np.argmax(ints))
             raise EncodingOverflowError(
-                f"values[{i}] = {values[i]!r} does not fit the packed encoding: expected "
+                f"values[{i}] = {float(values[i])!r} does not fit the packed encoding: expected "
                 f"value < 2^{self.integer_bits} at {self.fraction_bits} fraction bits"
             )
         if ints.size and int(ints.min()) < -self.bias:
             i = int(np.argmin(ints))
             raise EncodingOverflowError(
-                f"values[{i}] = {values[i]!r} does not fit the packed encoding: expected "
+                f"values[{i}] = {float(values[i])!r} does not fit the packed encoding: expected "
                 f"value >= -2^{self.integer_bits} at {self.fraction_bits} fraction bits"
             )
         biased = (ints + self.bias).tolist()

@@ -92,7 +92,7 @@ def encrypt_packed(
     values
         1-D finite floats inside the layout's range.
     layout
-        Slot layout; the default packs 41 values per 2048-bit ciphertext.
+        Slot layout; the default packs 45 values in [-1024, 1024) per 2048-bit ciphertext.
     randomness
         Source of encryption randomness (:class:`Randomness`); DJN by default.
     private_key

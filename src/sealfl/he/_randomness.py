@@ -6,7 +6,7 @@ Three modes (:class:`Randomness`):
     Damgård–Jurik–Nielsen short exponents: ``ρ = h_s^a`` with ``h_s = (-x²)^n mod n²`` for a
     random ``x`` drawn once per process, and a fresh random ``a`` of ``⌈k/2⌉`` bits for a
     ``k``-bit ``n``. ``h_s`` is fixed, so a :class:`~sealfl.he._fixedbase.FixedBaseTable` turns
-    each ``h_s^a`` into ~127 multiplications. Security rests on the DJN assumption that such
+    each ``h_s^a`` into ~102 multiplications. Security rests on the DJN assumption that such
     ``h_s^a`` are indistinguishable from uniform ``n``-th residues. With the private key at
     hand the tables work modulo ``p²`` and ``q²`` (CRT), on half-size numbers.
 ``CRT``
@@ -125,7 +125,8 @@ class _DJNCRTSource:
         return out
 
 
-_CACHE_SIZE = 4
+# A source holds up to 64 MiB of tables: keep the two most recent keys per process.
+_CACHE_SIZE = 2
 _cache: OrderedDict[tuple[str, int, bool], ResidueSource] = OrderedDict()
 _cache_lock = threading.Lock()
 
