@@ -11,6 +11,7 @@ arrays cross to the workers, on this machine, never key objects and never the ne
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import os
 import threading
@@ -19,10 +20,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from sealfl.errors import ConfigError, HEError
+from sealfl.errors import ConfigError
 
 T = TypeVar("T")
 
+_log = logging.getLogger(__name__)
 _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -89,20 +91,28 @@ def _run(executor: Executor, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...
 def run_in_processes(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
     """Run ``fn(*job)`` for every job; the first here, the rest in worker processes.
 
-    ``fn`` must be a module-level function and the job arguments picklable plain data.
-
-    Raises
-    ------
-    HEError
-        If a worker process died (the pool is replaced on the next call).
+    ``fn`` must be a module-level function and the job arguments picklable plain data. If
+    worker processes cannot be used (a daemonic caller may not have children; a worker died)
+    the jobs run here instead, with a warning in the log: slower, never wrong.
     """
     if len(jobs) <= 1:
         return [fn(*job) for job in jobs]
     try:
-        return _run(_process_pool(len(jobs) - 1), fn, jobs)
-    except BrokenProcessPool as exc:
+        pool = _process_pool(len(jobs) - 1)
+        futures = [pool.submit(fn, *job) for job in jobs[1:]]
+    except (OSError, RuntimeError, AssertionError, BrokenProcessPool) as exc:
+        _log.warning("Paillier worker processes unavailable (%s); computing in-process", exc)
         shutdown_pools()
-        raise HEError(f"a Paillier worker process died: {exc}") from exc
+        return [fn(*job) for job in jobs]
+    results = [fn(*jobs[0])]
+    for job, future in zip(jobs[1:], futures, strict=True):
+        try:
+            results.append(future.result())
+        except BrokenProcessPool as exc:
+            _log.warning("a Paillier worker process died (%s); computing its share here", exc)
+            shutdown_pools()
+            results.append(fn(*job))
+    return results
 
 
 def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:

@@ -1,0 +1,35 @@
+"""Work splitting, and the in-process fallback when worker processes are unavailable."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sealfl.he import _parallel
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_split_evenly_covers_the_range_once() -> None:
+    assert _parallel.split_evenly(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert _parallel.split_evenly(2, 5) == [(0, 1), (1, 2)]
+    assert _parallel.split_evenly(0, 2) == []
+
+
+def test_jobs_run_in_worker_processes() -> None:
+    assert _parallel.run_in_processes(_square, [(2,), (3,)]) == [4, 9]
+
+
+def test_falls_back_in_process_when_no_pool(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(workers: int) -> None:
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(_parallel, "_process_pool", refuse)
+    with caplog.at_level(logging.WARNING, logger="sealfl.he._parallel"):
+        assert _parallel.run_in_processes(_square, [(5,), (6,)]) == [25, 36]
+    assert "computing in-process" in caplog.text
