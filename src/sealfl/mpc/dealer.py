@@ -99,11 +99,12 @@ def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:
     cmp = plan.compare
     if cmp is not None:
         for r in range(cmp.rounds):
-            out[f"a{r}"] = prg.words(f"and.{r}.a", (n, k), cmp.dtype)
+            shape = cmp.gate_shape(r, n * k)
+            out[f"a{r}"] = prg.words(f"and.{r}.a", shape)
             for j in range(cmp.rights(r)):
-                out[f"b{r}.{j}"] = prg.words(f"and.{r}.b.{j}", (n, k), cmp.dtype)
+                out[f"b{r}.{j}"] = prg.words(f"and.{r}.b.{j}", shape)
                 if client:
-                    out[f"c{r}.{j}"] = prg.words(f"and.{r}.c.{j}", (n, k), cmp.dtype)
+                    out[f"c{r}.{j}"] = prg.words(f"and.{r}.c.{j}", shape)
     if plan.output is Output.PROBABILITY:
         out["rho"] = prg.words("rho", (n,))
         out["beta_xor"] = prg.bits("beta.xor", (n, k))
@@ -137,7 +138,7 @@ def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
             a = c[f"a{r}"] ^ s[f"a{r}"]
             for j in range(cmp.rights(r)):
                 b = c[f"b{r}.{j}"] ^ s[f"b{r}.{j}"]
-                and_c.append(np.asarray((a & b) ^ c[f"c{r}.{j}"], dtype=cmp.dtype))
+                and_c.append(np.asarray((a & b) ^ c[f"c{r}.{j}"], dtype=np.uint64))
     beta_add = beta_rho = None
     if plan.output is Output.PROBABILITY:
         beta = (c["beta_xor"] ^ s["beta_xor"]).astype(np.uint64)
@@ -194,8 +195,9 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
             f"dealer material: expected {expected_c} triple arrays, got {len(deal.and_c)}"
         )
     if cmp is not None:
-        for i, arr in enumerate(deal.and_c):
-            _check(f"and_c[{i}]", arr, (n, k), cmp.dtype)
+        shapes = [cmp.gate_shape(r, n * k) for r in range(cmp.rounds) for _ in range(cmp.rights(r))]
+        for i, (arr, shape) in enumerate(zip(deal.and_c, shapes, strict=True)):
+            _check(f"and_c[{i}]", arr, shape, np.uint64)
     if plan.output is Output.PROBABILITY:
         _check("beta_add", deal.beta_add, (n, k), np.uint64)
         _check("beta_rho", deal.beta_rho, (n, k), np.uint64)

@@ -80,7 +80,7 @@ class _Party:
         n, k = self.plan.rows, self.plan.columns
         cmp = self.plan.compare
         assert cmp is not None
-        words = [((n, k), cmp.dtype)] * (1 + cmp.rights(rnd))
+        words = [(cmp.gate_shape(rnd, n * k), np.uint64)] * (1 + cmp.rights(rnd))
         if rnd == 0 and self.plan.output is Output.PROBABILITY:
             _expect(f"compare round {rnd}", peer, [((n,), np.uint64), *words])
             self._zhat = own[0] + peer[0]

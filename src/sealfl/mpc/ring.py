@@ -36,7 +36,7 @@ def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
     arr = np.asarray(x, dtype=np.float64)
     scaled = np.rint(arr * float(1 << frac_bits))
     limit = float(1 << 62)
-    if not np.all(np.abs(scaled) < limit):
+    if scaled.size and not (-limit < scaled.min() and scaled.max() < limit):
         bad = arr.flat[int(np.argmax(~(np.abs(scaled) < limit)))]
         raise ConfigError(
             f"value {bad!r} cannot be encoded with {frac_bits} fractional bits: expected a "
