@@ -353,11 +353,16 @@ def connect_pinned(
     failure = _probe_connection(channel, timeout_s)
     if failure is not None:
         secure.close()
+        details = failure.details() if isinstance(failure, grpc.Call) else str(failure)
         try:
             secure.check_pin()
+        except CertificatePinError as exc:
+            raise CertificatePinError(f"connecting to {address}: {exc}") from failure
         except ChannelError as exc:
-            raise type(exc)(f"connecting to {address}: {exc}") from exc
-        details = failure.details() if isinstance(failure, grpc.Call) else str(failure)
+            raise ChannelError(
+                f"connecting to {address}: the mutual-TLS handshake failed and the server's "
+                f"certificate cannot be read again ({exc}) (gRPC: {details})"
+            ) from failure
         raise ChannelError(
             f"connecting to {address}: the mutual-TLS handshake failed (deadline {timeout_s} s); "
             "the pinned server certificate is unchanged, so the server most "
