@@ -110,8 +110,25 @@ def _finish(positive: list[mpz | None], negative: list[mpz | None], modulus: mpz
     return out
 
 
-def _mul(acc: mpz | None, factor: mpz, modulus: mpz) -> mpz:
-    return factor if acc is None else acc * factor % modulus
+def _product(factors: Sequence[mpz], indices: Sequence[int], modulus: mpz) -> mpz | None:
+    """Return ``Π factors[i] for i in indices mod modulus`` (``None`` for no index)."""
+    if not indices:
+        return None
+    acc = factors[indices[0]]
+    for i in indices[1:]:
+        acc = acc * factors[i] % modulus
+    return acc
+
+
+def _rows_of_nonzero(flat: NDArray[np.int64]) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """Per row of ``flat``: the column indices of its nonzero digits and those digits."""
+    rows, cols = np.nonzero(flat)
+    values = flat[rows, cols]
+    bounds = np.searchsorted(rows, np.arange(flat.shape[0] + 1))
+    return [
+        (cols[bounds[r] : bounds[r + 1]], values[bounds[r] : bounds[r + 1]])
+        for r in range(flat.shape[0])
+    ]
 
 
 def _comb(bases: Sequence[mpz], digits: NDArray[np.int64], window: int, modulus: mpz) -> list[mpz]:
@@ -137,34 +154,34 @@ def _comb(bases: Sequence[mpz], digits: NDArray[np.int64], window: int, modulus:
     flat = digits.transpose(1, 2, 0).reshape(outputs, nbases * positions)
     positive: list[mpz | None] = []
     negative: list[mpz | None] = []
-    for row in flat:
-        nz = np.flatnonzero(row)
-        values = row[nz]
-        index = nz * half + np.abs(values) - 1
-        p: mpz | None = None
-        n: mpz | None = None
-        for i, v in zip(index.tolist(), values.tolist(), strict=True):
-            if v > 0:
-                p = _mul(p, table[i], modulus)
-            else:
-                n = _mul(n, table[i], modulus)
-        positive.append(p)
-        negative.append(n)
+    for cols, values in _rows_of_nonzero(flat):
+        index = cols * half + np.abs(values) - 1
+        positive.append(_product(table, index[values > 0].tolist(), modulus))
+        negative.append(_product(table, index[values < 0].tolist(), modulus))
     return _finish(positive, negative, modulus)
 
 
-def _aggregate_buckets(buckets: dict[int, mpz], modulus: mpz) -> mpz | None:
-    """Return ``Π_k buckets[k]^k`` with two multiplications per bucket value."""
-    if not buckets:
+def _aggregate_buckets(
+    powers: Sequence[mpz], cols: NDArray[np.int64], digits: NDArray[np.int64], modulus: mpz
+) -> mpz | None:
+    """Return ``Π powers[c]^d`` over positive digits ``d`` by buckets and running products.
+
+    Bucket ``k`` multiplies every power whose digit is ``k``; then ``Π_k bucket_k^k`` is built
+    from the largest ``k`` down with two multiplications per bucket value.
+    """
+    if digits.size == 0:
         return None
+    order = np.argsort(-digits, kind="stable")
+    cols, digits = cols[order].tolist(), digits[order].tolist()
     running: mpz | None = None
     total: mpz | None = None
-    for k in range(max(buckets), 0, -1):
-        bucket = buckets.get(k)
-        if bucket is not None:
-            running = _mul(running, bucket, modulus)
+    i, count = 0, len(digits)
+    for k in range(digits[0], 0, -1):
+        while i < count and digits[i] == k:
+            running = powers[cols[i]] if running is None else running * powers[cols[i]] % modulus
+            i += 1
         if running is not None:
-            total = _mul(total, running, modulus)
+            total = running if total is None else total * running % modulus
     return total
 
 
@@ -183,17 +200,10 @@ def _bucket(
     flat = digits.transpose(1, 2, 0).reshape(outputs, nbases * positions)
     positive: list[mpz | None] = []
     negative: list[mpz | None] = []
-    for row in flat:
-        nz = np.flatnonzero(row)
-        pos: dict[int, mpz] = {}
-        neg: dict[int, mpz] = {}
-        for i, v in zip(nz.tolist(), row[nz].tolist(), strict=True):
-            if v > 0:
-                pos[v] = _mul(pos.get(v), powers[i], modulus)
-            else:
-                neg[-v] = _mul(neg.get(-v), powers[i], modulus)
-        positive.append(_aggregate_buckets(pos, modulus))
-        negative.append(_aggregate_buckets(neg, modulus))
+    for cols, values in _rows_of_nonzero(flat):
+        sign = values > 0
+        positive.append(_aggregate_buckets(powers, cols[sign], values[sign], modulus))
+        negative.append(_aggregate_buckets(powers, cols[~sign], -values[~sign], modulus))
     return _finish(positive, negative, modulus)
 
 

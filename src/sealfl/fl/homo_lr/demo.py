@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -84,8 +85,22 @@ def simulated_policy_toml(measurement: bytes, platform_fingerprint: str) -> str:
     )
 
 
-def prepare_run_dir(run_dir: Path, *, workers: int) -> dict[str, Path]:
-    """Create the platform, the two policies and the data files; return their paths."""
+def prepare_run_dir(
+    run_dir: Path, *, workers: int, measurements: Mapping[str, bytes] | None = None
+) -> dict[str, Path]:
+    """Create the platform, the two policies and the data files; return their paths.
+
+    Parameters
+    ----------
+    run_dir
+        Directory to fill (created if missing).
+    workers
+        How many training splits to write.
+    measurements
+        Expected measurement per role (``"ps"``, ``"worker"``); by default
+        :func:`~sealfl.fl.homo_lr.launch.role_measurement` of the code this process loaded.
+    """
+    expected = measurements or {role: role_measurement(role) for role in ("ps", "worker")}
     run_dir.mkdir(parents=True, exist_ok=True)
     platform_dir = run_dir / "platform"
     platform = SimulatedPlatform.create(platform_dir)
@@ -93,7 +108,7 @@ def prepare_run_dir(run_dir: Path, *, workers: int) -> dict[str, Path]:
     for role, peer in (("ps", "worker"), ("worker", "ps")):
         path = run_dir / f"policy-{role}.toml"
         path.write_text(
-            simulated_policy_toml(role_measurement(peer), platform.fingerprint), encoding="utf-8"
+            simulated_policy_toml(expected[peer], platform.fingerprint), encoding="utf-8"
         )
         paths[f"policy-{role}"] = path
     data = run_dir / "data"

@@ -1,0 +1,311 @@
+"""homo-lr with real processes on loopback: the `sealfl homo-lr` commands, simulated TEE, RA-TLS.
+
+Every party is a separate ``python -m sealfl.cli.main`` process; the test keeps their PIDs,
+polls files for readiness and never sleeps a fixed time to "let things happen". Keys are 1024
+bits to keep the suite quick (the protocol does not depend on the size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pytest
+
+from sealfl.data import breast
+from sealfl.fl.homo_lr.algorithm import Hyperparameters, with_bias
+from sealfl.fl.homo_lr.demo import prepare_run_dir, simulated_policy_toml
+from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto
+from sealfl.fl.homo_lr.launch import (
+    ADDRESS_FILE,
+    MODEL_FILE,
+    MODEL_LABEL,
+    PUBKEY_HASH_CLAIM,
+    TeeContext,
+)
+from sealfl.fl.homo_lr.metrics import MetricsLog
+from sealfl.fl.homo_lr.plaintext import train_plaintext
+from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
+from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
+from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings
+from sealfl.fl.homo_lr.service import HomoLrService
+from sealfl.net import SecureServer
+from sealfl.seal import SealingKey, read_sealed
+from sealfl.tee import (
+    EvidenceProvider,
+    SimulatedPlatform,
+    SimulatedTee,
+    Verifier,
+    create_ratls_certificate,
+    load_policy,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sealfl.he.WeakKeyWarning")
+
+CLI = [sys.executable, "-m", "sealfl.cli.main", "homo-lr"]
+TIMEOUT_S = 90.0
+
+
+class Party:
+    """A started process whose combined output goes to a file we can poll."""
+
+    def __init__(self, name: str, argv: list[str], logs: Path) -> None:
+        self.name = name
+        self.log = logs / f"{name}.log"
+        self._fh = self.log.open("w")
+        self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def words(self) -> str:
+        """The output with whitespace collapsed (error messages are wrapped to the terminal)."""
+        return " ".join(self.output().split())
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            if predicate(self.output()):
+                return
+            if self.proc.poll() is not None and not predicate(self.output()):
+                raise AssertionError(f"{self.name} exited before {what}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no {what} within {TIMEOUT_S} s:\n{self.output()}")
+
+    def finish(self) -> int:
+        try:
+            code = self.proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"{self.name} did not finish:\n{self.output()}") from None
+        self._fh.close()
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+
+
+def fresh_measurements() -> dict[str, bytes]:
+    """Measure the roles in a new process, as the parties about to start will.
+
+    The simulated measurement covers every file of the package and a process measures once; a
+    value cached in this long-lived test process would go stale if the checkout is edited
+    while the suite runs.
+    """
+    code = (
+        "from sealfl.fl.homo_lr.launch import role_measurement as m; "
+        "print(m('ps').hex(), m('worker').hex())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ps, worker = out.stdout.split()
+    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    measurements = fresh_measurements()
+    paths = prepare_run_dir(tmp_path, workers=2, measurements=measurements)
+    (tmp_path / "measurement-ps.hex").write_text(measurements["ps"].hex())
+    paths["root"] = tmp_path
+    paths["logs"] = tmp_path / "logs"
+    paths["logs"].mkdir()
+    yield paths
+
+
+@pytest.fixture
+def parties() -> Iterator[list[Party]]:
+    started: list[Party] = []
+    yield started
+    for party in started:
+        party.stop()
+
+
+def _ps(run: dict[str, Path], parties: list[Party], *extra: str, workers: int = 2) -> str:
+    out = run["root"] / "ps"
+    party = Party(
+        "ps",
+        [
+            *CLI,
+            "ps",
+            "--worker-num",
+            str(workers),
+            "--validate-set",
+            str(run["test"]),
+            "--listen",
+            "127.0.0.1:0",
+            "--key-bits",
+            "1024",
+            "--policy",
+            str(run["policy-ps"]),
+            "--out",
+            str(out),
+            "--simulated-platform",
+            str(run["platform"]),
+            *extra,
+        ],
+        run["logs"],
+    )
+    parties.append(party)
+    address_file = out / ADDRESS_FILE
+    party.wait_for(lambda _: address_file.is_file(), "listening address")
+    return address_file.read_text().strip()
+
+
+def _worker(
+    run: dict[str, Path],
+    parties: list[Party],
+    k: int,
+    address: str,
+    epochs: int,
+    *,
+    policy: Path | None = None,
+    platform: Path | None = None,
+) -> Party:
+    party = Party(
+        f"worker-{k}",
+        [
+            *CLI,
+            "worker",
+            "--train-set",
+            str(run[f"train-{k}"]),
+            "--id",
+            str(k),
+            "--server",
+            address,
+            "--epochs",
+            str(epochs),
+            "--policy",
+            str(policy or run["policy-worker"]),
+            "--simulated-platform",
+            str(platform or run["platform"]),
+        ],
+        run["logs"],
+    )
+    parties.append(party)
+    return party
+
+
+def test_two_workers_train_and_the_sealed_model_matches_plaintext(
+    run: dict[str, Path], parties: list[Party]
+) -> None:
+    address = _ps(run, parties)
+    workers = [_worker(run, parties, k, address, 11) for k in (1, 2)]
+    assert [w.finish() for w in workers] == [0, 0], [w.output() for w in workers]
+    assert parties[0].finish() == 0, parties[0].output()
+    out = workers[0].output()
+    assert "PS key binding verified" in out
+    iter_lines = [line for line in out.splitlines() if line.startswith("iter:")]
+    assert [line.split()[1] for line in iter_lines] == ["0", "10"]
+
+    # Only the PS's (simulated) enclave can open the sealed model.
+    platform = SimulatedPlatform.load(run["platform"])
+    measurement = bytes.fromhex((run["root"] / "measurement-ps.hex").read_text())
+    tee = cast(EvidenceProvider, SimulatedTee(platform, measurement))
+    key = SealingKey.from_tee(tee, label=MODEL_LABEL.encode())
+    model = pb.TrainedModel.FromString(
+        read_sealed(run["root"] / "ps" / MODEL_FILE, key, label=MODEL_LABEL)
+    )
+    assert model.iterations_done == 11 and list(model.contributors) == [1, 2]
+    parts = [
+        (with_bias(d.X), d.labels().astype(np.float64))
+        for d in (breast.load_split("homo_guest"), breast.load_split("homo_host"))
+    ]
+    *_, last = train_plaintext(parts, Hyperparameters(iterations=11))
+    np.testing.assert_allclose(np.array(model.weights), last.weights, rtol=0, atol=1e-6)
+    metrics = (run["root"] / "ps" / "ps_metrics.jsonl").read_text().splitlines()
+    assert sum('"event":"round"' in line for line in metrics) == 11
+
+
+def test_worker_refuses_a_ps_that_fails_its_policy(
+    run: dict[str, Path], parties: list[Party]
+) -> None:
+    address = _ps(run, parties)
+    platform = SimulatedPlatform.load(run["platform"])
+    wrong = run["root"] / "policy-expects-worker-code.toml"
+    ps_code = bytes.fromhex((run["root"] / "measurement-ps.hex").read_text())
+    not_ps = bytes(b ^ 0xFF for b in ps_code)
+    wrong.write_text(simulated_policy_toml(not_ps, platform.fingerprint))
+    worker = _worker(run, parties, 1, address, 5, policy=wrong)
+    assert worker.finish() == 1
+    assert "error:" in worker.words() and "measurement: expected one of" in worker.words()
+
+
+def test_ps_refuses_an_unattested_worker_and_goes_on(
+    run: dict[str, Path], parties: list[Party]
+) -> None:
+    address = _ps(run, parties, workers=1)
+    SimulatedPlatform.create(run["root"] / "rogue-platform")
+    rogue = _worker(run, parties, 2, address, 5, platform=run["root"] / "rogue-platform")
+    assert rogue.finish() == 1
+    assert "refused" in rogue.words() and "platform" in rogue.words(), rogue.output()
+    good = _worker(run, parties, 1, address, 3)
+    assert good.finish() == 0, good.output()
+    assert parties[0].finish() == 0
+    assert "refused a party at enrolment" in parties[0].output()
+
+
+def test_worker_stops_when_the_ps_key_binding_does_not_verify(
+    run: dict[str, Path], parties: list[Party]
+) -> None:
+    # A PS that binds one Paillier key into its attested certificate but hands out another.
+    platform = SimulatedPlatform.load(run["platform"])
+    measurement = bytes.fromhex((run["root"] / "measurement-ps.hex").read_text())
+    tee = TeeContext(
+        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
+        verifier=Verifier(load_policy(run["policy-ps"])),
+    )
+    bound, served = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
+    credentials = create_ratls_certificate(
+        tee.provider,
+        claims={PUBKEY_HASH_CLAIM: hashlib.sha256(bound.public_key_bytes()).digest()},
+        hostnames=("localhost", "127.0.0.1"),
+    )
+    test = breast.load_split("homo_test")
+    core = ParameterServer(
+        crypto=served,
+        validation=(test.X, test.labels().astype(np.float64)),
+        settings=ServerSettings(worker_num=1, min_workers=1, join_deadline_s=20),
+        metrics=MetricsLog(None, party="ps"),
+        on_line=lambda line: None,
+    )
+    server = SecureServer(credentials=credentials, peer_verifier=tee.verify_peer)
+    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(core))
+    address = server.start()
+    try:
+        worker = _worker(run, parties, 1, address, 5)
+        assert worker.finish() == 1
+        output = worker.words()
+        assert "is not the one bound into its attested RA-TLS certificate" in output, output
+        assert platform.fingerprint  # the PS itself was genuinely attested
+    finally:
+        server.stop(grace=0)
+
+
+@pytest.mark.parametrize(("min_workers", "ps_code"), [(1, 0), (2, 1)])
+def test_dead_worker_mid_run(
+    run: dict[str, Path], parties: list[Party], min_workers: int, ps_code: int
+) -> None:
+    address = _ps(run, parties, "--min-workers", str(min_workers), "--round-deadline", "2")
+    survivor = _worker(run, parties, 1, address, 150)
+    doomed = _worker(run, parties, 2, address, 150)
+    doomed.wait_for(lambda out: "iter: 10 " in out, "iteration 10")
+    doomed.proc.kill()
+    ps = parties[0]
+    assert ps.finish() == ps_code, ps.output()
+    if ps_code == 0:
+        assert "worker(s) 2 missed the deadline; dropped" in ps.words()
+        assert survivor.finish() == 0, survivor.output()
+    else:
+        assert "without worker(s) 2" in ps.words() and "--min-workers is 2" in ps.words()
+        assert survivor.finish() == 1
+        assert "the PS stopped training" in survivor.words()
+        assert "missing: 2" in survivor.words()
