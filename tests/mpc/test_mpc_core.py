@@ -129,3 +129,10 @@ def test_server_refuses_dealer_material_of_the_wrong_shape() -> None:
         expand_server(other, deal)
     with pytest.raises(ProtocolError, match="session mask has 4 features"):
         deal_query(QueryPlan(rows=1, features=5, output=Output.LOGIT), session_mask(4))
+
+
+@given(st.lists(st.floats(-(2.0**30), 2.0**30, allow_nan=False), min_size=1, max_size=64))
+def test_fast_encoding_rounds_like_rint(values: list[float]) -> None:
+    x = np.array(values)
+    want = np.rint(x * 2.0**20).astype(np.int64).view(np.uint64)
+    assert np.array_equal(encode(x), want)

@@ -84,17 +84,17 @@ class ComparePlan:
         """Bit planes combined by the AND gates of round ``rnd``."""
         return self.bits - 1 if rnd == 0 else self._levels()[rnd - 1]
 
-    def gate_shape(self, rnd: int, values: int) -> tuple[int, int]:
-        """Shape of round ``rnd``'s gate operands for ``values`` comparisons: (planes, words)."""
-        return (self.lanes(rnd), -(-values // 64))
+    def gate_shape(self, rnd: int, rows: int) -> tuple[int, int]:
+        """Shape of round ``rnd``'s gate operands for ``rows`` values: (planes, words).
 
-    def coarsen(self, share: npt.NDArray[np.uint64], party: int) -> Words:
-        """Return this party's share of ``u = coarse(z) - t_k`` for each threshold, shape (n, K)."""
-        coarse = (share >> np.uint64(self.shift)).astype(self.dtype)
-        u = np.repeat(coarse[:, None], len(self.thresholds), axis=1)
-        if party == 0:
-            u -= self.thresholds.astype(self.dtype)
-        return u
+        Each threshold's column of ``rows`` comparisons fills whole words (it is padded to a
+        multiple of 64), so a party whose share is the same for every column can copy words.
+        """
+        return (self.lanes(rnd), len(self.thresholds) * -(-rows // 64))
+
+    def coarse(self, share: npt.NDArray[np.uint64]) -> Words:
+        """Return this party's share of the coarsened value, ``M`` bits, shape (n,)."""
+        return (share >> np.uint64(self.shift)).astype(self.dtype)
 
 
 def bit_planes(values: Words, bits: int) -> npt.NDArray[np.uint64]:
@@ -111,6 +111,28 @@ def bit_planes(values: Words, bits: int) -> npt.NDArray[np.uint64]:
     unpacked = np.unpackbits(values.view(np.uint8).reshape(-1, width), axis=1, bitorder="little")
     planes = np.packbits(unpacked[:, :bits], axis=0, bitorder="little")
     return np.ascontiguousarray(planes.T).view(np.uint64)
+
+
+def subtract_constants(
+    planes: npt.NDArray[np.uint64], constants: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """Return the planes of ``v - c_k`` for every constant, columns side by side.
+
+    A ripple-borrow subtractor run on whole planes (64 values per word operation) and on all
+    constants at once: ``bits`` steps of a few operations on (constants, words) arrays, far
+    cheaper than slicing ``len(constants)`` times as many values.
+    """
+    bits, words = planes.shape
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    c = constants.astype(np.uint64)
+    out = np.empty((bits, len(c), words), dtype=np.uint64)
+    borrow = np.zeros((len(c), words), dtype=np.uint64)
+    for i in range(bits):
+        a = planes[i][None, :]
+        b = np.where((c >> np.uint64(i)) & np.uint64(1), ones, np.uint64(0))[:, None]
+        out[i] = a ^ b ^ borrow
+        borrow = (~a & (b | borrow)) | (b & borrow)
+    return out.reshape(bits, len(c) * words)
 
 
 def unslice(plane: npt.NDArray[np.uint64], count: int) -> npt.NDArray[np.uint8]:
@@ -143,12 +165,22 @@ class Comparator:
         self._party = party
         self._plan = plan
         self._triples = triples
-        u = plan.coarsen(share, party)
-        self._shape = u.shape
-        flat = u.reshape(-1)
+        rows = share.shape[0]
+        self._rows = rows
+        padded = -(-rows // 64) * 64
+        k = len(plan.thresholds)
         top = plan.bits - 1
-        self._sign = ((flat >> plan.dtype(top)) & plan.dtype(1)).astype(np.uint8)
-        x = bit_planes(flat, top)  # low bits, one plane per bit position
+        coarse = np.zeros(padded, dtype=plan.dtype)
+        coarse[:rows] = plan.coarse(share)
+        planes = bit_planes(coarse, plan.bits)
+        if party == 0:
+            # Party 0 subtracts the thresholds: one column of values per threshold.
+            planes = subtract_constants(planes, plan.thresholds)
+        else:
+            # Party 1's share is the same in every column.
+            planes = np.tile(planes, (1, k))
+        x = planes[:top]  # low bits, one plane per bit position
+        self._sign = unslice(planes[top], k * padded)
         zero = np.zeros_like(x)
         # Generate bits: party 0 holds x_0 as its share of the left operand, party 1 x_1 as
         # its share of the right operand; the other share of each is zero.
@@ -191,4 +223,5 @@ class Comparator:
         bit = self._sign ^ carry
         if self._party == 0:
             bit ^= 1
-        return bit.reshape(self._shape)
+        k = len(self._plan.thresholds)
+        return np.ascontiguousarray(bit.reshape(k, -1)[:, : self._rows].T)

@@ -99,7 +99,7 @@ def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:
     cmp = plan.compare
     if cmp is not None:
         for r in range(cmp.rounds):
-            shape = cmp.gate_shape(r, n * k)
+            shape = cmp.gate_shape(r, n)
             out[f"a{r}"] = prg.words(f"and.{r}.a", shape)
             for j in range(cmp.rights(r)):
                 out[f"b{r}.{j}"] = prg.words(f"and.{r}.b.{j}", shape)
@@ -195,7 +195,7 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
             f"dealer material: expected {expected_c} triple arrays, got {len(deal.and_c)}"
         )
     if cmp is not None:
-        shapes = [cmp.gate_shape(r, n * k) for r in range(cmp.rounds) for _ in range(cmp.rights(r))]
+        shapes = [cmp.gate_shape(r, n) for r in range(cmp.rounds) for _ in range(cmp.rights(r))]
         for i, (arr, shape) in enumerate(zip(deal.and_c, shapes, strict=True)):
             _check(f"and_c[{i}]", arr, shape, np.uint64)
     if plan.output is Output.PROBABILITY:

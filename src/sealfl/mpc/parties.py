@@ -77,10 +77,10 @@ class _Party:
         return out + self._comparator().open(rnd)
 
     def _close_compare(self, rnd: int, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
-        n, k = self.plan.rows, self.plan.columns
+        n = self.plan.rows
         cmp = self.plan.compare
         assert cmp is not None
-        words = [(cmp.gate_shape(rnd, n * k), np.uint64)] * (1 + cmp.rights(rnd))
+        words = [(cmp.gate_shape(rnd, n), np.uint64)] * (1 + cmp.rights(rnd))
         if rnd == 0 and self.plan.output is Output.PROBABILITY:
             _expect(f"compare round {rnd}", peer, [((n,), np.uint64), *words])
             self._zhat = own[0] + peer[0]

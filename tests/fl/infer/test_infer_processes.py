@@ -115,9 +115,12 @@ def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
         assert client._session is not None
         plan = QueryPlan(rows=4, features=29, output=Output.LOGIT)
         header = header_to_proto(plan, session_id=client._session.session_id, query_id="q")
-        first = infer_pb2.ExchangeMessage(header=header, message=mpc_pb2.Message())
-        with pytest.raises(Exception, match="29 features, the model expects 30"):
-            list(client._stub.Exchange(iter([first]), timeout=10))
+        first = infer_pb2.StepRequest(header=header, message=mpc_pb2.Message())
+        with pytest.raises(ChannelError, match="29 features, the model expects 30"):
+            client._channel.call(client._stub.Step, first)
+        orphan = infer_pb2.StepRequest(query_id="nope", message=mpc_pb2.Message())
+        with pytest.raises(ChannelError, match="unknown MPC query 'nope'"):
+            client._channel.call(client._stub.Step, orphan)
         ok = client.query(test_x[:5], Output.LOGIT)
     assert ok.probabilities is not None
     assert np.abs(ok.probabilities - federation.model.predict_proba(test_x[:5])).max() <= 1e-4

@@ -9,13 +9,11 @@ check before enrolment, so a refused server receives no byte of the input.
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
 import numpy.typing as npt
 
@@ -26,10 +24,10 @@ from sealfl.models import sigmoid
 from sealfl.mpc import ClientParty, Endpoint, Output, QueryPlan, expand_client
 from sealfl.mpc.wire import (
     array_from_proto,
-    array_to_proto,
+    fill_array,
+    fill_message,
     header_to_proto,
     message_from_proto,
-    message_to_proto,
 )
 from sealfl.net import (
     SecureChannel,
@@ -77,10 +75,10 @@ class QueryResult:
     round_trips
         Client-server round trips in the online phase.
     bytes_sent, bytes_received
-        Protobuf bytes the client sent to and received from the server online.
+        Array payload bytes the client sent to and received from the server online (protobuf
+        and TLS framing add a few bytes per array and per record).
     dealer_bytes
-        Protobuf bytes the offline phase moved: the client's seed from the dealer and the
-        server's material fetched from it (measured at the dealer's reply sizes).
+        Bytes the client received from the dealer (its seed).
     """
 
     probabilities: FloatArray | None
@@ -91,6 +89,10 @@ class QueryResult:
     bytes_sent: int
     bytes_received: int
     dealer_bytes: int = 0
+
+
+def _payload(message: dict[int, list[npt.NDArray[Any]]]) -> int:
+    return sum(int(a.nbytes) for arrays in message.values() for a in arrays)
 
 
 class InferenceClient:
@@ -219,7 +221,8 @@ class InferenceClient:
 
     def _query_plain(self, x: FloatArray) -> QueryResult:
         start = time.perf_counter()
-        request = infer_pb2.PredictRequest(inputs=array_to_proto(x))
+        request = infer_pb2.PredictRequest()
+        fill_array(request.inputs, x)
         reply = self._channel.call(self._stub.Predict, request, what="Predict")
         p = np.array(array_from_proto(reply.probabilities, field="probabilities"))
         elapsed = time.perf_counter() - start
@@ -231,8 +234,8 @@ class InferenceClient:
             online_s=elapsed,
             offline_s=0.0,
             round_trips=1,
-            bytes_sent=request.ByteSize(),
-            bytes_received=reply.ByteSize(),
+            bytes_sent=x.nbytes,
+            bytes_received=p.nbytes,
         )
 
     def _query_mpc(self, x: FloatArray, output: Output) -> QueryResult:
@@ -253,38 +256,24 @@ class InferenceClient:
         )
         material = expand_client(plan, bytes(seed.seed))
         online_start = time.perf_counter()
-        # Online: the two-party protocol over one bidirectional stream.
+        # Online: the two-party protocol, one call per client message.
         endpoint = Endpoint(ClientParty(plan, material, self._masked_model, x))
-        first = infer_pb2.ExchangeMessage(header=header, message=message_to_proto(endpoint.start()))
-        sent, received, trips = first.ByteSize(), 0, 0
-        outbox: queue.Queue[infer_pb2.ExchangeMessage | None] = queue.Queue()
-        outbox.put(first)
-
-        def requests() -> Iterator[infer_pb2.ExchangeMessage]:
-            while (item := outbox.get()) is not None:
-                yield item
-
-        call = self._stub.Exchange(requests(), timeout=CALL_TIMEOUT_S)
-        try:
-            for reply in call:
-                trips += 1
-                received += reply.ByteSize()
-                out = endpoint.receive(message_from_proto(reply.message))
-                if endpoint.done:
-                    break
-                msg = infer_pb2.ExchangeMessage(message=message_to_proto(out))
-                sent += msg.ByteSize()
-                outbox.put(msg)
-            else:
+        request = infer_pb2.StepRequest(header=header, query_id=header.query_id)
+        outgoing = endpoint.start()
+        sent = received = trips = 0
+        while True:
+            fill_message(request.message, outgoing)
+            sent += _payload(outgoing)
+            reply = self._channel.call(self._stub.Step, request, what="MPC query")
+            trips += 1
+            incoming = message_from_proto(reply.message)
+            received += _payload(incoming)
+            outgoing = endpoint.receive(incoming)
+            if endpoint.done:
+                break
+            if reply.done:
                 raise ProtocolError("the server ended the query before the result")
-            outbox.put(None)
-            for _ in call:  # the server ends its stream; drain it so the call completes
-                pass
-        except grpc.RpcError as exc:
-            raise self._channel.diagnose(exc, what="MPC query") from exc
-        finally:
-            outbox.put(None)
-            call.cancel()
+            request = infer_pb2.StepRequest(query_id=header.query_id)
         result = endpoint.party.result  # type: ignore[attr-defined]
         elapsed = time.perf_counter() - online_start
         if output is Output.LABEL:
@@ -301,5 +290,5 @@ class InferenceClient:
             round_trips=trips,
             bytes_sent=sent,
             bytes_received=received,
-            dealer_bytes=seed.ByteSize(),
+            dealer_bytes=len(seed.seed),
         )

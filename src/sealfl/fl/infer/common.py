@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -57,25 +57,6 @@ def refuse_bad_input(context: grpc.ServicerContext, call: Callable[[], T], *, wh
         _log.warning("%s failed: %s", what, exc)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
-
-
-def stream_refusing_bad_input(
-    context: grpc.ServicerContext, stream: Iterator[T], *, what: str
-) -> Iterator[T]:
-    """Like :func:`refuse_bad_input`, for a response stream."""
-    it = iter(stream)
-    while True:
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        except (ProtocolError, ConfigError) as exc:
-            _log.warning("%s refused: %s", what, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
-        except SealflError as exc:
-            _log.warning("%s failed: %s", what, exc)
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
-        yield item
 
 
 def grpc_options() -> list[tuple[str, Any]]:

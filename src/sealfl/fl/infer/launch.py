@@ -21,6 +21,8 @@ from sealfl.errors import ChannelError
 
 READY_TIMEOUT_S = 60.0
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 class PartyProcess:
     """One launched party.
@@ -39,7 +41,11 @@ class PartyProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
+        # One BLAS thread per party: a server answers concurrent calls on its own threads, and
+        # oversubscribed BLAS pools make latency erratic on a shared machine.
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for var in _THREAD_VARS:
+            env.setdefault(var, "1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sealfl.cli.main", "infer", *args],
             stdin=subprocess.DEVNULL,

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -29,7 +29,6 @@ from sealfl.fl.infer.common import (
     DEALER_TIMEOUT_S,
     Mode,
     refuse_bad_input,
-    stream_refusing_bad_input,
 )
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import LogisticRegression
@@ -48,8 +47,9 @@ from sealfl.mpc.wire import (
     array_from_proto,
     array_to_proto,
     deal_from_proto,
+    fill_array,
+    fill_message,
     message_from_proto,
-    message_to_proto,
     plan_from_header,
 )
 from sealfl.net import SecureChannel
@@ -92,6 +92,17 @@ class _Session:
     token: bytes
 
 
+@dataclass
+class _Query:
+    endpoint: Endpoint
+    started: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+QUERY_TTL_S = 60.0
+"""An MPC query unfinished after this long is dropped (its client went away)."""
+
+
 class _Bounded(OrderedDict[str, object]):
     """An insertion-ordered dict that forgets its oldest entries beyond ``limit``."""
 
@@ -116,8 +127,8 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         The model; in TEE mode it was unsealed inside the enclave.
     dealer
         The dealer link (MPC mode only).
-    max_sessions, max_prefetched
-        Bounds on MPC sessions and on prefetched per-query material kept in memory.
+    max_sessions, max_prefetched, max_running
+        Bounds on MPC sessions, on prefetched per-query material, and on queries in flight.
     """
 
     def __init__(
@@ -128,6 +139,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         dealer: DealerLink | None = None,
         max_sessions: int = 256,
         max_prefetched: int = 16,
+        max_running: int = 64,
     ) -> None:
         if (mode is Mode.MPC) != (dealer is not None):
             raise ValueError("a dealer link is needed in MPC mode and only there")
@@ -137,6 +149,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         self._dealer = dealer
         self._sessions = _Bounded(max_sessions)
         self._prefetched = _Bounded(max_prefetched)
+        self._running = _Bounded(max_running)
         self._lock = threading.Lock()
         self.served = 0
         self.refused = 0
@@ -184,7 +197,9 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
                 self._count(False)
                 raise
             self._count(True)
-            return infer_pb2.PredictReply(probabilities=array_to_proto(p))
+            reply = infer_pb2.PredictReply()
+            fill_array(reply.probabilities, p)
+            return reply
 
         return refuse_bad_input(context, body, what="Predict")
 
@@ -258,42 +273,61 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
 
         return refuse_bad_input(context, body, what="Prefetch")
 
-    def Exchange(  # noqa: N802
-        self,
-        request_iterator: Iterator[infer_pb2.ExchangeMessage],
-        context: grpc.ServicerContext,
-    ) -> Iterator[infer_pb2.ExchangeMessage]:
-        """Run the server's side of one MPC query (online phase)."""
-        return stream_refusing_bad_input(
-            context, self._exchange(request_iterator), what="MPC query"
-        )
+    def Step(  # noqa: N802
+        self, request: infer_pb2.StepRequest, context: grpc.ServicerContext
+    ) -> infer_pb2.StepReply:
+        """Take one client message of an MPC query and answer it (online phase)."""
+        return refuse_bad_input(context, lambda: self._step(request), what="MPC query")
 
-    def _exchange(
-        self, requests: Iterator[infer_pb2.ExchangeMessage]
-    ) -> Iterator[infer_pb2.ExchangeMessage]:
-        ok = False
+    def _start_query(self, header: mpc_pb2.QueryHeader) -> _Query:
+        plan = plan_from_header(header)
+        if plan.features != self._model.n_features:
+            raise ProtocolError(
+                f"query has {plan.features} features, the model expects {self._model.n_features}"
+            )
+        material = self._material(plan, header.session_id, header.query_id)
+        query = _Query(Endpoint(ServerParty(plan, material, self._w)), time.monotonic())
+        with self._lock:
+            if header.query_id in self._running:
+                raise ProtocolError(f"query {header.query_id!r} is already running")
+            self._running.put(header.query_id, query)
+        return query
+
+    def _step(self, request: infer_pb2.StepRequest) -> infer_pb2.StepReply:
+        self._require((Mode.MPC,), "Step")
+        query_id = request.header.query_id if request.HasField("header") else request.query_id
         try:
-            self._require((Mode.MPC,), "Exchange")
-            first = next(requests, None)
-            if first is None or not first.HasField("header"):
-                raise ProtocolError("the first message of a query must carry its header")
-            header = first.header
-            plan = plan_from_header(header)
-            if plan.features != self._model.n_features:
-                raise ProtocolError(
-                    f"query has {plan.features} features, the model expects "
-                    f"{self._model.n_features}"
-                )
-            material = self._material(plan, header.session_id, header.query_id)
-            endpoint = Endpoint(ServerParty(plan, material, self._w))
-            msg: infer_pb2.ExchangeMessage | None = first
-            while msg is not None:
-                out = endpoint.receive(message_from_proto(msg.message))
-                yield infer_pb2.ExchangeMessage(message=message_to_proto(out))
-                if endpoint.done:
-                    ok = True
-                    return
-                msg = next(requests, None)
-            raise ProtocolError("the client ended the query before its last message")
-        finally:
-            self._count(ok)
+            if request.HasField("header"):
+                query = self._start_query(request.header)
+            else:
+                with self._lock:
+                    self._purge_running()
+                    found = self._running.get(query_id)
+                if not isinstance(found, _Query):
+                    raise ProtocolError(
+                        f"unknown MPC query {query_id!r} (never started, finished or expired); "
+                        "the first message of a query must carry its header"
+                    )
+                query = found
+            with query.lock:
+                out = query.endpoint.receive(message_from_proto(request.message))
+            reply = infer_pb2.StepReply(done=query.endpoint.done)
+            fill_message(reply.message, out)
+        except Exception:
+            self._finish(query_id, ok=False)
+            raise
+        if reply.done:
+            self._finish(query_id, ok=True)
+        return reply
+
+    def _finish(self, query_id: str, *, ok: bool) -> None:
+        with self._lock:
+            self._running.pop(query_id, None)
+        self._count(ok)
+
+    def _purge_running(self) -> None:
+        limit = time.monotonic() - QUERY_TTL_S
+        stale = [k for k, q in self._running.items() if isinstance(q, _Query) and q.started < limit]
+        for key in stale:
+            del self._running[key]
+            self.refused += 1

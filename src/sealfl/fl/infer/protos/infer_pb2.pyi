@@ -62,13 +62,23 @@ class PrefetchReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class ExchangeMessage(_message.Message):
-    __slots__ = ("header", "message")
+class StepRequest(_message.Message):
+    __slots__ = ("header", "query_id", "message")
     HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     header: _mpc_pb2.QueryHeader
+    query_id: str
     message: _mpc_pb2.Message
-    def __init__(self, header: _Optional[_Union[_mpc_pb2.QueryHeader, _Mapping]] = ..., message: _Optional[_Union[_mpc_pb2.Message, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_mpc_pb2.QueryHeader, _Mapping]] = ..., query_id: _Optional[str] = ..., message: _Optional[_Union[_mpc_pb2.Message, _Mapping]] = ...) -> None: ...
+
+class StepReply(_message.Message):
+    __slots__ = ("message", "done")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    message: _mpc_pb2.Message
+    done: bool
+    def __init__(self, message: _Optional[_Union[_mpc_pb2.Message, _Mapping]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class DealerSessionRequest(_message.Message):
     __slots__ = ("features",)

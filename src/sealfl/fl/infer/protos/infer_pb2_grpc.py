@@ -55,10 +55,10 @@ class InferenceStub:
                 request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.SerializeToString,
                 response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.FromString,
                 _registered_method=True)
-        self.Exchange = channel.stream_stream(
-                '/sealfl.infer.Inference/Exchange',
-                request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.SerializeToString,
-                response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.FromString,
+        self.Step = channel.unary_unary(
+                '/sealfl.infer.Inference/Step',
+                request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.SerializeToString,
+                response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.FromString,
                 _registered_method=True)
 
 
@@ -89,7 +89,7 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Exchange(self, request_iterator, context):
+    def Step(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,10 +118,10 @@ def add_InferenceServicer_to_server(servicer, server):
                     request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.FromString,
                     response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.SerializeToString,
             ),
-            'Exchange': grpc.stream_stream_rpc_method_handler(
-                    servicer.Exchange,
-                    request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.FromString,
-                    response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.SerializeToString,
+            'Step': grpc.unary_unary_rpc_method_handler(
+                    servicer.Step,
+                    request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.FromString,
+                    response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -243,7 +243,7 @@ class Inference:
             _registered_method=True)
 
     @staticmethod
-    def Exchange(request_iterator,
+    def Step(request,
             target,
             options=(),
             channel_credentials=None,
@@ -253,12 +253,12 @@ class Inference:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
+        return grpc.experimental.unary_unary(
+            request,
             target,
-            '/sealfl.infer.Inference/Exchange',
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.SerializeToString,
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ExchangeMessage.FromString,
+            '/sealfl.infer.Inference/Step',
+            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.SerializeToString,
+            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.FromString,
             options,
             channel_credentials,
             insecure,
