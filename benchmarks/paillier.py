@@ -89,7 +89,10 @@ class Row:
     def cell(self, value: float) -> str:
         """Format one figure in this row's unit."""
         if self.unit == "per_s":
-            return f"{value:,.0f}/s"
+            for scale, suffix in ((1e6, "M"), (1e3, "k")):
+                if value >= scale:
+                    return f"{value / scale:.3g}{suffix}/s"
+            return f"{value:.0f}/s"
         if self.unit == "s":
             return f"{value:.3f} s"
         return f"{value:.2f}"
@@ -188,11 +191,11 @@ def measure_matrix(
 def _table(rows: list[Row], cores: int, bits: int) -> Table:
     notes = sorted({r.phe_note for r in rows if r.phe_note})
     table = Table(
-        title=f"Paillier {bits}-bit: sealfl.he vs phe (same key, same inputs)",
+        title=f"Paillier {bits}-bit, sealfl.he vs phe: per float, same key and inputs",
         caption=("* phe extrapolated: " + "; ".join(notes)) if notes else None,
     )
     table.add_column("operation")
-    for name in ("size", "1 core", "1 core (cpu)", f"{cores} cores", "phe (cpu)", "vs phe"):
+    for name in ("size", "1 core", "1 core cpu", f"{cores} cores", "phe cpu", "vs phe"):
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
@@ -221,7 +224,7 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
         _check("add ≥ 5,000,000 floats/s", last["add"].one_core.cpu, 5_000_000, True),
         _check("bytes per float ≤ 13", last["bytes/float"].one_core.cpu, 13, False),
     ]
-    for name in ("X @ Enc(w)", "Enc(v) @ X"):
+    for name in ("X@Enc(w)", "Enc(v)@X"):
         row = last[name]
         checks.append(_check(f"{name} ≤ 0.15 s, 1 core", row.one_core.cpu, 0.15, False))
         checks.append(_check(f"{name} ≤ 0.15 s, all cores", row.all_cores, 0.15, False))
@@ -307,7 +310,7 @@ def main(
     with console.status(f"phe: matrix products on {phe_rows} rows"):
         phe_matrix, phe_note = phe_side.matrix(X, w, v, phe_rows)
     cells = MATRIX_SHAPE[0] * MATRIX_SHAPE[1]
-    for name, key in (("X @ Enc(w)", "matvec"), ("Enc(v) @ X", "vecmat")):
+    for name, key in (("X@Enc(w)", "matvec"), ("Enc(v)@X", "vecmat")):
         rows.append(
             Row(
                 name,

@@ -21,6 +21,18 @@ def test_default_layout_meets_13_bytes_per_float_at_2048() -> None:
     assert layout.max_summands == 1024
 
 
+@pytest.mark.parametrize(("summands", "headroom"), [(1, 0), (2, 1), (100, 7), (1024, 10)])
+def test_layout_for_a_number_of_summands(summands: int, headroom: int) -> None:
+    layout = PackedLayout.for_summands(summands)
+    assert layout.headroom_bits == headroom
+    assert layout.max_summands >= summands > layout.max_summands // 2 or summands == 1
+
+
+def test_layout_for_summands_refuses_zero() -> None:
+    with pytest.raises(ConfigError, match="summands must be a positive integer, got 0"):
+        PackedLayout.for_summands(0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

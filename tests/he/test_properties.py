@@ -92,3 +92,11 @@ def test_matrix_products_match_numpy(
     g = he.decrypt_vector(key1024, he.vecmat(enc_v, X, fraction_bits=12))
     assert z.tolist() == [float(x) / 2**28 for x in Xi.dot(wi)]
     assert g.tolist() == [float(x) / 2**28 for x in vi.dot(Xi)]
+    # Against numpy on the unrounded inputs: each product term is off by at most
+    # |x|·2^-17 + |w|·2^-13 + 2·2^-30 (w rounded to 16, X to 12 fraction bits), plus float slack.
+    slack_z = 1e-12 * (np.abs(X) @ np.abs(w)) + 1e-9
+    z_bound = np.abs(X).sum(axis=1) * 2.0**-17 + np.abs(w).sum() * 2.0**-13 + cols * 2.0**-29
+    assert np.all(np.abs(z - X @ w) <= z_bound + slack_z)
+    slack_g = 1e-12 * (np.abs(v) @ np.abs(X)) + 1e-9
+    g_bound = np.abs(X).sum(axis=0) * 2.0**-17 + np.abs(v).sum() * 2.0**-13 + rows * 2.0**-29
+    assert np.all(np.abs(g - v @ X) <= g_bound + slack_g)

@@ -138,6 +138,29 @@ class PackedLayout:
                 "maximum (1 + integer_bits + fraction_bits + headroom_bits)"
             )
 
+    @classmethod
+    def for_summands(
+        cls,
+        summands: int,
+        *,
+        fraction_bits: int = DEFAULT_FRACTION_BITS,
+        integer_bits: int = 10,
+    ) -> PackedLayout:
+        """Return the layout with just enough headroom to sum ``summands`` vectors.
+
+        Raises
+        ------
+        ConfigError
+            If ``summands`` is not a positive integer.
+        """
+        if not isinstance(summands, int) or isinstance(summands, bool) or summands < 1:
+            raise ConfigError(f"summands must be a positive integer, got {summands!r}")
+        return cls(
+            fraction_bits=fraction_bits,
+            integer_bits=integer_bits,
+            headroom_bits=(summands - 1).bit_length(),
+        )
+
     @property
     def value_bits(self) -> int:
         """Bits of one biased value: sign, integer part and fraction."""
