@@ -1,0 +1,26 @@
+"""Private inference of a logistic-regression model: plaintext, TEE or MPC.
+
+A *client* (an applicant) holds feature rows; a *server* (a lender) holds a bias-free
+logistic-regression model (:mod:`sealfl.models`). Neither should see the other's part. Three
+modes serve the same model behind one API (:class:`~sealfl.fl.infer.client.InferenceClient`)
+and one command (``sealfl infer``), each party a separate process talking gRPC over TLS:
+
+- ``plaintext``: the server computes on the rows. TLS with a pinned self-signed certificate.
+  The baseline: it hides the data from the network only.
+- ``tee``: the same computation inside a (here simulated) TEE. The client checks the server's
+  RA-TLS evidence against its policy (measurement and platform) *before sending anything*; the
+  model is unsealed inside the enclave from a file sealed to its identity, and its hash is bound
+  in the certificate's claims. Trust moves to the TEE vendor and the measured code.
+- ``mpc``: two-party computation with a dealer (:mod:`sealfl.mpc`; read its trust assumptions:
+  semi-honest parties, a dealer that colludes with neither, and what a client learns from its
+  outputs). The server never sees the rows, the client never sees the weights. Outputs: the
+  probability with the sigmoid inside MPC, the logit revealed to the client, or the label only.
+
+Modules: :mod:`.server` (the model server), :mod:`.dealer` (the dealer service), :mod:`.client`,
+:mod:`.run` (start servers), :mod:`.launch` (separate processes), :mod:`.demo`.
+
+Phases of an MPC query: *offline* (not needing the rows) — the client asks the dealer to prepare
+the query and gets a 32-byte seed, the server fetches its part; *online* — one call per client
+message (``Step``): four round trips with the sigmoid inside MPC, one for the revealed logit.
+A dealer that is gone makes the query fail within the dealer deadline with a message naming it.
+"""

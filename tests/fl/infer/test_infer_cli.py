@@ -1,0 +1,74 @@
+"""The ``sealfl infer`` commands as a user runs them: train, serve, query, demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sealfl.data import breast
+from sealfl.fl.infer.launch import launch_server
+
+SEALFL = [sys.executable, "-m", "sealfl.cli.main"]
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SEALFL, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_train_serve_query(tmp_path: Path) -> None:
+    breast.write_split("homo_guest", tmp_path / "train.csv")
+    breast.write_split("homo_test", tmp_path / "test.csv")
+    model = tmp_path / "model.npz"
+    trained = _run("infer", "train", "--data", str(tmp_path / "train.csv"), "--out", str(model))
+    assert trained.returncode == 0, trained.stderr
+    assert "training accuracy" in trained.stdout and model.is_file()
+    server = launch_server("plaintext", model=model, log_dir=tmp_path)
+    try:
+        queried = _run(
+            "infer",
+            "query",
+            "--mode",
+            "plaintext",
+            "--server",
+            server.ready["address"],
+            "--server-fingerprint",
+            server.ready["fingerprint"],
+            "--data",
+            str(tmp_path / "test.csv"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+        )
+        assert queried.returncode == 0, queried.stderr
+        accuracy = float(queried.stdout.split("accuracy ")[1].split()[0].rstrip(";"))
+        assert accuracy > 0.9
+        lines = (tmp_path / "pred.csv").read_text().splitlines()
+        assert lines[0] == "id,probability,label" and len(lines) == 1 + 114
+        missing = _run(
+            "infer",
+            "query",
+            "--mode",
+            "mpc",
+            "--server",
+            server.ready["address"],
+            "--data",
+            str(tmp_path / "test.csv"),
+        )
+        assert missing.returncode == 2
+        assert "mpc mode needs --server-fingerprint" in missing.stderr
+    finally:
+        server.stop()
+
+
+def test_serve_without_model_is_a_clear_error() -> None:
+    result = _run("infer", "serve", "--mode", "plaintext")
+    assert result.returncode == 2
+    assert "plaintext mode needs --model" in result.stderr
+
+
+def test_demo_shows_all_modes_agree(tmp_path: Path) -> None:
+    result = _run("demo", "infer", "--workdir", str(tmp_path), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all modes agree" in result.stdout
