@@ -35,9 +35,9 @@ from numpy.typing import NDArray
 from sealfl.he._parallel import resolve_cores, run_in_processes, split_evenly
 
 _WINDOWS = range(2, 11)
-# Below this estimated number of modular multiplications (~15 ms at 2048 bits) a product stays
-# in the calling process.
-PARALLEL_MIN_MULTIPLICATIONS = 3000
+# Below this many matrix entries (at ~4 multiplications each, ~15 ms at 2048 bits) a product
+# stays in the calling process: a worker would cost more than it saves.
+PARALLEL_MIN_ENTRIES = 800
 EXPONENT_LIMIT_BITS = 62
 
 
@@ -217,11 +217,6 @@ def _multi_exponentiate_here(
     return kernel(bases, digits, plan.window, modulus)
 
 
-def estimate_multiplications(exponents: NDArray[np.int64]) -> int:
-    """Estimated modular multiplications of the cheapest plan for this exponent matrix."""
-    return _plan(exponents)[0].cost
-
-
 def multi_exponentiate(
     bases: Sequence[mpz],
     exponents: NDArray[np.int64],
@@ -248,7 +243,7 @@ def multi_exponentiate(
             f"exponents must have shape (outputs, {len(bases)}), got {exponents.shape}"
         )
     workers = resolve_cores(cores)
-    if workers > 1 and estimate_multiplications(exponents) >= PARALLEL_MIN_MULTIPLICATIONS:
+    if workers > 1 and exponents.size >= PARALLEL_MIN_ENTRIES:
         shares = split_evenly(len(bases), workers)
     else:
         shares = [(0, len(bases))]
