@@ -14,7 +14,10 @@ counted). ``max |dp|`` is the largest difference of the probabilities from the p
 computed locally.
 
 Modes: ``plaintext``, ``tee``, ``mpc`` (sigmoid inside MPC), ``mpc-logit`` (logit revealed to
-the client), ``mpc-label`` (label only).
+the client), ``mpc-label`` (label only), and ``mpc-local``: the same MPC protocol (sigmoid
+inside) with both parties in this process and messages handed over in memory, i.e. the
+protocol's own compute without gRPC, TLS or serialisation. That is the figure to set beside a
+single-machine MPC framework measurement such as CrypTen's.
 
 Run with ``sealfl bench infer``; writes ``infer.json`` and ``infer.png`` in ``--out-dir``.
 """
@@ -26,6 +29,7 @@ import logging
 import platform
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +45,70 @@ from sealfl.models import LogisticRegression
 from sealfl.mpc import Output
 from sealfl.tee import SimulatedPlatform
 
-MODES: dict[str, tuple[Mode, Output]] = {
+MODES: dict[str, tuple[Mode | None, Output]] = {
     "plaintext": (Mode.PLAINTEXT, Output.PROBABILITY),
     "tee": (Mode.TEE, Output.PROBABILITY),
     "mpc": (Mode.MPC, Output.PROBABILITY),
     "mpc-logit": (Mode.MPC, Output.LOGIT),
     "mpc-label": (Mode.MPC, Output.LABEL),
+    "mpc-local": (None, Output.PROBABILITY),
 }
 
-console = Console()
+console = Console(width=140)
+
+
+def _measure_local(model: LogisticRegression, X: np.ndarray, repeats: int) -> dict[str, Any]:
+    """Online time of the MPC protocol with both parties in this process (no transport)."""
+    from sealfl.mpc import (
+        ClientParty,
+        Endpoint,
+        QueryPlan,
+        ServerParty,
+        deal_query,
+        encode,
+        expand_client,
+        expand_server,
+        session_mask,
+    )
+
+    plan = QueryPlan(rows=X.shape[0], features=X.shape[1], output=Output.PROBABILITY)
+    w = encode(model.weights)
+    mask = session_mask(plan.features)
+    online, offline, moved, trips = [], [], 0, 0
+    result = None
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        seed, deal = deal_query(plan, mask)
+        client_m, server_m = expand_client(plan, seed), expand_server(plan, deal)
+        mid = time.perf_counter()
+        client = ClientParty(plan, client_m, w - mask, X)
+        c_end, s_end = Endpoint(client), Endpoint(ServerParty(plan, server_m, w))
+        msg, moved, trips = c_end.start(), 0, 0
+        while True:
+            moved += sum(a.nbytes for v in msg.values() for a in v)
+            reply = s_end.receive(msg)
+            trips += 1
+            moved += sum(a.nbytes for v in reply.values() for a in v)
+            msg = c_end.receive(reply)
+            if c_end.done:
+                break
+        end = time.perf_counter()
+        if i:  # the first run warms up
+            online.append(end - mid)
+            offline.append(mid - start)
+        result = client.result
+    assert result is not None
+    want = model.predict_proba(X)
+    return {
+        "online_ms": 1000 * statistics.median(online),
+        "online_ms_min": 1000 * min(online),
+        "offline_ms": 1000 * statistics.median(offline),
+        "round_trips": trips,
+        "bytes_sent": moved,
+        "bytes_received": 0,
+        "max_abs_diff": float(np.abs(result - want).max()),
+        "labels_agree": bool(np.array_equal((result >= 0.5).astype(np.int64), model.predict(X))),
+    }
 
 
 def _measure(
@@ -111,7 +170,7 @@ def main(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     batch_sizes = batch_sizes or [1, 10, 100, 1000, 10000]
-    modes = modes or ["plaintext", "tee", "mpc", "mpc-logit"]
+    modes = modes or ["plaintext", "tee", "mpc", "mpc-logit", "mpc-label", "mpc-local"]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         from sealfl.errors import ConfigError
@@ -130,12 +189,13 @@ def main(
     results: list[dict[str, Any]] = []
     parties: list[PartyProcess] = []
     try:
-        needed = {MODES[m][0] for m in modes}
+        needed = {MODES[m][0] for m in modes if m != "mpc-local"}
         dealer = launch_dealer(work) if Mode.MPC in needed else None
         if dealer is not None:
             parties.append(dealer)
         servers: dict[Mode, PartyProcess] = {}
         for mode in needed:
+            assert mode is not None
             servers[mode] = launch_server(
                 mode.value,
                 model=model_path,
@@ -146,7 +206,18 @@ def main(
             )
             parties.append(servers[mode])
         for name in modes:
+            if name == "mpc-local":
+                for b in batch_sizes:
+                    row = {"mode": name, "batch": b, "features": features}
+                    row |= _measure_local(model, inputs[b], repeats)
+                    results.append(row)
+                    console.print(
+                        f"{name:>10} batch {b:>6}: {row['online_ms']:9.2f} ms online (in-process)",
+                        highlight=False,
+                    )
+                continue
             mode, output = MODES[name]
+            assert mode is not None
             with connect(mode, servers[mode], platform=sim, measurement=measurement) as client:
                 for b in batch_sizes:
                     row = {"mode": name, "batch": b, "features": features}

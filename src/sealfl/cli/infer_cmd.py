@@ -206,9 +206,10 @@ def bench(
     modes: Annotated[
         str,
         typer.Option(
-            "--modes", help="Comma-separated among plaintext, tee, mpc, mpc-logit, mpc-label."
+            "--modes",
+            help="Comma-separated among plaintext, tee, mpc, mpc-logit, mpc-label, mpc-local.",
         ),
-    ] = "plaintext,tee,mpc,mpc-logit",
+    ] = "plaintext,tee,mpc,mpc-logit,mpc-label,mpc-local",
     repeats: Annotated[int, typer.Option(help="Timed repeats per point (median).")] = 5,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="JSON and PNG go here.")] = Path(
         "bench-results"
