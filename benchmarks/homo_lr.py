@@ -12,7 +12,8 @@
    is linear in the rows); the sample size is printed.
 
 Run: ``sealfl bench homo-lr`` (``--quick``: 31 iterations for the run, smaller phe samples).
-Results are printed as a table and written as JSON lines to ``benchmarks/results/homo_lr.jsonl``.
+Results are printed as a table, appended as JSON lines to ``bench-results/homo_lr.jsonl``, and
+the run's accuracy, loss and seconds per round are drawn to ``bench-results/homo_lr.png``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from sealfl.fl.homo_lr.algorithm import REFERENCE, affine_from_gram, gram_statis
 from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 
-RESULTS = Path(__file__).resolve().parent / "results" / "homo_lr.jsonl"
+RESULTS = Path("bench-results") / "homo_lr.jsonl"
+PLOT = Path("bench-results") / "homo_lr.png"
 
 
 def _time(fn, repeat: int) -> float:
@@ -64,6 +66,11 @@ def full_run(console: Console, iterations: int) -> dict[str, object]:
         )
         wall = time.perf_counter() - start
         log = (Path(tmp) / "run" / "logs" / "worker-1.log").read_text()
+        records = [
+            json.loads(line)
+            for line in (Path(tmp) / "run" / "ps" / "ps_metrics.jsonl").read_text().splitlines()
+        ]
+    _plot(records, iterations)
     last = [line for line in log.splitlines() if line.startswith("iter:")]
     return {
         "exit_code": code,
@@ -71,6 +78,28 @@ def full_run(console: Console, iterations: int) -> dict[str, object]:
         "wall_s": round(wall, 2),
         "last_line": last[-1] if last else "",
     }
+
+
+def _plot(records: list[dict[str, object]], iterations: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [r for r in records if r["event"] == "evaluation"]
+    rounds = [r for r in records if r["event"] == "round"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot([r["iteration"] for r in evals], [r["accuracy"] for r in evals], label="accuracy")
+    top.plot([r["iteration"] for r in evals], [r["loss"] for r in evals], label="log-loss")
+    top.set_title(f"homo-lr, 2 workers, 2048-bit Paillier, {iterations} iterations (test split)")
+    top.legend()
+    bottom.plot([r["iteration"] for r in rounds], [r["seconds"] for r in rounds])
+    bottom.set_xlabel("iteration")
+    bottom.set_ylabel("s per round (PS)")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT)
+    plt.close(fig)
 
 
 def per_iteration(console: Console, phe_rows: int, repeat: int) -> dict[str, object]:
@@ -167,7 +196,7 @@ def main(quick: bool = False) -> None:
     with RESULTS.open("a", encoding="utf-8") as fh:
         record = {"time": time.time(), "quick": quick, "step": step, "run": run}
         fh.write(json.dumps(record) + "\n")
-    console.print(f"results appended to {RESULTS}")
+    console.print(f"results appended to {RESULTS}; plot in {PLOT}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""The homo-lr commands refuse unusable arguments with a clear message, before any work."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import sealfl.cli.main  # noqa: F401  (registers the command modules)
+from sealfl.cli.app import app
+from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule
+from sealfl.fl.homo_lr.demo import DemoOptions
+from sealfl.fl.homo_lr.metrics import MetricsLog
+from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
+from sealfl.fl.homo_lr.service import settings_from_proto, settings_to_proto
+
+
+def _invoke(*args: str) -> Exception | None:
+    result = CliRunner().invoke(app, list(args), env={"SEALFL_POLICY": "", "COLUMNS": "200"})
+    return result.exception
+
+
+def test_ps_without_policy_names_the_flag(tmp_path: Path) -> None:
+    csv = tmp_path / "v.csv"
+    csv.write_text("id,y,x0\n1,0,0.5\n")
+    exc = _invoke("homo-lr", "ps", "--worker-num", "1", "--validate-set", str(csv))
+    assert isinstance(exc, ConfigError) and "--policy FILE" in str(exc)
+
+
+def test_worker_with_unknown_preset(tmp_path: Path) -> None:
+    exc = _invoke(
+        "homo-lr", "worker", "--train-set", "t.csv", "--id", "1", "--server", "x:1",
+        "--preset", "fastest",
+    )  # fmt: skip
+    assert isinstance(exc, ConfigError) and "expected one of ['accurate', 'reference']" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workers": 3}, "1 or 2 workers; got 3"),
+        ({"preset": "x"}, "--preset: expected one of"),
+        ({"epochs": 0}, "--epochs must be at least 1, got 0"),
+    ],
+)
+def test_demo_options_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DemoOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_settings_round_trip_and_refusal() -> None:
+    hp = Hyperparameters(learning_rate=0.3, alpha=0.0, iterations=7, schedule=Schedule.CONSTANT)
+    assert settings_from_proto(settings_to_proto(hp, 30)) == (hp, 30)
+    bad = settings_to_proto(hp, 30)
+    bad.schedule = "cosine"
+    with pytest.raises(ProtocolError, match="schedule: expected one of"):
+        settings_from_proto(bad)
+    with pytest.raises(ProtocolError, match="learning rate must be a positive number"):
+        settings_from_proto(pb.TrainingSettings(schedule="constant", iterations=3, n_features=2))
+
+
+def test_metrics_lines_are_json_with_null_for_nan(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "m" / "x.jsonl", party="ps", clock=lambda: 12.5)
+    log.write("evaluation", iteration=3, loss=math.nan)
+    log.close()
+    log.write("dropped")  # after close: ignored, no error
+    records = [json.loads(line) for line in (tmp_path / "m" / "x.jsonl").read_text().splitlines()]
+    assert records == [
+        {"event": "evaluation", "party": "ps", "time": 12.5, "iteration": 3, "loss": None}
+    ]
