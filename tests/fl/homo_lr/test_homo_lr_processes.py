@@ -309,3 +309,14 @@ def test_dead_worker_mid_run(
         assert survivor.finish() == 1
         assert "the PS stopped training" in survivor.words()
         assert "missing: 2" in survivor.words()
+
+
+def test_worker_stops_cleanly_when_the_ps_dies(run: dict[str, Path], parties: list[Party]) -> None:
+    address = _ps(run, parties, workers=1)
+    worker = _worker(run, parties, 1, address, 400)
+    worker.wait_for(lambda out: "iter: 10 " in out, "iteration 10")
+    parties[0].proc.kill()
+    started = time.monotonic()
+    assert worker.finish() == 1
+    assert time.monotonic() - started < 60
+    assert "error:" in worker.words() and address in worker.words(), worker.output()

@@ -1,5 +1,50 @@
 """homo-lr: horizontal logistic regression on a Paillier-encrypted model with an attested PS.
 
-The pure mathematics (:mod:`.algorithm`, :mod:`.evaluation`, :mod:`.plaintext`) is kept apart
-from the encrypted step and from the parameter-server and worker processes.
+Layers, from pure to wired:
+
+- :mod:`.algorithm`, :mod:`.evaluation`, :mod:`.plaintext`: the reference update rule, the
+  metrics and a plaintext federation (NumPy only);
+- :mod:`.encrypted`: the worker's encrypted step and the PS's refresh over :mod:`sealfl.he`;
+- :mod:`.rounds`, :mod:`.server`, :mod:`.worker`: the protocol (joins, rounds with deadlines,
+  refusals), independent of gRPC;
+- :mod:`.service`, :mod:`.launch`, :mod:`.demo`: gRPC glue, whole processes (TEE, RA-TLS,
+  sealing), and the demo that starts them.
+
+Running a federation from Python::
+
+    from sealfl.fl.homo_lr import PsOptions, TeeContext, run_parameter_server
+    tee = TeeContext.simulated(platform_dir=..., role="ps", policy_path=...)
+    result = run_parameter_server(PsOptions(worker_num=2, validate_set=...), tee)
 """
+
+from sealfl.fl.homo_lr.algorithm import ACCURATE as ACCURATE
+from sealfl.fl.homo_lr.algorithm import PRESETS as PRESETS
+from sealfl.fl.homo_lr.algorithm import REFERENCE as REFERENCE
+from sealfl.fl.homo_lr.algorithm import Hyperparameters as Hyperparameters
+from sealfl.fl.homo_lr.algorithm import Schedule as Schedule
+from sealfl.fl.homo_lr.evaluation import Evaluation as Evaluation
+from sealfl.fl.homo_lr.evaluation import evaluate as evaluate
+from sealfl.fl.homo_lr.evaluation import format_iteration as format_iteration
+from sealfl.fl.homo_lr.launch import PsOptions as PsOptions
+from sealfl.fl.homo_lr.launch import TeeContext as TeeContext
+from sealfl.fl.homo_lr.launch import WorkerOptions as WorkerOptions
+from sealfl.fl.homo_lr.launch import run_parameter_server as run_parameter_server
+from sealfl.fl.homo_lr.launch import run_worker as run_worker
+from sealfl.fl.homo_lr.plaintext import train_plaintext as train_plaintext
+
+__all__ = [
+    "ACCURATE",
+    "PRESETS",
+    "REFERENCE",
+    "Evaluation",
+    "Hyperparameters",
+    "PsOptions",
+    "Schedule",
+    "TeeContext",
+    "WorkerOptions",
+    "evaluate",
+    "format_iteration",
+    "run_parameter_server",
+    "run_worker",
+    "train_plaintext",
+]
