@@ -5,7 +5,8 @@ Unpacked (one value per ciphertext)
     bits) travels with the encrypted vector and grows when it is multiplied by an encoded
     plaintext, so the result is always ``integer / 2^scale``. A declared range
     ``|x| < 2^integer_bits`` gives a public bound on every plaintext, which each operation
-    updates; an operation whose bound could pass ``n/4`` is refused before it wraps.
+    updates; an operation whose bound could reach ``2^(bits-2) <= n/2`` is refused before it
+    could wrap.
 
 Packed (:class:`PackedLayout`, many values per ciphertext)
     A slot holds ``round(x·2^f) + bias`` with ``bias = 2^(value_bits-1)``, so every slot is

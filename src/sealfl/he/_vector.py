@@ -3,7 +3,7 @@
 :class:`EncryptedVector` holds one fixed-point value per ciphertext with its *scale* (fraction
 bits) and a public *bound*: every plaintext integer ``m`` satisfies ``|m| < 2^bound_bits``.
 Each operation computes the new bound from the old one and the plaintext operands, and refuses
-to run if it could exceed :func:`capacity_bits` (a quarter of ``n``), so a wrapped result can
+to run if it could exceed :func:`capacity_bits` (``2^(bits-2) <= n/2``), so a wrapped result can
 never be returned silently. :class:`PackedVector` holds many values per ciphertext and supports
 only addition, counting summands against the layout's headroom.
 """
