@@ -7,8 +7,9 @@ The server runs two listeners that present the same certificate:
 * the **service listener** (:attr:`SecureServer.service_address`): TLS that requires a client
   certificate from the allow-list, serving the workload's services. Its trust store is rebuilt
   from the allow-list whenever it changes (``dynamic_ssl_server_credentials``), so a client that
-  never enrolled fails the handshake, and an interceptor re-checks the peer certificate on every
-  RPC, so revocation, lapsed enrolments and resumed TLS sessions are refused too.
+  never enrolled fails the handshake, and a guard in every handler (:mod:`sealfl.net.guard`)
+  re-checks the peer certificate on every RPC, so revocation, lapsed enrolments and resumed TLS
+  sessions are refused too.
 
 Connections are closed after ``max_connection_age_s`` (clients reconnect with a fresh
 handshake against the current allow-list and key), messages are size-limited, and the thread
@@ -43,7 +44,7 @@ from sealfl.net.enrolment import (
     EnrolmentPolicy,
     EnrolmentServicer,
 )
-from sealfl.net.interceptor import PeerCheckInterceptor
+from sealfl.net.guard import GuardedRegistrar
 from sealfl.net.protos import enrolment_pb2_grpc
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SecureServer", "ServerState"]
@@ -198,7 +199,6 @@ class SecureServer(Generic[IdentityT]):
         ]
         self._service = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sealfl-rpc"),
-            interceptors=[PeerCheckInterceptor(self._check_peer)],
             options=[
                 *common,
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -233,7 +233,10 @@ class SecureServer(Generic[IdentityT]):
         ``add_to_server`` is the generated ``add_XServicer_to_server`` function.
         """
         self._require(ServerState.CREATED, "add a servicer")
-        add_to_server(servicer, self._service)
+        # Through the registrar, every handler of the servicer runs the per-RPC peer check.
+        add_to_server(
+            servicer, cast(grpc.Server, GuardedRegistrar(self._service, self._check_peer))
+        )
 
     def replace_credentials(self, credentials: Credentials) -> None:
         """Present a new certificate and key on both listeners from the next handshake on.
@@ -342,7 +345,7 @@ class SecureServer(Generic[IdentityT]):
         Raises
         ------
         ChannelError
-            If the caller is not (or no longer) enrolled; the interceptor has normally refused
+            If the caller is not (or no longer) enrolled; the per-RPC guard has normally refused
             such a call already.
         """
         entry = self._lookup(context)
