@@ -21,6 +21,17 @@ The scheme (DESIGN.md, "Attestation and RA-TLS"):
 Large tensors are streamed in chunks with bounded memory (:class:`TensorChunker`,
 :func:`receive_tensor`); every call has a deadline, idempotent calls may retry with backoff
 (:class:`RetryPolicy`), and ``grpc.RpcError`` becomes :class:`~sealfl.errors.ChannelError`.
+
+Example (``verify`` is e.g. ``lambda pem: verify_ratls_certificate(pem, verifier)``)::
+
+    server = SecureServer(credentials=ps_ratls, peer_verifier=verify_workers)
+    server.add_servicer(add_MyServicer_to_server, servicer)   # every handler is guarded
+    address = server.start()                                  # hand this to the clients
+
+    channel = open_secure_channel(address, credentials=worker_ratls, server_verifier=verify_ps)
+    channel.server_identity.require_claim("paillier-pk-hash", digest)  # workload claims
+    stub = channel.stub(MyStub)
+    reply = channel.call(stub.Method, request, timeout_s=10, retry=RetryPolicy())  # idempotent
 """
 
 from sealfl.net.allowlist import Enrolment as Enrolment

@@ -111,7 +111,9 @@ class SecureServer(Generic[IdentityT]):
         Largest single message either way on the service listener.
     max_connection_age_s, connection_age_grace_s
         Connections are closed after this age (plus grace for calls in flight), so clients
-        handshake again against the current key and allow-list.
+        handshake again against the current key and allow-list. A call still running when the
+        grace ends is cut off, so keep the grace above the longest stream (a 200 MB tensor
+        takes about a second on loopback, longer over a real network).
     max_workers, max_concurrent_rpcs
         Bound the handler threads and the RPCs admitted at once (others get RESOURCE_EXHAUSTED).
     enrolment_ttl_s
