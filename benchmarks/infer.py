@@ -37,12 +37,23 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from sealfl.fl.infer.client import InferenceClient
+from sealfl.fl.infer.client import InferenceClient, QueryResult
 from sealfl.fl.infer.common import Mode, tee_measurement
 from sealfl.fl.infer.demo import connect
 from sealfl.fl.infer.launch import PartyProcess, launch_dealer, launch_server
 from sealfl.models import LogisticRegression
-from sealfl.mpc import Output
+from sealfl.mpc import (
+    ClientParty,
+    Endpoint,
+    Output,
+    QueryPlan,
+    ServerParty,
+    deal_query,
+    encode,
+    expand_client,
+    expand_server,
+    session_mask,
+)
 from sealfl.tee import SimulatedPlatform
 
 MODES: dict[str, tuple[Mode | None, Output]] = {
@@ -57,84 +68,54 @@ MODES: dict[str, tuple[Mode | None, Output]] = {
 console = Console(width=140)
 
 
-def _measure_local(model: LogisticRegression, X: np.ndarray, repeats: int) -> dict[str, Any]:
-    """Online time of the MPC protocol with both parties in this process (no transport)."""
-    from sealfl.mpc import (
-        ClientParty,
-        Endpoint,
-        QueryPlan,
-        ServerParty,
-        deal_query,
-        encode,
-        expand_client,
-        expand_server,
-        session_mask,
-    )
-
+def _local_query(model: LogisticRegression, X: np.ndarray) -> QueryResult:
+    """One MPC query with both parties in this process (no transport), timed like a remote one."""
     plan = QueryPlan(rows=X.shape[0], features=X.shape[1], output=Output.PROBABILITY)
     w = encode(model.weights)
     mask = session_mask(plan.features)
-    online, offline, moved, trips = [], [], 0, 0
-    result = None
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        seed, deal = deal_query(plan, mask)
-        client_m, server_m = expand_client(plan, seed), expand_server(plan, deal)
-        mid = time.perf_counter()
-        client = ClientParty(plan, client_m, w - mask, X)
-        c_end, s_end = Endpoint(client), Endpoint(ServerParty(plan, server_m, w))
-        msg, moved, trips = c_end.start(), 0, 0
-        while True:
-            moved += sum(a.nbytes for v in msg.values() for a in v)
-            reply = s_end.receive(msg)
-            trips += 1
-            moved += sum(a.nbytes for v in reply.values() for a in v)
-            msg = c_end.receive(reply)
-            if c_end.done:
-                break
-        end = time.perf_counter()
-        if i:  # the first run warms up
-            online.append(end - mid)
-            offline.append(mid - start)
-        result = client.result
-    assert result is not None
-    want = model.predict_proba(X)
-    return {
-        "online_ms": 1000 * statistics.median(online),
-        "online_ms_min": 1000 * min(online),
-        "offline_ms": 1000 * statistics.median(offline),
-        "round_trips": trips,
-        "bytes_sent": moved,
-        "bytes_received": 0,
-        "max_abs_diff": float(np.abs(result - want).max()),
-        "labels_agree": bool(np.array_equal((result >= 0.5).astype(np.int64), model.predict(X))),
-    }
+    start = time.perf_counter()
+    seed, deal = deal_query(plan, mask)
+    client_m, server_m = expand_client(plan, seed), expand_server(plan, deal)
+    mid = time.perf_counter()
+    client = ClientParty(plan, client_m, w - mask, X)
+    c_end, s_end = Endpoint(client), Endpoint(ServerParty(plan, server_m, w))
+    msg, sent, received, trips = c_end.start(), 0, 0, 0
+    while True:
+        sent += sum(a.nbytes for v in msg.values() for a in v)
+        reply = s_end.receive(msg)
+        trips += 1
+        received += sum(a.nbytes for v in reply.values() for a in v)
+        msg = c_end.receive(reply)
+        if c_end.done:
+            break
+    end = time.perf_counter()
+    p = np.asarray(client.result)
+    return QueryResult(
+        probabilities=p,
+        labels=(p >= 0.5).astype(np.int64),
+        online_s=end - mid,
+        offline_s=mid - start,
+        round_trips=trips,
+        bytes_sent=sent,
+        bytes_received=received,
+    )
 
 
-def _measure(
-    client: InferenceClient, output: Output, model: LogisticRegression, X: np.ndarray, repeats: int
-) -> dict[str, Any]:
-    client.query(X, output)  # warm-up: connections, caches
-    online, offline = [], []
-    result = None
-    for _ in range(repeats):
-        result = client.query(X, output)
-        online.append(result.online_s)
-        offline.append(result.offline_s)
-    assert result is not None
-    want = model.predict_proba(X)
+def _summary(runs: list[QueryResult], model: LogisticRegression, X: np.ndarray) -> dict[str, Any]:
+    online = [r.online_s for r in runs]
+    last = runs[-1]
     diff = None
-    if result.probabilities is not None:
-        diff = float(np.abs(result.probabilities - want).max())
+    if last.probabilities is not None:
+        diff = float(np.abs(last.probabilities - model.predict_proba(X)).max())
     return {
         "online_ms": 1000 * statistics.median(online),
         "online_ms_min": 1000 * min(online),
-        "offline_ms": 1000 * statistics.median(offline),
-        "round_trips": result.round_trips,
-        "bytes_sent": result.bytes_sent,
-        "bytes_received": result.bytes_received,
+        "offline_ms": 1000 * statistics.median(r.offline_s for r in runs),
+        "round_trips": last.round_trips,
+        "bytes_sent": last.bytes_sent,
+        "bytes_received": last.bytes_received,
         "max_abs_diff": diff,
-        "labels_agree": bool(np.array_equal(result.labels, model.predict(X))),
+        "labels_agree": bool(np.array_equal(last.labels, model.predict(X))),
     }
 
 
@@ -152,7 +133,7 @@ def _plot(results: list[dict[str, Any]], path: Path, features: int) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("batch size (rows)")
     ax.set_ylabel("online latency per batch (ms, median)")
-    ax.set_title(f"private inference, {features} features, loopback, separate processes")
+    ax.set_title(f"private inference, {features} features, parties as processes on loopback")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -165,7 +146,7 @@ def main(
     features: int = 528,
     batch_sizes: list[int] | None = None,
     modes: list[str] | None = None,
-    repeats: int = 5,
+    repeats: int = 7,
     out_dir: Path = Path("bench-results"),
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -185,17 +166,20 @@ def main(
     model_path = model.save(work / "model.npz")
     platform_dir = work / "platform"
     sim = SimulatedPlatform.create(platform_dir)
-    measurement = tee_measurement()  # hashed before the servers start, from the same files
     results: list[dict[str, Any]] = []
     parties: list[PartyProcess] = []
     try:
         needed = {MODES[m][0] for m in modes if m != "mpc-local"}
-        dealer = launch_dealer(work) if Mode.MPC in needed else None
-        if dealer is not None:
-            parties.append(dealer)
+        # The TEE server first, right after this process hashes the same files, so that a
+        # source file edited meanwhile (a shared checkout) cannot make the two measurements differ.
+        order = sorted((m for m in needed if m is not None), key=lambda m: m is not Mode.TEE)
+        measurement = tee_measurement()
+        dealer: PartyProcess | None = None
         servers: dict[Mode, PartyProcess] = {}
-        for mode in needed:
-            assert mode is not None
+        for mode in order:
+            if mode is Mode.MPC and dealer is None:
+                dealer = launch_dealer(work)
+                parties.append(dealer)
             servers[mode] = launch_server(
                 mode.value,
                 model=model_path,
@@ -205,29 +189,40 @@ def main(
                 sealed_model=work / "model.sealed" if mode is Mode.TEE else None,
             )
             parties.append(servers[mode])
+        clients: dict[str, InferenceClient] = {}
         for name in modes:
+            mode = MODES[name][0]
+            if mode is not None:
+                clients[name] = connect(mode, servers[mode], platform=sim, measurement=measurement)
+
+        def once(name: str, X: np.ndarray) -> QueryResult:
             if name == "mpc-local":
-                for b in batch_sizes:
+                return _local_query(model, X)
+            return clients[name].query(X, MODES[name][1])
+
+        try:
+            for b in batch_sizes:
+                X = inputs[b]
+                runs: dict[str, list[QueryResult]] = {name: [] for name in modes}
+                for name in modes:
+                    once(name, X)  # warm-up: connections, caches
+                # Round-robin over the modes, so that load from elsewhere on the machine
+                # falls on every mode alike instead of on whichever ran at the time.
+                for _ in range(repeats):
+                    for name in modes:
+                        runs[name].append(once(name, X))
+                for name in modes:
                     row = {"mode": name, "batch": b, "features": features}
-                    row |= _measure_local(model, inputs[b], repeats)
-                    results.append(row)
-                    console.print(
-                        f"{name:>10} batch {b:>6}: {row['online_ms']:9.2f} ms online (in-process)",
-                        highlight=False,
-                    )
-                continue
-            mode, output = MODES[name]
-            assert mode is not None
-            with connect(mode, servers[mode], platform=sim, measurement=measurement) as client:
-                for b in batch_sizes:
-                    row = {"mode": name, "batch": b, "features": features}
-                    row |= _measure(client, output, model, inputs[b], repeats)
+                    row |= _summary(runs[name], model, X)
                     results.append(row)
                     console.print(
                         f"{name:>10} batch {b:>6}: {row['online_ms']:9.2f} ms online, "
                         f"{row['offline_ms']:8.2f} ms offline",
                         highlight=False,
                     )
+        finally:
+            for client in clients.values():
+                client.close()
     finally:
         for party in reversed(parties):
             party.stop()

@@ -210,7 +210,7 @@ def bench(
             help="Comma-separated among plaintext, tee, mpc, mpc-logit, mpc-label, mpc-local.",
         ),
     ] = "plaintext,tee,mpc,mpc-logit,mpc-label,mpc-local",
-    repeats: Annotated[int, typer.Option(help="Timed repeats per point (median).")] = 5,
+    repeats: Annotated[int, typer.Option(help="Timed repeats per point (median).")] = 7,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="JSON and PNG go here.")] = Path(
         "bench-results"
     ),

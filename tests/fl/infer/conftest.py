@@ -38,23 +38,26 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     model = train_breast_model()
     model_path = model.save(work / "model.npz")
     platform = SimulatedPlatform.create(work / "platform")
-    measurement = tee_measurement()
     started: list[PartyProcess] = []
     try:
+        # Hash this checkout just before the TEE server hashes it (others may edit files).
+        measurement = tee_measurement()
+        tee = launch_server(
+            "tee",
+            model=model_path,
+            log_dir=work,
+            platform=work / "platform",
+            sealed_model=work / "model.sealed",
+        )
+        started.append(tee)
         dealer = launch_dealer(work)
         started.append(dealer)
         servers = {
             "plaintext": launch_server("plaintext", model=model_path, log_dir=work),
-            "tee": launch_server(
-                "tee",
-                model=model_path,
-                log_dir=work,
-                platform=work / "platform",
-                sealed_model=work / "model.sealed",
-            ),
+            "tee": tee,
             "mpc": launch_server("mpc", model=model_path, log_dir=work, dealer=dealer),
         }
-        started.extend(servers.values())
+        started.extend([servers["plaintext"], servers["mpc"]])
         yield Federation(work, model, model_path, platform, measurement, dealer, servers)
     finally:
         for party in reversed(started):

@@ -105,24 +105,27 @@ def run_demo(workdir: Path) -> list[DemoRow]:
     model_path = model.save(workdir / "model.npz")
     platform = SimulatedPlatform.create(workdir / "platform")
     X = breast.load_split("homo_test").X
-    measurement = tee_measurement()  # what this checkout measures to, before any server starts
     parties: list[PartyProcess] = []
     rows: list[DemoRow] = []
     try:
+        # What this checkout measures to, hashed just before the TEE server hashes it too.
+        measurement = tee_measurement()
+        tee = launch_server(
+            "tee",
+            model=model_path,
+            log_dir=workdir,
+            platform=workdir / "platform",
+            sealed_model=workdir / "model.sealed",
+        )
+        parties.append(tee)
         dealer = launch_dealer(workdir)
         parties.append(dealer)
         servers = {
             Mode.PLAINTEXT: launch_server("plaintext", model=model_path, log_dir=workdir),
-            Mode.TEE: launch_server(
-                "tee",
-                model=model_path,
-                log_dir=workdir,
-                platform=workdir / "platform",
-                sealed_model=workdir / "model.sealed",
-            ),
+            Mode.TEE: tee,
             Mode.MPC: launch_server("mpc", model=model_path, log_dir=workdir, dealer=dealer),
         }
-        parties.extend(servers.values())
+        parties.extend([servers[Mode.PLAINTEXT], servers[Mode.MPC]])
         for mode, server in servers.items():
             outputs = list(Output) if mode is Mode.MPC else [Output.PROBABILITY]
             with connect(mode, server, platform=platform, measurement=measurement) as client:
