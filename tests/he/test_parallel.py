@@ -33,3 +33,8 @@ def test_falls_back_in_process_when_no_pool(
     with caplog.at_level(logging.WARNING, logger="sealfl.he._parallel"):
         assert _parallel.run_in_processes(_square, [(5,), (6,)]) == [25, 36]
     assert "computing in-process" in caplog.text
+
+
+def test_more_jobs_than_workers_keep_their_order() -> None:
+    jobs = [(i,) for i in range(7)]
+    assert _parallel.run_in_processes(_square, jobs, workers=1) == [i * i for i in range(7)]

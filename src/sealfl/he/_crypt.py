@@ -21,6 +21,7 @@ from sealfl.he._randomness import Randomness, residue_source
 # Below this many ciphertexts per core (about 30 ms of work at 2048 bits) a batch stays in the
 # calling process: handing it to a worker would cost more than it saves.
 PARALLEL_MIN_CIPHERTEXTS = 48
+SHARES_PER_CORE = 4
 
 
 def combine_message(n: mpz, nsquare: mpz, m: int, residue: mpz) -> mpz:
@@ -85,19 +86,21 @@ def encrypt_plaintexts(
     """
     # Fail on a mismatched key or mode here, before any worker starts.
     residue_source(public_key, randomness, private_key)
+    workers = min(resolve_cores(cores), len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS)
+    if workers <= 1:
+        return _encrypt_here(public_key, plaintexts, randomness, private_key)
+    # More shares than cores, so that a busy core hands its tail to the others.
     shares = split_evenly(
         len(plaintexts),
-        min(resolve_cores(cores), len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS),
+        min(SHARES_PER_CORE * workers, len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS),
     )
-    if len(shares) <= 1:
-        return _encrypt_here(public_key, plaintexts, randomness, private_key)
     p = None if private_key is None else private_key.p
     q = None if private_key is None else private_key.q
     jobs = [
         (public_key.n, p, q, randomness.value, list(plaintexts[start:stop]))
         for start, stop in shares
     ]
-    results = run_in_processes(_encrypt_job, jobs)
+    results = run_in_processes(_encrypt_job, jobs, workers=workers - 1)
     return [c for share in results for c in share]
 
 

@@ -88,8 +88,15 @@ def _run(executor: Executor, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...
     return [first, *(future.result() for future in futures)]
 
 
-def run_in_processes(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
-    """Run ``fn(*job)`` for every job; the first here, the rest in worker processes.
+def run_in_processes(
+    fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, workers: int | None = None
+) -> list[T]:
+    """Run ``fn(*job)`` for every job and return the results in job order.
+
+    The calling process runs the first job while ``workers`` worker processes (default: one
+    per remaining job) take the others from the front of the queue; then the calling process
+    takes back, from the end, every job no worker has started. Splitting work into more jobs
+    than cores thus balances it when a core is slower or busy with something else.
 
     ``fn`` must be a module-level function and the job arguments picklable plain data. If
     worker processes cannot be used (a daemonic caller may not have children; a worker died)
@@ -98,21 +105,26 @@ def run_in_processes(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> l
     if len(jobs) <= 1:
         return [fn(*job) for job in jobs]
     try:
-        pool = _process_pool(len(jobs) - 1)
+        pool = _process_pool(workers or len(jobs) - 1)
         futures = [pool.submit(fn, *job) for job in jobs[1:]]
     except (OSError, RuntimeError, AssertionError, BrokenProcessPool) as exc:
         _log.warning("Paillier worker processes unavailable (%s); computing in-process", exc)
         shutdown_pools()
         return [fn(*job) for job in jobs]
-    results = [fn(*jobs[0])]
-    for job, future in zip(jobs[1:], futures, strict=True):
+    results: list[T | None] = [fn(*jobs[0])] + [None] * len(futures)
+    for index in range(len(futures), 0, -1):
+        if futures[index - 1].cancel():
+            results[index] = fn(*jobs[index])
+    for index, future in enumerate(futures, start=1):
+        if future.cancelled():
+            continue
         try:
-            results.append(future.result())
+            results[index] = future.result()
         except BrokenProcessPool as exc:
             _log.warning("a Paillier worker process died (%s); computing its share here", exc)
             shutdown_pools()
-            results.append(fn(*job))
-    return results
+            results[index] = fn(*jobs[index])
+    return results  # type: ignore[return-value]
 
 
 def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
