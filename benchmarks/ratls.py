@@ -473,13 +473,13 @@ def _plot(r: dict, path: Path) -> None:
 
     c, p, t = r["connect_ms"], r["rpc_us"], r["throughput_mb_s"]
     panels = [
-        ("connect (ms)", c["ratls_median"], c["tls_median"], c["target_ms"]),
-        ("unary RPC (µs)", p["ratls_median"], p["tls_median"], None),
-        (f"{t['bytes'] >> 20} MB stream (MB/s)", t["ratls_grpc"], t["raw_tls"], None),
+        ("connect (ms)", "plain TLS", c["ratls_median"], c["tls_median"], c["target_ms"]),
+        ("unary RPC (µs)", "plain TLS", p["ratls_median"], p["tls_median"], None),
+        (f"{t['bytes'] >> 20} MB (MB/s)", "raw TLS socket", t["ratls_grpc"], t["raw_tls"], None),
     ]
     figure, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    for axis, (title, ratls, plain, target) in zip(axes, panels, strict=True):
-        axis.bar(["RA-TLS", "plain TLS"], [ratls, plain], color=["#4c72b0", "#999999"])
+    for axis, (title, baseline, ratls, plain, target) in zip(axes, panels, strict=True):
+        axis.bar(["RA-TLS gRPC", baseline], [ratls, plain], color=["#4c72b0", "#999999"])
         if target is not None:
             axis.axhline(target, color="#c44e52", linestyle="--", label="target")
             axis.legend(loc="upper right")
