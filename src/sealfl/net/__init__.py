@@ -34,6 +34,7 @@ Example (``verify`` is e.g. ``lambda pem: verify_ratls_certificate(pem, verifier
     reply = channel.call(stub.Method, request, timeout_s=10, retry=RetryPolicy())  # idempotent
 """
 
+from sealfl.net.addresses import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 from sealfl.net.allowlist import Enrolment as Enrolment
 from sealfl.net.allowlist import Refusal as Refusal
 from sealfl.net.calls import CertificatePinError as CertificatePinError
@@ -49,7 +50,6 @@ from sealfl.net.channel import EnrolmentReceipt as EnrolmentReceipt
 from sealfl.net.channel import SecureChannel as SecureChannel
 from sealfl.net.channel import connect_pinned as connect_pinned
 from sealfl.net.channel import open_secure_channel as open_secure_channel
-from sealfl.net.server import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 from sealfl.net.server import SecureServer as SecureServer
 from sealfl.net.server import ServerState as ServerState
 from sealfl.net.tensors import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sealfl.errors import ChannelError, ConfigError
+from sealfl.net.addresses import split_address
 
 __all__ = [
     "Credentials",
@@ -184,14 +185,6 @@ def make_self_signed_credentials(
             serialization.NoEncryption(),
         ),
     )
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` too) into its parts, raising :class:`ConfigError`."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"address: expected 'host:port', got {address!r}")
-    return host.strip("[]"), int(port)
 
 
 def fetch_server_certificate(address: str, *, timeout: float = 5.0) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar, cast
 import grpc
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
+from sealfl.net.addresses import DEFAULT_MAX_MESSAGE_BYTES, join_address, split_address
 from sealfl.net.calls import (
     CertificatePinError,
     RetryPolicy,
@@ -33,11 +34,9 @@ from sealfl.net.certificates import (
     check_key_matches_certificate,
     fetch_server_certificate,
     pinning_name,
-    split_address,
 )
 from sealfl.net.possession import possession_message, sign_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc
-from sealfl.net.server import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = [
     "ChannelState",
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 IdentityT = TypeVar("IdentityT")
-Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 StubT = TypeVar("StubT")
 
@@ -522,5 +520,4 @@ def _enrol(
             f"got {reply.service_port}"
         )
     host, _ = split_address(address)
-    service = f"[{host}]:{reply.service_port}" if ":" in host else f"{host}:{reply.service_port}"
-    return EnrolmentReceipt(fingerprint, reply.expires_at, service)
+    return EnrolmentReceipt(fingerprint, reply.expires_at, join_address(host, reply.service_port))

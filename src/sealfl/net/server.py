@@ -30,13 +30,13 @@ from typing import Any, Generic, TypeVar, cast
 import grpc
 
 from sealfl.errors import ChannelError, ConfigError
+from sealfl.net.addresses import DEFAULT_MAX_MESSAGE_BYTES, join_address, split_address
 from sealfl.net.allowlist import AllowList, Enrolment, Refusal
 from sealfl.net.certificates import (
     Credentials,
     certificate_fingerprint,
     check_key_matches_certificate,
     make_self_signed_credentials,
-    split_address,
 )
 from sealfl.net.enrolment import (
     ChallengeStore,
@@ -47,12 +47,9 @@ from sealfl.net.enrolment import (
 from sealfl.net.guard import GuardedRegistrar
 from sealfl.net.protos import enrolment_pb2_grpc
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SecureServer", "ServerState"]
+__all__ = ["SecureServer", "ServerState"]
 
 IdentityT = TypeVar("IdentityT")
-
-DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-"""8 MiB: room for a 2-4 MiB tensor chunk; larger payloads must be streamed."""
 
 _FRONT_DOOR_MAX_MESSAGE_BYTES = 1024 * 1024  # an RA-TLS certificate with a quote is ~10-20 KB
 
@@ -167,7 +164,7 @@ class SecureServer(Generic[IdentityT]):
                 raise ConfigError(f"SecureServer {name}: expected > 0, got {value}")
         host, _ = split_address(address)
         self._address_requested = address
-        self._service_requested = service_address or f"{_bracket(host)}:0"
+        self._service_requested = service_address or join_address(host, 0)
         self._credentials = credentials
         self._credentials_version = 0
         self._clock = clock
@@ -376,7 +373,7 @@ class SecureServer(Generic[IdentityT]):
     @staticmethod
     def _bound_address(requested: str, port: int) -> str:
         host, _ = split_address(requested)
-        return f"{_bracket(host)}:{port}"
+        return join_address(host, port)
 
     def _service_key(self) -> tuple[int, int]:
         self._allowlist.purge(self._clock())
@@ -419,7 +416,3 @@ class SecureServer(Generic[IdentityT]):
                 f"client certificate sha256:{fingerprint} is not enrolled "
                 "(never enrolled, revoked, or its enrolment lapsed): enrol again",
             )
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
