@@ -38,3 +38,16 @@ def test_falls_back_in_process_when_no_pool(
 def test_more_jobs_than_workers_keep_their_order() -> None:
     jobs = [(i,) for i in range(7)]
     assert _parallel.run_in_processes(_square, jobs, workers=1) == [i * i for i in range(7)]
+
+
+def test_a_forked_child_starts_its_own_pool() -> None:
+    import multiprocessing
+
+    assert _parallel.run_in_processes(_square, [(2,), (3,)]) == [4, 9]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply(_pools_after_fork) == 0
+
+
+def _pools_after_fork() -> int:
+    return len(_parallel._pools)

@@ -72,7 +72,15 @@ def shutdown_pools() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _forget_pools_in_child() -> None:
+    """Forget the parent's worker processes in a forked child, which must not use or stop them."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
 atexit.register(shutdown_pools)
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def split_evenly(total: int, parts: int) -> list[tuple[int, int]]:
