@@ -87,3 +87,43 @@ def test_flipped_payload_byte_is_refused(
     corrupted[HEADER_BYTES + 200] ^= 0x80
     with pytest.raises(HEError, match="payload is corrupted"):
         he.vector_from_bytes(bytes(corrupted), key1024.public_key)
+
+
+def _forge(
+    key: PaillierPrivateKey, kind: int, length: int, fields: tuple[int, int, int, int]
+) -> bytes:
+    """A well-formed buffer (valid checks) whose fields a peer chose badly on purpose."""
+    from sealfl.he._wire import _FIELDS, MAGIC, VERSION, _digest
+
+    width = key.public_key.ciphertext_bytes
+    payload = key.public_key.raw_encrypt(1).to_bytes(width, "big")
+    header = _FIELDS.pack(
+        MAGIC,
+        VERSION,
+        kind,
+        width,
+        key.public_key.fingerprint,
+        length,
+        1,
+        *fields,
+        _digest(payload, 16),
+    )
+    return header + _digest(header, 8) + payload
+
+
+@pytest.mark.parametrize(
+    ("kind", "length", "fields", "message"),
+    [
+        (2, 1, (40, 20, 10, 1), "unusable packed layout"),
+        (2, 1, (24, 10, 2, 9), "allow 1 to 4"),
+        (2, 1000, (24, 10, 10, 1), "needs 46 ciphertexts at 22 slots"),
+        (1, 2, (16, 20, 0, 0), "announces 2 values but holds 1"),
+        (1, 1, (16, 5000, 0, 0), "more than the 1022 bits"),
+        (7, 1, (16, 20, 0, 0), "kind 7"),
+    ],
+)
+def test_checksummed_but_inconsistent_fields_are_refused(
+    key1024: PaillierPrivateKey, kind: int, length: int, fields: tuple, message: str
+) -> None:
+    with pytest.raises(HEError, match=message):
+        he.vector_from_bytes(_forge(key1024, kind, length, fields), key1024.public_key)
