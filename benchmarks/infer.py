@@ -14,8 +14,10 @@ counted). ``max |dp|`` is the largest difference of the probabilities from the p
 computed locally.
 
 Modes: ``plaintext``, ``tee``, ``mpc`` (sigmoid inside MPC), ``mpc-logit`` (logit revealed to
-the client), ``mpc-label`` (label only), and ``mpc-local``: the same MPC protocol (sigmoid
-inside) with both parties in this process and messages handed over in memory, i.e. the
+the client), ``mpc-label`` (label only), ``mpc-beaver`` (sigmoid inside MPC, with the general
+Beaver-triple linear layer instead of the input-owner one), and ``mpc-local``: the same MPC
+protocol (sigmoid inside) with both parties in this process and messages handed over in
+memory, i.e. the
 protocol's own compute without gRPC, TLS or serialisation. That is the figure to set beside a
 single-machine MPC framework measurement such as CrypTen's.
 
@@ -45,6 +47,7 @@ from sealfl.models import LogisticRegression
 from sealfl.mpc import (
     ClientParty,
     Endpoint,
+    Linear,
     Output,
     QueryPlan,
     ServerParty,
@@ -56,12 +59,13 @@ from sealfl.mpc import (
 )
 from sealfl.tee import SimulatedPlatform
 
-MODES: dict[str, tuple[Mode | None, Output]] = {
+MODES: dict[str, tuple[Mode | None, Output]] = {  # mode, output (mpc-beaver: Beaver linear)
     "plaintext": (Mode.PLAINTEXT, Output.PROBABILITY),
     "tee": (Mode.TEE, Output.PROBABILITY),
     "mpc": (Mode.MPC, Output.PROBABILITY),
     "mpc-logit": (Mode.MPC, Output.LOGIT),
     "mpc-label": (Mode.MPC, Output.LABEL),
+    "mpc-beaver": (Mode.MPC, Output.PROBABILITY),
     "mpc-local": (None, Output.PROBABILITY),
 }
 
@@ -198,7 +202,8 @@ def main(
         def once(name: str, X: np.ndarray) -> QueryResult:
             if name == "mpc-local":
                 return _local_query(model, X)
-            return clients[name].query(X, MODES[name][1])
+            linear = Linear.BEAVER if name == "mpc-beaver" else Linear.INPUT_OWNER
+            return clients[name].query(X, MODES[name][1], linear=linear)
 
         try:
             for b in batch_sizes:

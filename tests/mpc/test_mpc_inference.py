@@ -85,3 +85,19 @@ def test_wrong_shape_from_peer_is_a_protocol_error() -> None:
         server.receive({0: [np.zeros((2, 4), np.uint64)], 1: []})
     with pytest.raises(ProtocolError, match="unexpected level 3"):
         server.receive({3: []})
+
+
+@pytest.mark.parametrize("output", list(Output))
+def test_beaver_linear_layer_agrees(
+    output: Output, model: LogisticRegression, test_x: np.ndarray
+) -> None:
+    from sealfl.mpc import Linear
+
+    plan = QueryPlan(rows=test_x.shape[0], features=30, output=output, linear=Linear.BEAVER)
+    got, _ = evaluate_locally(plan, test_x, model.weights)
+    if output is Output.LABEL:
+        assert np.array_equal(got, model.predict(test_x))
+    elif output is Output.LOGIT:
+        np.testing.assert_allclose(got, model.logits(test_x), atol=1e-4)
+    else:
+        assert np.abs(got - model.predict_proba(test_x)).max() <= 1e-3

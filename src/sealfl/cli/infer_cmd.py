@@ -28,7 +28,7 @@ from sealfl.fl.infer.common import Mode, tee_measurement
 from sealfl.fl.infer.demo import run_demo
 from sealfl.fl.infer.run import Running, start_dealer, start_model_server
 from sealfl.models import LogisticRegression, TrainConfig
-from sealfl.mpc import Output
+from sealfl.mpc import Linear, Output
 
 infer_app = typer.Typer(
     help="Private inference of a logistic-regression model: plaintext, TEE or MPC.",
@@ -129,6 +129,9 @@ def query(
     output: Annotated[
         Output, typer.Option("--output", help="mpc: probability, logit or label.")
     ] = Output.PROBABILITY,
+    linear: Annotated[
+        Linear, typer.Option("--linear", help="mpc: input-owner, or the general beaver path.")
+    ] = Linear.INPUT_OWNER,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write id,probability,label rows to this CSV.")
     ] = None,
@@ -148,7 +151,7 @@ def query(
             raise ConfigError(f"{mode.value} mode needs --server-fingerprint")
         verifier = pinned_verifier(server_fingerprint)
     with InferenceClient.connect(server, mode=mode, server_verifier=verifier) as client:
-        result = client.query(ds.X, output)
+        result = client.query(ds.X, output, linear=linear)
     line = (
         f"{ds.n_rows} rows answered in {1000 * result.online_s:.1f} ms online "
         f"({result.round_trips} round trips, {result.bytes_sent} bytes sent)"
@@ -207,7 +210,10 @@ def bench(
         str,
         typer.Option(
             "--modes",
-            help="Comma-separated among plaintext, tee, mpc, mpc-logit, mpc-label, mpc-local.",
+            help=(
+                "Comma-separated among plaintext, tee, mpc, mpc-logit, mpc-label, "
+                "mpc-beaver, mpc-local."
+            ),
         ),
     ] = "plaintext,tee,mpc,mpc-logit,mpc-label,mpc-local",
     repeats: Annotated[int, typer.Option(help="Timed repeats per point (median).")] = 7,

@@ -14,7 +14,7 @@ from rich.console import Console
 import sealfl.cli.attest_cmd  # sealfl attest ...
 import sealfl.cli.he_cmd  # noqa: F401  (sealfl he ..., bench paillier)
 import sealfl.cli.homo_lr_cmd  # noqa: F401  (sealfl homo-lr ..., demo homo-lr, bench homo-lr)
-import sealfl.cli.infer_cmd  # noqa: F401  (sealfl infer ..., demo infer, bench infer)
+import sealfl.cli.infer_cmd  # sealfl infer ..., demo infer, bench infer
 import sealfl.cli.net_cmd  # sealfl bench ratls
 import sealfl.cli.seal_cmd  # noqa: F401  (sealfl seal ...)
 from sealfl.cli.app import app

@@ -10,7 +10,9 @@ Protocol (:mod:`sealfl.mpc.parties`, schedule in :mod:`sealfl.mpc.plan`):
 1. Linear layer, input-owner variant of Beaver's multiplication. Per session the server
    publishes its model masked once, ``F = w - B``. Per query the client sends ``E = X - A``
    (``A`` its dealer mask) and keeps ``A @ F + Z0``; the server computes ``E @ w + Z1``.
-   The two add up to ``X @ w`` and the bytes sent equal those of the plaintext input.
+   The two add up to ``X @ w`` and the bytes sent equal those of the plaintext input. The
+   general path, for operands that are both secret-shared, is a plain Beaver triple per query
+   (:class:`~sealfl.mpc.plan.Linear`), at twice the traffic.
 2. Output, one of: the server reveals its logit share to the client (``logit``); an exact
    secure comparison ``logit >= 0`` (``label``, :mod:`sealfl.mpc.compare`); or the sigmoid
    inside MPC as a continuous piecewise-linear spline (``probability``,
@@ -48,6 +50,7 @@ from sealfl.mpc.parties import Endpoint as Endpoint
 from sealfl.mpc.parties import Message as Message
 from sealfl.mpc.parties import ServerParty as ServerParty
 from sealfl.mpc.parties import evaluate_locally as evaluate_locally
+from sealfl.mpc.plan import Linear as Linear
 from sealfl.mpc.plan import Output as Output
 from sealfl.mpc.plan import QueryPlan as QueryPlan
 from sealfl.mpc.ring import FRAC_BITS as FRAC_BITS
@@ -58,6 +61,7 @@ __all__ = [
     "FRAC_BITS",
     "ClientParty",
     "Endpoint",
+    "Linear",
     "Message",
     "Output",
     "PartyMaterial",

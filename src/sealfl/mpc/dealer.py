@@ -7,7 +7,9 @@ the client only its 32-byte seed, and the server its own seed plus *corrections*
 that make the two parties' random values add up to the required relations:
 
 - linear layer: the client's mask ``A`` (rows x features) and share ``Z0``; the server's
-  ``Z1 = A @ B - Z0``, so that ``A @ F + Z0`` and ``(X - A) @ w + Z1`` add up to ``X @ w``;
+  ``Z1 = A @ B - Z0``, so that ``A @ F + Z0`` and ``(X - A) @ w + Z1`` add up to ``X @ w``
+  (Beaver variant: both parties draw shares of ``A`` and ``B``, and ``Z1`` completes
+  ``Z0 + Z1 = A @ B``);
 - comparisons: AND triples per round, ``c_1 = (a_0 ^ a_1) & (b_0 ^ b_1) ^ c_0``;
 - probability output: a mask ``rho`` for the logit, and per comparison a random bit ``beta``
   given both as XOR shares and as additive shares, with additive shares of ``beta * rho``.
@@ -26,7 +28,7 @@ import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
 from sealfl.mpc.binary import AndTriple, Words
-from sealfl.mpc.plan import Output, QueryPlan
+from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
 
 U64 = npt.NDArray[np.uint64]
@@ -40,7 +42,10 @@ class PartyMaterial:
     Attributes
     ----------
     mask
-        The client's input mask ``A`` (rows x features); ``None`` at the server.
+        Share of the input mask ``A`` (rows x features): all of it at the client, ``None`` at
+        the server in the input-owner variant.
+    weight_mask
+        Share of the weight mask ``B`` (Beaver variant only; per session otherwise).
     logit
         Share of ``A @ B`` (``Z0`` or ``Z1``).
     rho
@@ -53,6 +58,7 @@ class PartyMaterial:
     """
 
     mask: U64 | None
+    weight_mask: U64 | None
     logit: U64
     rho: U64 | None
     triples: tuple[AndTriple, ...]
@@ -93,8 +99,12 @@ def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:
     """Expand every value a party draws from its own seed."""
     n, k = plan.rows, plan.columns
     out: dict[str, Arr] = {}
-    if client:
+    beaver = plan.linear is Linear.BEAVER
+    if client or beaver:
         out["mask"] = prg.words("A", (n, plan.features))
+    if beaver:
+        out["weight_mask"] = prg.words("B", (plan.features,))
+    if client:
         out["logit"] = prg.words("Z", (n,))
     cmp = plan.compare
     if cmp is not None:
@@ -117,6 +127,9 @@ def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:
 def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
     """Draw one query's correlated randomness.
 
+    ``session_b`` is the session's weight mask, used by the input-owner variant; the Beaver
+    variant draws a fresh triple instead.
+
     Returns
     -------
     tuple
@@ -130,7 +143,10 @@ def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
     seed_c, seed_s = fresh_seed(), fresh_seed()
     c = _shares(Prg(seed_c), plan, client=True)
     s = _shares(Prg(seed_s), plan, client=False)
-    z1 = c["mask"] @ session_b - c["logit"]
+    if plan.linear is Linear.BEAVER:
+        z1 = (c["mask"] + s["mask"]) @ (c["weight_mask"] + s["weight_mask"]) - c["logit"]
+    else:
+        z1 = c["mask"] @ session_b - c["logit"]
     and_c: list[Words] = []
     cmp = plan.compare
     if cmp is not None:
@@ -175,6 +191,7 @@ def expand_client(plan: QueryPlan, seed: bytes) -> PartyMaterial:
         cs = [d[f"c{r}.{j}"] for r in range(cmp.rounds) for j in range(cmp.rights(r))]
     return PartyMaterial(
         mask=d["mask"],
+        weight_mask=d.get("weight_mask"),
         logit=d["logit"],
         rho=d.get("rho"),
         triples=_triples(plan, d, cs),
@@ -203,7 +220,8 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
         _check("beta_rho", deal.beta_rho, (n, k), np.uint64)
     d = _shares(Prg(deal.seed), plan, client=False)
     return PartyMaterial(
-        mask=None,
+        mask=d.get("mask"),
+        weight_mask=d.get("weight_mask"),
         logit=deal.logit,
         rho=d.get("rho"),
         triples=_triples(plan, d, list(deal.and_c)),

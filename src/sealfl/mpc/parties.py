@@ -24,7 +24,7 @@ import numpy.typing as npt
 from sealfl.errors import ProtocolError
 from sealfl.mpc.compare import Comparator
 from sealfl.mpc.dealer import PartyMaterial, deal_query, expand_client, expand_server
-from sealfl.mpc.plan import SPLINE_FRAC_BITS, Level, Output, QueryPlan
+from sealfl.mpc.plan import SPLINE_FRAC_BITS, Level, Linear, Output, QueryPlan
 from sealfl.mpc.ring import U64, decode, encode
 
 Arr = npt.NDArray[Any]
@@ -60,6 +60,21 @@ class _Party:
         self._cmp: Comparator | None = None
         self._zhat: U64 | None = None
         self.output_share: Arr | None = None
+
+    # -- Beaver linear layer ----------------------------------------------------------------
+    def _close_beaver(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        """Open ``E = X - A`` and ``F = w - B``; this party's share of ``X @ w`` follows.
+
+        ``X @ w = E @ F + E @ B + A @ F + C``: party 0 adds the public ``E @ F``.
+        """
+        n, d = self.plan.rows, self.plan.features
+        _expect("linear", peer, [((n, d), np.uint64), ((d,), np.uint64)])
+        m = self.material
+        assert m.mask is not None and m.weight_mask is not None
+        e = own[0] + peer[0]
+        f = own[1] + peer[1]
+        b = m.weight_mask + f if self.party == 0 else m.weight_mask
+        self.logit_share = e @ b + m.mask @ f + m.logit
 
     # -- comparisons -----------------------------------------------------------------------
     def _comparator(self) -> Comparator:
@@ -136,7 +151,7 @@ class _Party:
         """Combine this party's and the peer's arrays of ``level``."""
         kind, idx = self.schedule[level]
         if kind is Level.LINEAR:
-            self._close_linear(peer)
+            self._close_linear(own, peer)
         elif kind is Level.COMPARE:
             self._close_compare(idx, own, peer)
         elif kind is Level.BITS:
@@ -151,7 +166,7 @@ class _Party:
     def _open_linear(self) -> list[Arr]:
         raise NotImplementedError
 
-    def _close_linear(self, peer: Sequence[Arr]) -> None:
+    def _close_linear(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
         raise NotImplementedError
 
     def _open_reveal(self) -> list[Arr]:
@@ -171,7 +186,8 @@ class ClientParty(_Party):
     material
         From :func:`sealfl.mpc.dealer.expand_client`.
     masked_model
-        ``F = w - B``, the server's masked model of this session.
+        ``F = w - B``, the server's masked model of this session (input-owner variant only;
+        ``None`` for Beaver).
     inputs
         The input batch, ``rows x features`` floats.
     """
@@ -179,33 +195,44 @@ class ClientParty(_Party):
     party = 0
 
     def __init__(
-        self, plan: QueryPlan, material: PartyMaterial, masked_model: U64, inputs: Arr
+        self, plan: QueryPlan, material: PartyMaterial, masked_model: U64 | None, inputs: Arr
     ) -> None:
         super().__init__(plan, material)
         if inputs.shape != (plan.rows, plan.features):
             raise ProtocolError(
                 f"client input expected shape {(plan.rows, plan.features)}, got {inputs.shape}"
             )
-        if masked_model.shape != (plan.features,) or masked_model.dtype != np.uint64:
-            raise ProtocolError(
-                f"masked model expected uint64[{plan.features}], "
-                f"got {masked_model.dtype.name}{list(masked_model.shape)}"
-            )
         assert material.mask is not None
         self._x = encode(inputs, plan.frac_bits)
-        self.logit_share = material.mask @ masked_model + material.logit
+        if plan.linear is Linear.INPUT_OWNER:
+            if masked_model is None or masked_model.shape != (plan.features,):
+                got = "none" if masked_model is None else list(masked_model.shape)
+                raise ProtocolError(f"masked model expected uint64[{plan.features}], got {got}")
+            if masked_model.dtype != np.uint64:
+                raise ProtocolError(f"masked model expected uint64, got {masked_model.dtype.name}")
+            self.logit_share = material.mask @ masked_model + material.logit
         self.result: Arr | None = None
 
     def can_open_early(self, level: int) -> bool:
-        """Level 1 needs only the client's own logit share, so it travels with level 0."""
-        return level == 1
+        """Level 1 needs only the client's own logit share, so it travels with level 0.
+
+        In the Beaver variant the logit share needs the server's openings first.
+        """
+        return level == 1 and self.plan.linear is Linear.INPUT_OWNER
 
     def _open_linear(self) -> list[Arr]:
-        assert self.material.mask is not None
-        return [self._x - self.material.mask]
+        m = self.material
+        assert m.mask is not None
+        if self.plan.linear is Linear.BEAVER:
+            assert m.weight_mask is not None
+            return [self._x - m.mask, np.uint64(0) - m.weight_mask]
+        return [self._x - m.mask]
 
-    def _close_linear(self, peer: Sequence[Arr]) -> None:
-        _expect("linear", peer, [])
+    def _close_linear(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        if self.plan.linear is Linear.BEAVER:
+            self._close_beaver(own, peer)
+        else:
+            _expect("linear", peer, [])
 
     def _open_reveal(self) -> list[Arr]:
         return []
@@ -251,9 +278,16 @@ class ServerParty(_Party):
         self._w = model
 
     def _open_linear(self) -> list[Arr]:
+        if self.plan.linear is Linear.BEAVER:
+            m = self.material
+            assert m.mask is not None and m.weight_mask is not None
+            return [np.uint64(0) - m.mask, self._w - m.weight_mask]
         return []
 
-    def _close_linear(self, peer: Sequence[Arr]) -> None:
+    def _close_linear(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
+        if self.plan.linear is Linear.BEAVER:
+            self._close_beaver(own, peer)
+            return
         _expect("linear", peer, [((self.plan.rows, self.plan.features), np.uint64)])
         self.logit_share = peer[0] @ self._w + self.material.logit
 

@@ -14,7 +14,7 @@ arrays (possibly none) and then combine them with the other party's:
 ==========  ==========================================  =================================
 level       client opens                                server opens
 ==========  ==========================================  =================================
-linear      ``E = X - A`` (masked input)                nothing
+linear      ``E = X - A`` (masked input)                nothing (Beaver: ``-A_1, w - B_1``)
 compare 0   masked logit share (probability), AND words  the same
 compare j   AND words of Kogge-Stone span ``2^(j-1)``    the same
 bits        masked comparison bits (probability)         the same
@@ -52,6 +52,22 @@ class Output(enum.Enum):
     LABEL = "label"
 
 
+class Linear(enum.Enum):
+    """How the linear layer ``X @ w`` is computed.
+
+    ``input-owner``: the client, who owns ``X`` entirely, keeps its mask ``A``; the server's
+    model is masked once per session. The client sends ``X - A`` and nothing else, as many bytes
+    as a plaintext call. ``beaver``: the general path, for inputs and weights that are both
+    secret-shared (here the client's ``(X, 0)`` and the server's ``(0, w)``): a fresh Beaver
+    triple ``(A, B, C = A @ B)`` per query, both parties open their shares of ``X - A`` and
+    ``w - B``, so the input crosses the wire twice. Use it as the template for layers whose
+    input is itself an MPC result.
+    """
+
+    INPUT_OWNER = "input-owner"
+    BEAVER = "beaver"
+
+
 class Level(enum.Enum):
     """Kinds of step in the message schedule."""
 
@@ -71,6 +87,8 @@ class QueryPlan:
         Shape of the client's input batch.
     output
         What the client receives.
+    linear
+        How the linear layer is computed.
     frac_bits
         Fractional bits of the encoded input and of the encoded weights.
     """
@@ -78,6 +96,7 @@ class QueryPlan:
     rows: int
     features: int
     output: Output
+    linear: Linear = Linear.INPUT_OWNER
     frac_bits: int = FRAC_BITS
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
 from sealfl.mpc.dealer import ServerDeal
-from sealfl.mpc.plan import Output, QueryPlan
+from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.protos import mpc_pb2
 
 ALLOWED_DTYPES = frozenset({"uint8", "uint32", "uint64", "float64"})
@@ -105,6 +105,7 @@ def header_to_proto(plan: QueryPlan, *, session_id: str, query_id: str) -> mpc_p
         rows=plan.rows,
         features=plan.features,
         output=plan.output.value,
+        linear=plan.linear.value,
     )
 
 
@@ -116,7 +117,16 @@ def plan_from_header(header: mpc_pb2.QueryHeader) -> QueryPlan:
         raise ProtocolError(
             f"query output {header.output!r} unknown, expected one of {[o.value for o in Output]}"
         ) from None
-    return QueryPlan(rows=int(header.rows), features=int(header.features), output=output)
+    try:
+        linear = Linear(header.linear or Linear.INPUT_OWNER.value)
+    except ValueError:
+        raise ProtocolError(
+            f"query linear layer {header.linear!r} unknown, expected one of "
+            f"{[v.value for v in Linear]}"
+        ) from None
+    return QueryPlan(
+        rows=int(header.rows), features=int(header.features), output=output, linear=linear
+    )
 
 
 def deal_to_proto(deal: ServerDeal, header: mpc_pb2.QueryHeader) -> mpc_pb2.ServerDeal:

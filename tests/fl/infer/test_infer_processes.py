@@ -15,7 +15,7 @@ from sealfl.fl.infer.demo import connect
 from sealfl.fl.infer.launch import launch_dealer, launch_server
 from sealfl.fl.infer.protos import infer_pb2
 from sealfl.models import sigmoid
-from sealfl.mpc import Output, QueryPlan
+from sealfl.mpc import Linear, Output, QueryPlan
 from sealfl.mpc.protos import mpc_pb2
 from sealfl.mpc.wire import array_to_proto, header_to_proto
 
@@ -41,13 +41,17 @@ def test_modes_agree_with_plaintext_on_breast_test_split(
         prob = client.query(test_x, Output.PROBABILITY)
         logit = client.query(test_x, Output.LOGIT)
         label = client.query(test_x, Output.LABEL)
+        beaver = client.query(test_x, Output.PROBABILITY, linear=Linear.BEAVER)
     assert prob.probabilities is not None and logit.probabilities is not None
     assert np.abs(prob.probabilities - want).max() <= 1e-3
     assert np.abs(logit.probabilities - want).max() <= 1e-4
     np.testing.assert_allclose(
         logit.probabilities, sigmoid(federation.model.logits(test_x)), atol=1e-4
     )
-    for result in (prob, logit, label):
+    assert beaver.probabilities is not None
+    assert np.abs(beaver.probabilities - want).max() <= 1e-3
+    assert beaver.bytes_received >= prob.bytes_received + test_x.size * 8  # server opens X - A too
+    for result in (prob, logit, label, beaver):
         np.testing.assert_array_equal(result.labels, labels)
     assert logit.round_trips == 1 and prob.round_trips == 4
 

@@ -21,7 +21,7 @@ from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.infer.common import CALL_TIMEOUT_S, DEALER_TIMEOUT_S, MAX_MESSAGE_BYTES, Mode
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
-from sealfl.mpc import ClientParty, Endpoint, Output, QueryPlan, expand_client
+from sealfl.mpc import ClientParty, Endpoint, Linear, Output, QueryPlan, expand_client
 from sealfl.mpc.wire import (
     array_from_proto,
     fill_array,
@@ -200,7 +200,13 @@ class InferenceClient:
         self.close()
 
     # -- queries ---------------------------------------------------------------------------
-    def query(self, inputs: npt.ArrayLike, output: Output = Output.PROBABILITY) -> QueryResult:
+    def query(
+        self,
+        inputs: npt.ArrayLike,
+        output: Output = Output.PROBABILITY,
+        *,
+        linear: Linear = Linear.INPUT_OWNER,
+    ) -> QueryResult:
         """Send one batch and return the answer.
 
         Parameters
@@ -211,12 +217,14 @@ class InferenceClient:
             MPC mode: ``probability`` (sigmoid inside MPC), ``logit`` (revealed to this
             client, sigmoid applied here) or ``label``. Other modes always compute the
             probability; ``label`` then just thresholds it here.
+        linear
+            MPC mode: the linear layer's protocol (input-owner, or the general Beaver path).
         """
         x = np.asarray(inputs, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.features:
             raise ConfigError(f"inputs must have shape (rows, {self.features}), got {x.shape}")
         if self.mode is Mode.MPC:
-            return self._query_mpc(x, output)
+            return self._query_mpc(x, output, linear)
         return self._query_plain(x)
 
     def _query_plain(self, x: FloatArray) -> QueryResult:
@@ -238,10 +246,10 @@ class InferenceClient:
             bytes_received=p.nbytes,
         )
 
-    def _query_mpc(self, x: FloatArray, output: Output) -> QueryResult:
+    def _query_mpc(self, x: FloatArray, output: Output, linear: Linear) -> QueryResult:
         assert self._session is not None and self._dealer is not None
         assert self._dealer_stub is not None and self._masked_model is not None
-        plan = QueryPlan(rows=x.shape[0], features=self.features, output=output)
+        plan = QueryPlan(rows=x.shape[0], features=self.features, output=output, linear=linear)
         # Offline: the dealer draws this query's material; the server fetches its part.
         start = time.perf_counter()
         header = header_to_proto(plan, session_id=self._session.session_id, query_id="")

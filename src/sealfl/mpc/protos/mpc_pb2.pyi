@@ -31,18 +31,20 @@ class Message(_message.Message):
     def __init__(self, openings: _Optional[_Iterable[_Union[Opening, _Mapping]]] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
-    __slots__ = ("session_id", "query_id", "rows", "features", "output")
+    __slots__ = ("session_id", "query_id", "rows", "features", "output", "linear")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    LINEAR_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     query_id: str
     rows: int
     features: int
     output: str
-    def __init__(self, session_id: _Optional[str] = ..., query_id: _Optional[str] = ..., rows: _Optional[int] = ..., features: _Optional[int] = ..., output: _Optional[str] = ...) -> None: ...
+    linear: str
+    def __init__(self, session_id: _Optional[str] = ..., query_id: _Optional[str] = ..., rows: _Optional[int] = ..., features: _Optional[int] = ..., output: _Optional[str] = ..., linear: _Optional[str] = ...) -> None: ...
 
 class ServerDeal(_message.Message):
     __slots__ = ("header", "seed", "logit", "and_c", "beta_add", "beta_rho")
