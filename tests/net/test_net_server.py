@@ -8,6 +8,8 @@ size limits, deadlines, retries, lifecycle, and the public surface.
 from __future__ import annotations
 
 import datetime
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -398,3 +400,28 @@ def test_the_public_surface_is_exactly_all() -> None:
     public = {name for name in vars(sealfl.net) if not name.startswith("_")}
     modules = {name for name, value in vars(sealfl.net).items() if type(value).__name__ == "module"}
     assert public - modules == set(sealfl.net.__all__)
+
+
+def test_a_client_that_starts_first_backs_off_until_the_server_is_up(
+    server_creds: TlsCredentials,
+) -> None:
+    with socket.socket() as probe:  # a free port, released for the server to take later
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    server: SecureServer[Any] = SecureServer(
+        credentials=server_creds, peer_verifier=accept_any_certificate, address=address
+    )
+    starter = threading.Timer(0.4, server.start)
+    starter.start()
+    try:
+        started = time.monotonic()
+        policy = RetryPolicy(attempts=8, initial_backoff_s=0.05, max_backoff_s=0.5)
+        client = make_self_signed_credentials()
+        with open_secure_channel(
+            address, credentials=client, server_verifier=accept_any_certificate, retry=policy
+        ) as channel:
+            assert time.monotonic() - started >= 0.4
+            assert channel.enrolment is not None
+    finally:
+        starter.join()
+        server.stop(0)
