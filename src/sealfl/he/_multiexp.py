@@ -74,8 +74,8 @@ def _plan(exponents: NDArray[np.int64]) -> tuple[_Plan, NDArray[np.int64]]:
         positions = digits.shape[0]
         nonzero = int(np.count_nonzero(digits))
         half = 1 << (window - 1)
-        used = int(np.count_nonzero(np.any(digits != 0, axis=1)))  # (t, base) pairs in use
-        comb = used * half + bases * max(positions - 1, 0) + nonzero + 4 * outputs
+        table = int(np.max(np.abs(digits), axis=1).sum()) if positions else 0
+        comb = table + bases * max(positions - 1, 0) + nonzero + 4 * outputs
         bucket = bases * max(positions - 1, 0) * window + nonzero + outputs * (4 * half + 4)
         for plan in (_Plan("comb", window, comb), _Plan("bucket", window, bucket)):
             if best is None or plan.cost < best[0].cost:
@@ -134,21 +134,28 @@ def _rows_of_nonzero(flat: NDArray[np.int64]) -> list[tuple[NDArray[np.int64], N
 def _comb(bases: Sequence[mpz], digits: NDArray[np.int64], window: int, modulus: mpz) -> list[mpz]:
     positions, outputs, nbases = digits.shape
     half = 1 << (window - 1)
-    used = np.any(digits != 0, axis=1)  # (positions, bases)
-    # table[(j * positions + t) * half + k - 1] = base_j^(k·2^(w·t)) for used (t, j).
+    largest = np.max(np.abs(digits), axis=1)  # (positions, bases): largest |digit| used
+    # table[(j * positions + t) * half + k - 1] = base_j^(k·2^(w·t)) for k up to largest[t, j].
     table: list[mpz] = [mpz(1)] * (nbases * positions * half)
     for j, base in enumerate(bases):
         power = mpz(base)
         for t in range(positions):
-            start = (j * positions + t) * half
-            if used[t, j]:
-                entry = power
-                table[start] = entry
-                for k in range(1, half):
+            start, need = (j * positions + t) * half, int(largest[t, j])
+            last = t + 1 == positions
+            # The next position's base is this one's power 2^w: one more product from a full
+            # row (entry half, squared), else w squarings; build the row only as far as pays.
+            if not last and half - need < window:
+                need = half
+            entry = power
+            for k in range(need):
+                if k:
                     entry = entry * power % modulus
-                    table[start + k] = entry
-                power = entry * entry % modulus  # (base^(2^(wt)))^(2^w)
-            elif t + 1 < positions:
+                table[start + k] = entry
+            if last:
+                break
+            if need == half:
+                power = entry * entry % modulus
+            else:
                 for _ in range(window):
                     power = power * power % modulus
     flat = digits.transpose(1, 2, 0).reshape(outputs, nbases * positions)
