@@ -215,7 +215,7 @@ def bench(
                 "mpc-beaver, mpc-local."
             ),
         ),
-    ] = "plaintext,tee,mpc,mpc-logit,mpc-label,mpc-local",
+    ] = "plaintext,tee,mpc,mpc-logit,mpc-label,mpc-beaver,mpc-local",
     repeats: Annotated[int, typer.Option(help="Timed repeats per point (median).")] = 7,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="JSON and PNG go here.")] = Path(
         "bench-results"
