@@ -78,7 +78,8 @@ def test_two_clients_enrol_a_wrong_measurement_is_refused_and_service_goes_on(
     error = stranger.expect("error")
     assert stranger.wait() == 3
     assert error["type"] == "ChannelError"
-    assert "handshake failed" in error["message"]
+    assert "mutual-TLS handshake with server at" in error["message"]
+    assert "failed; the pinned server certificate is unchanged" in error["message"]
     assert "not enrolled" in error["message"]
 
     for client in (first, second):

@@ -41,6 +41,7 @@ from sealfl.net import (
     ping,
     put_tensor,
 )
+from sealfl.net.certificates import validity_problem
 from sealfl.net.possession import possession_message, sign_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc, transfer_pb2, transfer_pb2_grpc
 
@@ -425,3 +426,32 @@ def test_a_client_that_starts_first_backs_off_until_the_server_is_up(
     finally:
         starter.join()
         server.stop(0)
+
+
+def test_an_expired_pinned_server_certificate_is_named_as_the_cause() -> None:
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)
+    expired = make_self_signed_credentials("server", now=past, lifetime=datetime.timedelta(days=1))
+    client = make_self_signed_credentials("client")
+    server: SecureServer[Any] = SecureServer(
+        credentials=expired, peer_verifier=accept_any_certificate, allowed_clients=[client.cert_pem]
+    )
+    server.start()
+    try:
+        with pytest.raises(ChannelError, match="the pinned server certificate expired at") as err:
+            connect_pinned(
+                server.service_address,
+                server_certificate_pem=expired.cert_pem,
+                server_verifier=accept_any_certificate,
+                credentials=client,
+                timeout_s=5,
+            )
+        assert not isinstance(err.value, CertificatePinError)
+    finally:
+        server.stop(0)
+
+
+def test_validity_problems_are_described() -> None:
+    future = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    creds = make_self_signed_credentials(now=future)
+    assert "is not valid before" in (validity_problem(creds.cert_pem, time.time()) or "")
+    assert validity_problem(creds.cert_pem, future.timestamp() + 3600) is None

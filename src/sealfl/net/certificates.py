@@ -31,6 +31,7 @@ __all__ = [
     "load_certificate",
     "make_self_signed_credentials",
     "pinning_name",
+    "validity_problem",
 ]
 
 
@@ -107,6 +108,19 @@ def pinning_name(cert_pem: bytes) -> str:
         "server certificate has no DNS subjectAltName and no common name: gRPC cannot check "
         f"its name (subject {cert.subject.rfc4514_string()!r})"
     )
+
+
+def validity_problem(cert_pem: bytes, now: float) -> str | None:
+    """Return why the certificate is not valid at Unix time ``now`` (or None if it is)."""
+    cert = load_certificate(cert_pem)
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    at = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    if at < not_before:
+        return f"is not valid before {not_before.isoformat()} (now {at.isoformat()})"
+    if at >= not_after:
+        return f"expired at {not_after.isoformat()} (now {at.isoformat()})"
+    return None
 
 
 def check_key_matches_certificate(credentials: Credentials, *, party: str) -> None:

@@ -34,6 +34,7 @@ from sealfl.net.certificates import (
     check_key_matches_certificate,
     fetch_server_certificate,
     pinning_name,
+    validity_problem,
 )
 from sealfl.net.possession import possession_message, sign_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc
@@ -86,7 +87,7 @@ class SecureChannel(Generic[IdentityT]):
         address: str,
         server_certificate_pem: bytes,
         server_identity: IdentityT,
-        client_fingerprint: str,
+        client_certificate_pem: bytes,
         default_timeout_s: float,
         front_door: str | None = None,
         enrolment: EnrolmentReceipt | None = None,
@@ -102,7 +103,8 @@ class SecureChannel(Generic[IdentityT]):
         self.server_identity = server_identity
         """What the server verifier returned (e.g. ``VerifiedPeer`` with claims)."""
         self.server_fingerprint = certificate_fingerprint(server_certificate_pem)
-        self.client_fingerprint = client_fingerprint
+        self.client_certificate_pem = client_certificate_pem
+        self.client_fingerprint = certificate_fingerprint(client_certificate_pem)
         self.enrolment = enrolment
         self.default_timeout_s = default_timeout_s
         self._stubs: dict[type, Any] = {}
@@ -246,21 +248,40 @@ class SecureChannel(Generic[IdentityT]):
 
     def diagnose(self, exc: grpc.RpcError, *, what: str) -> ChannelError:
         """Explain a failed call; on ``UNAVAILABLE`` look at what the server presents now."""
-        peer = f"server at {self.address}"
         if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNAVAILABLE:
-            try:
-                self.check_pin()
-            except CertificatePinError as pin_error:
-                return CertificatePinError(f"{what}: {pin_error}")
-            except ChannelError as unreachable:
-                return ChannelError(f"{what}: {peer} unreachable: {unreachable}")
-            return ChannelError(
-                f"{what}: {peer} (pinned certificate unchanged) refused the connection or the "
-                f"transport failed: our client certificate sha256:{self.client_fingerprint} "
-                f"may not be enrolled there, or its enrolment lapsed or was revoked "
-                f"(gRPC: {exc.details()})"
-            )
-        return describe_rpc_error(exc, what=what, peer=peer)
+            return self.explain_connection_failure(what=what, details=exc.details() or "")
+        return describe_rpc_error(exc, what=what, peer=f"server at {self.address}")
+
+    def explain_connection_failure(self, *, what: str, details: str) -> ChannelError:
+        """Say why a connection (TLS handshake or transport) to the server failed.
+
+        In order: the server presents another certificate (:class:`CertificatePinError`); it
+        cannot be reached; a certificate on either side is outside its validity period; else
+        the server refused our certificate (not enrolled, lapsed or revoked).
+        """
+        peer = f"server at {self.address}"
+        try:
+            self.check_pin()
+        except CertificatePinError as pin_error:
+            return CertificatePinError(f"{what}: {pin_error}")
+        except ChannelError as unreachable:
+            return ChannelError(f"{what}: {peer} unreachable: {unreachable} (gRPC: {details})")
+        for whose, pem in (
+            ("the pinned server", self.server_certificate_pem),
+            ("our client", self.client_certificate_pem),
+        ):
+            problem = validity_problem(pem, time.time())
+            if problem is not None:
+                return ChannelError(
+                    f"{what}: TLS with {peer} failed: {whose} certificate {problem}; make or "
+                    f"verify a fresh one and connect again (gRPC: {details})"
+                )
+        return ChannelError(
+            f"{what}: the mutual-TLS handshake with {peer} failed; the pinned server "
+            f"certificate is unchanged, so the server most likely refused our client "
+            f"certificate sha256:{self.client_fingerprint} (not enrolled, or its enrolment "
+            f"lapsed or was revoked) (gRPC: {details})"
+        )
 
 
 def _method_name(method: Callable[..., Any]) -> str:
@@ -343,7 +364,7 @@ def connect_pinned(
         address=address,
         server_certificate_pem=server_certificate_pem,
         server_identity=identity,
-        client_fingerprint=certificate_fingerprint(credentials.cert_pem),
+        client_certificate_pem=credentials.cert_pem,
         default_timeout_s=default_timeout_s,
         front_door=front_door,
         enrolment=enrolment,
@@ -352,21 +373,10 @@ def connect_pinned(
     if failure is not None:
         secure.close()
         details = failure.details() if isinstance(failure, grpc.Call) else str(failure)
-        try:
-            secure.check_pin()
-        except CertificatePinError as exc:
-            raise CertificatePinError(f"connecting to {address}: {exc}") from failure
-        except ChannelError as exc:
-            raise ChannelError(
-                f"connecting to {address}: the mutual-TLS handshake failed and the server's "
-                f"certificate cannot be read again ({exc}) (gRPC: {details})"
-            ) from failure
-        raise ChannelError(
-            f"connecting to {address}: the mutual-TLS handshake failed (deadline {timeout_s} s); "
-            "the pinned server certificate is unchanged, so the server most "
-            f"likely refused our client certificate sha256:{secure.client_fingerprint} (not "
-            f"enrolled, lapsed or revoked) (gRPC: {details})"
-        ) from failure
+        explained = secure.explain_connection_failure(
+            what=f"connecting to {address}", details=f"{details}; deadline {timeout_s} s"
+        )
+        raise explained from failure
     return secure
 
 
