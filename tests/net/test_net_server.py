@@ -455,3 +455,15 @@ def test_validity_problems_are_described() -> None:
     creds = make_self_signed_credentials(now=future)
     assert "is not valid before" in (validity_problem(creds.cert_pem, time.time()) or "")
     assert validity_problem(creds.cert_pem, future.timestamp() + 3600) is None
+
+
+def test_an_address_in_use_is_reported_and_the_server_cannot_be_reused(
+    make_server: Any, server_creds: TlsCredentials
+) -> None:
+    busy = make_server()
+    server: SecureServer[Any] = SecureServer(
+        credentials=server_creds, peer_verifier=accept_any_certificate, address=busy.address
+    )
+    with pytest.raises(ChannelError, match=f"cannot bind {busy.address}"):
+        server.start()
+    assert server.state is ServerState.STOPPED

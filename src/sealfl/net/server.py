@@ -274,8 +274,14 @@ class SecureServer(Generic[IdentityT]):
         )
         self._service_source.fetch(self._service_key())  # the initial configuration is current
         self._front_source.fetch(self._credentials_version)
-        self._service_port = self._bind(self._service, self._service_requested, service_credentials)
-        self._front_port = self._bind(self._front, self._address_requested, front_credentials)
+        try:
+            self._service_port = self._bind(
+                self._service, self._service_requested, service_credentials
+            )
+            self._front_port = self._bind(self._front, self._address_requested, front_credentials)
+        except ChannelError:
+            self.stop(None)  # release whatever was bound; a server starts once
+            raise
         self._service.start()
         self._front.start()
         self._state = ServerState.SERVING
