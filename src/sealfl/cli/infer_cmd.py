@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,7 +37,8 @@ infer_app = typer.Typer(
 )
 app.add_typer(infer_app, name="infer")
 
-_console = Console()
+# Piped output (tests, logs) gets a fixed width wide enough for the tables.
+_console = Console(width=None if sys.stdout.isatty() else 120)
 
 ModeOption = Annotated[Mode, typer.Option("--mode", help="plaintext, tee or mpc.")]
 AddressOption = Annotated[

@@ -18,7 +18,7 @@ from sealfl.fl.infer.client import InferenceClient, QueryResult, pinned_verifier
 from sealfl.fl.infer.common import Mode, tee_measurement
 from sealfl.fl.infer.launch import PartyProcess, launch_dealer, launch_server
 from sealfl.models import LogisticRegression, TrainConfig
-from sealfl.mpc import Output
+from sealfl.mpc import Linear, Output
 from sealfl.tee import SimulatedPlatform
 
 TOLERANCE = {
@@ -27,6 +27,7 @@ TOLERANCE = {
     ("mpc", "probability"): 1e-3,
     ("mpc", "logit"): 1e-4,
     ("mpc", "label"): 0.0,
+    ("mpc (beaver)", "probability"): 1e-3,
 }
 """Largest accepted difference from the local plaintext probabilities, per (mode, output)."""
 
@@ -83,12 +84,12 @@ def connect(
 
 
 def _row(
-    mode: Mode, output: Output, got: QueryResult, model: LogisticRegression, X: np.ndarray
+    mode: str, output: Output, got: QueryResult, model: LogisticRegression, X: np.ndarray
 ) -> DemoRow:
     want = model.predict_proba(X)
     diff = None if got.probabilities is None else float(np.abs(got.probabilities - want).max())
     return DemoRow(
-        mode=mode.value,
+        mode=mode,
         output=output.value,
         max_abs_diff=diff,
         labels_agree=bool(np.array_equal(got.labels, model.predict(X))),
@@ -130,7 +131,10 @@ def run_demo(workdir: Path) -> list[DemoRow]:
             outputs = list(Output) if mode is Mode.MPC else [Output.PROBABILITY]
             with connect(mode, server, platform=platform, measurement=measurement) as client:
                 for output in outputs:
-                    rows.append(_row(mode, output, client.query(X, output), model, X))
+                    rows.append(_row(mode.value, output, client.query(X, output), model, X))
+                if mode is Mode.MPC:
+                    got = client.query(X, Output.PROBABILITY, linear=Linear.BEAVER)
+                    rows.append(_row("mpc (beaver)", Output.PROBABILITY, got, model, X))
     finally:
         for party in reversed(parties):
             party.stop()
