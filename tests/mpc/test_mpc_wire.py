@@ -1,0 +1,93 @@
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sealfl.models
+import sealfl.mpc
+from sealfl.errors import ProtocolError
+from sealfl.mpc import Linear, Output, QueryPlan, evaluate_locally
+from sealfl.mpc.protos import mpc_pb2
+from sealfl.mpc.wire import (
+    array_from_proto,
+    array_to_proto,
+    header_to_proto,
+    message_from_proto,
+    message_to_proto,
+    plan_from_header,
+)
+
+
+@pytest.mark.parametrize("package", [sealfl.mpc, sealfl.models])
+def test_exported_members(package: object) -> None:
+    public = {
+        name
+        for name, value in vars(package).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert set(package.__all__) == public  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint32", "uint64", "float64"])
+def test_array_round_trip(dtype: str) -> None:
+    arr = np.arange(24, dtype=dtype).reshape(2, 3, 4)
+    back = array_from_proto(array_to_proto(arr), field="x")
+    assert back.dtype == arr.dtype and np.array_equal(back, arr)
+
+
+def test_refuses_bad_arrays_and_messages() -> None:
+    with pytest.raises(ProtocolError, match="cannot send dtype int16"):
+        array_to_proto(np.zeros(2, np.int16))
+    with pytest.raises(ProtocolError, match="x: shape \\[3\\] of uint64 needs 24 bytes, got 8"):
+        array_from_proto(mpc_pb2.Array(dtype="uint64", shape=[3], data=bytes(8)), field="x")
+    huge = mpc_pb2.Array(dtype="uint64", shape=[1 << 40], data=b"")
+    with pytest.raises(ProtocolError, match="exceeds"):
+        array_from_proto(huge, field="x")
+    msg = message_to_proto({1: [np.zeros(2, np.uint64)]})
+    msg.openings.add(level=1)
+    with pytest.raises(ProtocolError, match="repeats level 1"):
+        message_from_proto(msg)
+
+
+def test_header_round_trip_and_unknown_values() -> None:
+    plan = QueryPlan(rows=5, features=7, output=Output.LABEL, linear=Linear.BEAVER)
+    header = header_to_proto(plan, session_id="s", query_id="q")
+    assert plan_from_header(header) == plan
+    header.output = "softmax"
+    with pytest.raises(ProtocolError, match="output 'softmax' unknown"):
+        plan_from_header(header)
+    header.output, header.linear = "label", "garbled"
+    with pytest.raises(ProtocolError, match="linear layer 'garbled' unknown"):
+        plan_from_header(header)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    rows=st.integers(1, 70),
+    features=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.floats(0.01, 3.0),
+)
+def test_protocol_matches_numpy(rows: int, features: int, seed: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, features))
+    w = rng.normal(scale=scale / np.sqrt(features), size=features)
+    z = X @ w
+    for linear in Linear:
+        logit, _ = evaluate_locally(
+            QueryPlan(rows=rows, features=features, output=Output.LOGIT, linear=linear), X, w
+        )
+        np.testing.assert_allclose(logit, z, atol=1e-4)
+        prob, _ = evaluate_locally(
+            QueryPlan(rows=rows, features=features, output=Output.PROBABILITY, linear=linear),
+            X,
+            w,
+        )
+        assert np.abs(prob - 1 / (1 + np.exp(-z))).max() <= 1e-3
+        label, _ = evaluate_locally(
+            QueryPlan(rows=rows, features=features, output=Output.LABEL, linear=linear), X, w
+        )
+        far = np.abs(z) > 1e-5  # exact comparison of the fixed-point logit
+        assert np.array_equal(label[far], (z[far] >= 0).astype(np.int64))
