@@ -7,7 +7,8 @@
   model is read from a file sealed to the enclave's identity.
 - ``mpc``: never sees the client's rows. It opens a session at the dealer, publishes its
   masked model, fetches its dealer material per query, and runs the server side of
-  :mod:`sealfl.mpc` over a bidirectional stream.
+  :mod:`sealfl.mpc`, one ``Step`` call per client message, keeping each query's state between
+  calls (bounded in number and time).
 
 Every handler refuses malformed input with INVALID_ARGUMENT and a reason, and keeps serving.
 """
@@ -296,6 +297,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
     def _step(self, request: infer_pb2.StepRequest) -> infer_pb2.StepReply:
         self._require((Mode.MPC,), "Step")
         query_id = request.header.query_id if request.HasField("header") else request.query_id
+        query: _Query | None = None
         try:
             if request.HasField("header"):
                 query = self._start_query(request.header)
@@ -314,15 +316,17 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             reply = infer_pb2.StepReply(done=query.endpoint.done)
             fill_message(reply.message, out)
         except Exception:
-            self._finish(query_id, ok=False)
+            self._finish(query_id, query, ok=False)
             raise
         if reply.done:
-            self._finish(query_id, ok=True)
+            self._finish(query_id, query, ok=True)
         return reply
 
-    def _finish(self, query_id: str, *, ok: bool) -> None:
+    def _finish(self, query_id: str, query: _Query | None, *, ok: bool) -> None:
+        """Count the query; forget its state if this call owns it (never another's)."""
         with self._lock:
-            self._running.pop(query_id, None)
+            if query is not None and self._running.get(query_id) is query:
+                del self._running[query_id]
         self._count(ok)
 
     def _purge_running(self) -> None:
