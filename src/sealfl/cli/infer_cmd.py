@@ -134,6 +134,13 @@ def query(
     linear: Annotated[
         Linear, typer.Option("--linear", help="mpc: input-owner, or the general beaver path.")
     ] = Linear.INPUT_OWNER,
+    dealer_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--dealer-fingerprint",
+            help="mpc: pin the dealer yourself instead of trusting the server's word for it.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write id,probability,label rows to this CSV.")
     ] = None,
@@ -152,7 +159,9 @@ def query(
         if server_fingerprint is None:
             raise ConfigError(f"{mode.value} mode needs --server-fingerprint")
         verifier = pinned_verifier(server_fingerprint)
-    with InferenceClient.connect(server, mode=mode, server_verifier=verifier) as client:
+    with InferenceClient.connect(
+        server, mode=mode, server_verifier=verifier, dealer_fingerprint=dealer_fingerprint
+    ) as client:
         result = client.query(ds.X, output, linear=linear)
     line = (
         f"{ds.n_rows} rows answered in {1000 * result.online_s:.1f} ms online "
