@@ -72,3 +72,38 @@ def test_demo_shows_all_modes_agree(tmp_path: Path) -> None:
     result = _run("demo", "infer", "--workdir", str(tmp_path), timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all modes agree" in result.stdout
+
+
+def test_mpc_query_from_the_command_line(tmp_path: Path) -> None:
+    from sealfl.fl.infer.launch import launch_dealer
+
+    breast.write_split("homo_guest", tmp_path / "train.csv")
+    breast.write_split("homo_test", tmp_path / "test.csv")
+    model = tmp_path / "model.npz"
+    trained = _run("infer", "train", "--data", str(tmp_path / "train.csv"), "--out", str(model))
+    assert trained.returncode == 0, trained.stderr
+    dealer = launch_dealer(tmp_path)
+    server = launch_server("mpc", model=model, log_dir=tmp_path, dealer=dealer)
+    try:
+        for output in ("probability", "label"):
+            queried = _run(
+                "infer",
+                "query",
+                "--mode",
+                "mpc",
+                "--server",
+                server.ready["address"],
+                "--server-fingerprint",
+                server.ready["fingerprint"],
+                "--dealer-fingerprint",
+                dealer.ready["fingerprint"],
+                "--output",
+                output,
+                "--data",
+                str(tmp_path / "test.csv"),
+            )
+            assert queried.returncode == 0, queried.stderr
+            assert "4 round trips" in queried.stdout and "accuracy 0.9" in queried.stdout
+    finally:
+        server.stop()
+        dealer.stop()
