@@ -75,7 +75,7 @@ def _reference(bases: list, exponents: np.ndarray, modulus: gmpy2.mpz) -> list:
 
 
 @pytest.mark.parametrize("method", ["comb", "bucket"])
-@pytest.mark.parametrize("window", [2, 5])
+@pytest.mark.parametrize("window", [3, 5])
 def test_both_kernels_agree_with_powmod(
     key1024: PaillierPrivateKey, method: str, window: int
 ) -> None:
@@ -86,9 +86,12 @@ def test_both_kernels_agree_with_powmod(
     exponents = rng.integers(-(2**20), 2**20, size=(5, 6))
     exponents[0] = 0
     exponents[1, 2] = -(2**40)
-    digits = _multiexp.signed_digits(exponents, window)
-    kernel = _multiexp._comb if method == "comb" else _multiexp._bucket
-    assert kernel(bases, digits, window, modulus) == _reference(bases, exponents, modulus)
+    if method == "comb":
+        digits = _multiexp.signed_digits(exponents, window)
+        out = _multiexp._comb(bases, digits, window, modulus)
+    else:
+        out = _multiexp._bucket(bases, _multiexp.naf_digits(exponents, window), window, modulus)
+    assert out == _reference(bases, exponents, modulus)
 
 
 def test_signed_digits_reconstruct_the_exponents() -> None:
@@ -99,6 +102,20 @@ def test_signed_digits_reconstruct_the_exponents() -> None:
         half = 1 << (window - 1)
         assert digits.min() >= -half and digits.max() < half
         weights = [1 << (window * t) for t in range(digits.shape[0])]
+        rebuilt = sum(d.astype(object) * w for d, w in zip(digits, weights, strict=True))
+        assert (rebuilt == exponents.astype(object)).all()
+
+
+def test_naf_digits_are_sparse_odd_and_reconstruct() -> None:
+    rng = np.random.default_rng(1)
+    exponents = rng.integers(-(2**61), 2**61, size=(5, 4))
+    for window in range(2, 9):
+        digits = _multiexp.naf_digits(exponents, window)
+        nonzero = digits[digits != 0]
+        assert np.all(nonzero % 2 == 1) and np.all(np.abs(nonzero) < 1 << (window - 1))
+        for later in range(1, window):  # after a nonzero digit come w - 1 zeros
+            assert not np.any((digits[:-later] != 0) & (digits[later:] != 0))
+        weights = [1 << i for i in range(digits.shape[0])]
         rebuilt = sum(d.astype(object) * w for d, w in zip(digits, weights, strict=True))
         assert (rebuilt == exponents.astype(object)).all()
 

@@ -13,9 +13,10 @@ multiplications:
 * **comb** (fixed-base tables, for many outputs per base): for every base ``j`` and digit
   position ``t`` a table of ``base_j^(k·2^(wt))``, ``k = 1..2^(w-1)``; then every nonzero digit
   costs one multiplication and there are no squarings at all.
-* **bucket** (Pippenger, for many bases per output): only ``base_j^(2^(wt))`` are precomputed;
-  per output, digits are sorted into buckets by value and the buckets are combined with the
-  running-product trick (two multiplications per bucket).
+* **bucket** (Pippenger, for many bases per output): exponents in width-``w`` NAF (odd digits,
+  one nonzero per ``w + 1`` bits on average); only ``base_j^(2^i)`` are precomputed; per
+  output, digits are sorted into buckets by value and the buckets are combined with the
+  running-product trick (two multiplications per odd bucket value).
 
 :func:`multi_exponentiate` estimates the multiplication count of both for every window width
 and runs the cheapest; large problems are split by bases over worker processes and the partial
@@ -34,7 +35,8 @@ from numpy.typing import NDArray
 
 from sealfl.he._parallel import resolve_cores, run_in_processes, split_evenly
 
-_WINDOWS = range(2, 11)
+_WINDOWS = range(3, 10)
+_NAF_WINDOWS = range(5, 8)
 # Below this many matrix entries (at ~4 multiplications each, ~15 ms at 2048 bits) a product
 # stays in the calling process: a worker would cost more than it saves.
 PARALLEL_MIN_ENTRIES = 800
@@ -59,6 +61,25 @@ def signed_digits(exponents: NDArray[np.int64], window: int) -> NDArray[np.int64
     return np.stack(digits)
 
 
+def naf_digits(exponents: NDArray[np.int64], window: int) -> NDArray[np.int64]:
+    """Recode ``exponents`` in width-``w`` NAF: ``e = Σ d_i·2^i``, sparse odd digits.
+
+    Every nonzero ``d_i`` is odd with ``|d_i| < 2^(w-1)`` and followed by at least ``w - 1``
+    zeros. About one bit in ``w + 1`` carries a nonzero digit, against one window in ``w`` for
+    :func:`signed_digits`, and only odd digits need buckets. Returns shape ``(bits, ...)``.
+    """
+    half, mask = 1 << (window - 1), (1 << window) - 1
+    rest = exponents.astype(np.int64, copy=True)
+    digits = []
+    while np.any(rest):
+        digit = np.where(rest & 1, ((rest + half) & mask) - half, 0)
+        digits.append(digit)
+        rest = (rest - digit) >> 1
+    if not digits:
+        return np.zeros((0, *exponents.shape), dtype=np.int64)
+    return np.stack(digits)
+
+
 @dataclass(frozen=True)
 class _Plan:
     method: str
@@ -67,21 +88,36 @@ class _Plan:
 
 
 def _plan(exponents: NDArray[np.int64]) -> tuple[_Plan, NDArray[np.int64]]:
+    """Choose kernel and window by estimated multiplications; return them with the digits.
+
+    Comb costs are exact counts from the recoded digits. Bucket costs estimate the NAF weight
+    as ``w/(w+1)`` of the fixed-window weight (NAF recoding is the slow part of planning),
+    and only the chosen window is recoded.
+    """
     outputs, bases = exponents.shape
     best: tuple[_Plan, NDArray[np.int64]] | None = None
+    weights: dict[int, int] = {}
     for window in _WINDOWS:
         digits = signed_digits(exponents, window)
         positions = digits.shape[0]
-        nonzero = int(np.count_nonzero(digits))
-        half = 1 << (window - 1)
+        weights[window] = int(np.count_nonzero(digits))
         table = int(np.max(np.abs(digits), axis=1).sum()) if positions else 0
-        comb = table + bases * max(positions - 1, 0) + nonzero + 4 * outputs
-        bucket = bases * max(positions - 1, 0) * window + nonzero + outputs * (4 * half + 4)
-        for plan in (_Plan("comb", window, comb), _Plan("bucket", window, bucket)):
-            if best is None or plan.cost < best[0].cost:
-                best = (plan, digits)
+        cost = table + bases * max(positions - 1, 0) + weights[window] + 4 * outputs
+        if best is None or cost < best[0].cost:
+            best = (_Plan("comb", window, cost), digits)
     assert best is not None
-    return best
+    if bases <= outputs:  # buckets pay off only with many bases per output
+        return best
+    bits = int(np.max(np.abs(exponents), initial=0)).bit_length() + 1
+    bucket: _Plan | None = None
+    for window in _NAF_WINDOWS:
+        weight = weights[window] * window // (window + 1)
+        cost = bases * (bits - 1) + weight + outputs * ((1 << window) + 8)
+        if bucket is None or cost < bucket.cost:
+            bucket = _Plan("bucket", window, cost)
+    if bucket is None or bucket.cost >= best[0].cost:
+        return best
+    return bucket, naf_digits(exponents, bucket.window)
 
 
 def _batch_invert(values: list[mpz], modulus: mpz) -> list[mpz]:
@@ -168,49 +204,54 @@ def _comb(bases: Sequence[mpz], digits: NDArray[np.int64], window: int, modulus:
     return _finish(positive, negative, modulus)
 
 
-def _aggregate_buckets(
+def _aggregate_odd_buckets(
     powers: Sequence[mpz], cols: NDArray[np.int64], digits: NDArray[np.int64], modulus: mpz
 ) -> mpz | None:
-    """Return ``Π powers[c]^d`` over positive digits ``d`` by buckets and running products.
+    """Return ``Π powers[c]^d`` over positive odd digits ``d``, by buckets.
 
-    Bucket ``k`` multiplies every power whose digit is ``k``; then ``Π_k bucket_k^k`` is built
-    from the largest ``k`` down with two multiplications per bucket value.
+    Bucket ``j`` multiplies every power whose digit is ``2j + 1``. With the running-product
+    trick, ``S = Π_j bucket_j^j`` costs two multiplications per bucket value and leaves
+    ``T = Π_j bucket_j`` in the running product; the result is ``S²·T``.
     """
     if digits.size == 0:
         return None
     order = np.argsort(-digits, kind="stable")
-    cols, digits = cols[order].tolist(), digits[order].tolist()
+    cols_list, slots = cols[order].tolist(), ((digits[order] - 1) >> 1).tolist()
     running: mpz | None = None
     total: mpz | None = None
-    i, count = 0, len(digits)
-    for k in range(digits[0], 0, -1):
-        while i < count and digits[i] == k:
-            running = powers[cols[i]] if running is None else running * powers[cols[i]] % modulus
+    i, count = 0, len(slots)
+    for j in range(slots[0], -1, -1):
+        while i < count and slots[i] == j:
+            factor = powers[cols_list[i]]
+            running = factor if running is None else running * factor % modulus
             i += 1
-        if running is not None:
+        if j and running is not None:
             total = running if total is None else total * running % modulus
-    return total
+    assert running is not None
+    if total is None:
+        return running
+    return total * total % modulus * running % modulus
 
 
 def _bucket(
     bases: Sequence[mpz], digits: NDArray[np.int64], window: int, modulus: mpz
 ) -> list[mpz]:
-    positions, outputs, nbases = digits.shape
+    """Bucket kernel over width-``window`` NAF digits (:func:`naf_digits`)."""
+    bits, outputs, nbases = digits.shape
     powers: list[mpz] = []
     for base in bases:
         power = mpz(base)
-        for t in range(positions):
+        for i in range(bits):
             powers.append(power)
-            if t + 1 < positions:
-                for _ in range(window):
-                    power = power * power % modulus
-    flat = digits.transpose(1, 2, 0).reshape(outputs, nbases * positions)
+            if i + 1 < bits:
+                power = power * power % modulus
+    flat = digits.transpose(1, 2, 0).reshape(outputs, nbases * bits)
     positive: list[mpz | None] = []
     negative: list[mpz | None] = []
     for cols, values in _rows_of_nonzero(flat):
         sign = values > 0
-        positive.append(_aggregate_buckets(powers, cols[sign], values[sign], modulus))
-        negative.append(_aggregate_buckets(powers, cols[~sign], -values[~sign], modulus))
+        positive.append(_aggregate_odd_buckets(powers, cols[sign], values[sign], modulus))
+        negative.append(_aggregate_odd_buckets(powers, cols[~sign], -values[~sign], modulus))
     return _finish(positive, negative, modulus)
 
 
