@@ -20,7 +20,7 @@ def test_split_evenly_covers_the_range_once() -> None:
 
 
 def test_jobs_run_in_worker_processes() -> None:
-    assert _parallel.run_in_processes(_square, [(2,), (3,)]) == [4, 9]
+    assert _parallel.run_in_processes(_square, [(2,), (3,)], workers=2) == [4, 9]
 
 
 def test_falls_back_in_process_when_no_pool(
@@ -31,19 +31,19 @@ def test_falls_back_in_process_when_no_pool(
 
     monkeypatch.setattr(_parallel, "_process_pool", refuse)
     with caplog.at_level(logging.WARNING, logger="sealfl.he._parallel"):
-        assert _parallel.run_in_processes(_square, [(5,), (6,)]) == [25, 36]
+        assert _parallel.run_in_processes(_square, [(5,), (6,)], workers=2) == [25, 36]
     assert "computing in-process" in caplog.text
 
 
 def test_more_jobs_than_workers_keep_their_order() -> None:
     jobs = [(i,) for i in range(7)]
-    assert _parallel.run_in_processes(_square, jobs, workers=1) == [i * i for i in range(7)]
+    assert _parallel.run_in_processes(_square, jobs, workers=2) == [i * i for i in range(7)]
 
 
 def test_a_forked_child_starts_its_own_pool() -> None:
     import multiprocessing
 
-    assert _parallel.run_in_processes(_square, [(2,), (3,)]) == [4, 9]
+    assert _parallel.run_in_processes(_square, [(2,), (3,)], workers=2) == [4, 9]
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         assert pool.apply(_pools_after_fork) == 0

@@ -89,7 +89,7 @@ def encrypt_plaintexts(
     workers = min(resolve_cores(cores), len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS)
     if workers <= 1:
         return _encrypt_here(public_key, plaintexts, randomness, private_key)
-    # More shares than cores, so that a busy core hands its tail to the others.
+    # More shares than workers, so that a busy core simply takes fewer of them.
     shares = split_evenly(
         len(plaintexts),
         min(SHARES_PER_CORE * workers, len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS),
@@ -100,7 +100,7 @@ def encrypt_plaintexts(
         (public_key.n, p, q, randomness.value, list(plaintexts[start:stop]))
         for start, stop in shares
     ]
-    results = run_in_processes(_encrypt_job, jobs, workers=workers - 1)
+    results = run_in_processes(_encrypt_job, jobs, workers=workers)
     return [c for share in results for c in share]
 
 

@@ -3,9 +3,9 @@
 gmpy2 releases the GIL in its list exponentiations (``powmod_base_list``), which threads use
 for decryption, but not in ``*`` and ``%``: measured on 4096-bit operands, two threads of
 multiplications run no faster than one. Work made of many small multiplications (fixed-base
-encryption, multi-exponentiation) therefore runs in worker processes. The calling process
-always takes one share itself, so ``cores = 2`` starts one worker. Only integers and numpy
-arrays cross to the workers, on this machine, never key objects and never the network.
+encryption, multi-exponentiation) therefore runs in worker processes, one per core, while the
+caller waits. Only integers and numpy arrays cross to the workers, on this machine, never key
+objects and never the network.
 """
 
 from __future__ import annotations
@@ -97,42 +97,37 @@ def _run(executor: Executor, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...
 
 
 def run_in_processes(
-    fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, workers: int | None = None
+    fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, workers: int
 ) -> list[T]:
-    """Run ``fn(*job)`` for every job and return the results in job order.
+    """Run ``fn(*job)`` for every job in ``workers`` worker processes; results in job order.
 
-    The calling process runs the first job while ``workers`` worker processes (default: one
-    per remaining job) take the others from the front of the queue; then the calling process
-    takes back, from the end, every job no worker has started. Splitting work into more jobs
-    than cores thus balances it when a core is slower or busy with something else.
+    The calling process only waits. It used to take a share itself, but then its threads that
+    feed the workers and read their results had to win the GIL from a loop of big-integer
+    multiplications every time, and measured: a worker got one share out of eight. With more
+    jobs than workers the pool balances the load (a busy core simply takes fewer jobs).
 
     ``fn`` must be a module-level function and the job arguments picklable plain data. If
     worker processes cannot be used (a daemonic caller may not have children; a worker died)
     the jobs run here instead, with a warning in the log: slower, never wrong.
     """
-    if len(jobs) <= 1:
+    if len(jobs) <= 1 or workers <= 1:
         return [fn(*job) for job in jobs]
     try:
-        pool = _process_pool(workers or len(jobs) - 1)
-        futures = [pool.submit(fn, *job) for job in jobs[1:]]
+        pool = _process_pool(workers)
+        futures = [pool.submit(fn, *job) for job in jobs]
     except (OSError, RuntimeError, AssertionError, BrokenProcessPool) as exc:
         _log.warning("Paillier worker processes unavailable (%s); computing in-process", exc)
         shutdown_pools()
         return [fn(*job) for job in jobs]
-    results: list[T | None] = [fn(*jobs[0])] + [None] * len(futures)
-    for index in range(len(futures), 0, -1):
-        if futures[index - 1].cancel():
-            results[index] = fn(*jobs[index])
-    for index, future in enumerate(futures, start=1):
-        if future.cancelled():
-            continue
+    results: list[T] = []
+    for job, future in zip(jobs, futures, strict=True):
         try:
-            results[index] = future.result()
+            results.append(future.result())
         except BrokenProcessPool as exc:
             _log.warning("a Paillier worker process died (%s); computing its share here", exc)
             shutdown_pools()
-            results[index] = fn(*jobs[index])
-    return results  # type: ignore[return-value]
+            results.append(fn(*job))
+    return results
 
 
 def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
