@@ -46,6 +46,15 @@ PolicyOption = Annotated[
         show_default=False,
     ),
 ]
+CoresOption = Annotated[
+    int | None,
+    typer.Option(
+        "--cores",
+        help="Cores for the Paillier arithmetic (default: all). Give 1 when several parties "
+        "share one machine, as in the demo.",
+        show_default=False,
+    ),
+]
 PlatformOption = Annotated[
     Path | None,
     typer.Option(
@@ -108,6 +117,7 @@ def ps(
     join_deadline: Annotated[
         float, typer.Option("--join-deadline", help="Seconds to wait for workers to join.")
     ] = 300.0,
+    cores: CoresOption = None,
     simulated_platform: PlatformOption = None,
 ) -> None:
     """Run the parameter server: key pair in the TEE, encrypted averaging, sealed model."""
@@ -120,6 +130,7 @@ def ps(
         min_workers=min_workers,
         round_deadline_s=round_deadline,
         join_deadline_s=join_deadline,
+        cores=cores,
     )
     result = run_parameter_server(options, _tee("ps", policy, simulated_platform), on_line=_echo)
     if not result.completed:
@@ -162,6 +173,7 @@ def worker(
             "--metrics", help="Append JSON-lines metrics to this file.", show_default=False
         ),
     ] = None,
+    cores: CoresOption = None,
     simulated_platform: PlatformOption = None,
 ) -> None:
     """Run a worker: attest the PS, then train on the encrypted model with local data."""
@@ -174,7 +186,12 @@ def worker(
             learning_rate=learning_rate, alpha=alpha, iterations=epochs, schedule=schedule
         )
     options = WorkerOptions(
-        train_set=train_set, worker_id=worker_id, server=server, hp=hp, metrics_path=metrics
+        train_set=train_set,
+        worker_id=worker_id,
+        server=server,
+        hp=hp,
+        metrics_path=metrics,
+        cores=cores,
     )
     tee = _tee("worker", policy, simulated_platform)
     if sys.stderr.isatty():

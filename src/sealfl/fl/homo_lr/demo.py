@@ -11,6 +11,7 @@ the demo wrote before they started and the network.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from sealfl.tee import SimulatedPlatform
 
 _SPLITS_BY_WORKER = ("homo_guest", "homo_host")
 _START_TIMEOUT_S = 120.0
+_PS_GRACE_S = 15.0
+"""How long the PS may go on after every worker has exited (it normally exits at once)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +62,8 @@ class DemoOptions:
     key_bits: int = 2048
     run_dir: Path | None = None
     round_deadline_s: float = 60.0
+    worker_cores: int | None = 1
+    ps_cores: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= len(_SPLITS_BY_WORKER):
@@ -160,6 +165,7 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
                 str(options.round_deadline_s),
                 "--simulated-platform",
                 str(paths["platform"]),
+                *_cores(options.ps_cores),
             ],
             logs,
             lines,
@@ -194,6 +200,7 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
                     str(run_dir / f"worker-{k}_metrics.jsonl"),
                     "--simulated-platform",
                     str(paths["platform"]),
+                    *_cores(options.worker_cores),
                 ],
                 logs,
                 lines,
@@ -226,6 +233,10 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
     console.rule("[red]failed")
     console.print(f"{failed}; see the logs in {logs}")
     return 1
+
+
+def _cores(cores: int | None) -> list[str]:
+    return [] if cores is None else ["--cores", str(cores)]
 
 
 def _spawn(
@@ -287,6 +298,8 @@ def _follow(
 ) -> None:
     open_streams = set(procs)
     offset = 0
+    workers = [proc for name, proc in procs.items() if name != "ps"]
+    ps_deadline: float | None = None
     with Progress(
         TextColumn("[bold]training"),
         BarColumn(),
@@ -309,6 +322,17 @@ def _follow(
                     # The PS's own iter lines repeat the workers'; they stay in its log.
                     bar.console.print(_style(name, line), highlight=False, markup=True)
             offset = _update_bar(bar, task, metrics_path, offset)
+            ps = procs["ps"]
+            if ps_deadline is None and all(w.poll() is not None for w in workers):
+                # Every worker has gone: the PS would only wait out its deadlines.
+                ps_deadline = time.monotonic() + _PS_GRACE_S
+            if ps_deadline is not None and ps.poll() is None and time.monotonic() > ps_deadline:
+                bar.console.print(
+                    "[yellow]every worker has exited and the PS is still waiting: stopping it"
+                    "[/yellow]"
+                )
+                ps.terminate()
+                ps_deadline = math.inf
         _update_bar(bar, task, metrics_path, offset)
 
 

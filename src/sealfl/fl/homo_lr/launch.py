@@ -102,6 +102,7 @@ class PsOptions:
     min_workers: int | None = None
     round_deadline_s: float = 60.0
     join_deadline_s: float = 300.0
+    cores: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,7 @@ class WorkerOptions:
     hp: Hyperparameters
     metrics_path: Path | None = None
     max_wait_s: float = 900.0
+    cores: int | None = None
 
 
 def run_parameter_server(
@@ -139,6 +141,7 @@ def run_parameter_server(
     out.mkdir(parents=True, exist_ok=True)
     metrics = MetricsLog(out / "ps_metrics.jsonl", party="ps")
     crypto = PaillierServerCrypto.generate(options.key_bits)
+    crypto.cores = options.cores
     key_hash = hashlib.sha256(crypto.public_key_bytes()).digest()
     credentials = create_ratls_certificate(
         tee.provider,
@@ -237,7 +240,7 @@ def run_worker(
         on_line(
             f"worker {options.worker_id}: PS key binding verified (sha256 {digest.hex()[:16]}…)"
         )
-        return PaillierWorkerCrypto.from_public_key_bytes(public_key)
+        return PaillierWorkerCrypto.from_public_key_bytes(public_key, cores=options.cores)
 
     worker = Worker(
         worker_id=options.worker_id,
