@@ -187,6 +187,8 @@ def _worker(
             str(policy or run["policy-worker"]),
             "--simulated-platform",
             str(platform or run["platform"]),
+            "--cores",
+            "1",  # several parties share this machine (and no process pool to start)
         ],
         run["logs"],
     )
@@ -294,7 +296,7 @@ def test_worker_stops_when_the_ps_key_binding_does_not_verify(
 def test_dead_worker_mid_run(
     run: dict[str, Path], parties: list[Party], min_workers: int, ps_code: int
 ) -> None:
-    address = _ps(run, parties, "--min-workers", str(min_workers), "--round-deadline", "2")
+    address = _ps(run, parties, "--min-workers", str(min_workers), "--round-deadline", "3")
     survivor = _worker(run, parties, 1, address, 150)
     doomed = _worker(run, parties, 2, address, 150)
     doomed.wait_for(lambda out: "iter: 10 " in out, "iteration 10")
