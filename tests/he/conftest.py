@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import gmpy2
 import pytest
 
 from sealfl.he import PaillierPrivateKey, WeakKeyWarning
@@ -36,11 +37,9 @@ def key2048() -> PaillierPrivateKey:
 
 @pytest.fixture(scope="session")
 def other_key1024() -> PaillierPrivateKey:
-    """A second 1024-bit key, derived from the 2048-bit vector's primes' neighbours."""
+    """A second 1024-bit key: the next primes after the 1024-bit vector's primes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WeakKeyWarning)
-        import gmpy2
-
         entry = json.loads((VECTORS / "test_keys.json").read_text())["keys"]["1024"]
         p = int(gmpy2.next_prime(int(entry["p"], 16)))
         q = int(gmpy2.next_prime(int(entry["q"], 16)))

@@ -24,24 +24,15 @@ PARALLEL_MIN_CIPHERTEXTS = 48
 SHARES_PER_CORE = 4
 
 
-def combine_message(n: mpz, nsquare: mpz, m: int, residue: mpz) -> mpz:
-    """Return ``(1 + m·n)·residue mod n²`` using one half-size multiplication.
-
-    ``(1 + m·n)·ρ = ρ + n·(m·ρ mod n) (mod n²)``, which avoids a full ``n²``-sized product.
-    """
-    c = residue + n * (mpz(m) * residue % n)
-    return c - nsquare if c >= nsquare else c
-
-
 def _encrypt_here(
     public_key: PaillierPublicKey,
     plaintexts: Sequence[int],
     randomness: Randomness,
     private_key: PaillierPrivateKey | None,
 ) -> list[mpz]:
-    n, nsquare = public_key.n_mpz, public_key.nsquare
     residues = residue_source(public_key, randomness, private_key).draw(len(plaintexts))
-    return [combine_message(n, nsquare, m, r) for m, r in zip(plaintexts, residues, strict=True)]
+    times_message = public_key.times_message
+    return [times_message(r, m) for m, r in zip(plaintexts, residues, strict=True)]
 
 
 @functools.lru_cache(maxsize=4)

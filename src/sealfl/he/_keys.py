@@ -103,12 +103,15 @@ class PaillierPublicKey:
     def __repr__(self) -> str:
         return f"PaillierPublicKey(bits={self.bits}, fingerprint={self.fingerprint_hex})"
 
-    def encode_message(self, m: int) -> mpz:
-        """Return ``g^m mod n² = 1 + (m mod n)·n``: the message part of a ciphertext.
+    def times_message(self, c: mpz, m: int) -> mpz:
+        """Return ``c·g^m mod n²``: ``c`` with the plaintext ``m`` added (or encrypted in).
 
-        Negative ``m`` wraps modulo ``n``, as the fixed-point encodings expect.
+        With ``g = n + 1``, ``c·(1 + m·n) = c + n·(m·c mod n) (mod n²)``: one half-size
+        product instead of a full ``n²``-sized one. Negative ``m`` wraps modulo ``n``.
         """
-        return (mpz(m) % self._n) * self._n + 1
+        n, nsquare = self._n, self.nsquare
+        out = c + n * (mpz(m) * c % n)
+        return out - nsquare if out >= nsquare else out
 
     def raw_encrypt(self, m: int, *, r: int | None = None) -> int:
         """Encrypt the integer ``m`` (taken modulo ``n``) with textbook randomness ``r^n``.
@@ -134,7 +137,7 @@ class PaillierPublicKey:
             if not 0 < r_mpz < self._n or gmpy2.gcd(r_mpz, self._n) != 1:
                 raise HEError("randomness r must satisfy 0 < r < n and gcd(r, n) = 1")
         rn = gmpy2.powmod(r_mpz, self._n, self.nsquare)
-        return int(self.encode_message(m) * rn % self.nsquare)
+        return int(self.times_message(rn, m))
 
     def check_ciphertext(self, c: int, *, where: str = "ciphertext") -> mpz:
         """Return ``c`` as ``mpz`` after checking ``0 < c < n²`` and ``gcd(c, n) = 1``.

@@ -151,14 +151,10 @@ class EncryptedVector:
         ints = scaled_integers(
             plain, self.scale_bits, capacity_bits(self.public_key), what="add_plain values"
         )
-        n, nsquare = self.public_key.n_mpz, self.public_key.nsquare
-        out = []
-        for c, m in zip(self.ciphertexts, np.asarray(ints, dtype=object).tolist(), strict=True):
-            # c·(1 + m·n) = c + n·(m·c mod n) (mod n²)
-            t = c + n * (mpz(m) * c % n)
-            out.append(t - nsquare if t >= nsquare else t)
+        plain_ints = np.asarray(ints, dtype=object).tolist()
+        times_message = self.public_key.times_message
         return self._derive(
-            out,
+            [times_message(c, m) for c, m in zip(self.ciphertexts, plain_ints, strict=True)],
             scale_bits=self.scale_bits,
             bound_bits=max(self.bound_bits, max_abs_bits(ints)) + 1,
         )
