@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from sealfl.data import Dataset, read_fate_csv, write_fate_csv
 from sealfl.errors import ConfigError
@@ -76,3 +79,28 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 def test_dataset_rejects_inconsistent_shapes() -> None:
     with pytest.raises(ConfigError, match=r"y must have shape \(2,\)"):
         Dataset(ids=np.array([1, 2]), X=np.zeros((2, 1)), y=np.array([1]), feature_names=("a",))
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 5), st.integers(1, 4)),
+        elements=st.floats(allow_nan=False, allow_infinity=False, width=64),
+    ),
+    labelled=st.booleans(),
+)
+def test_any_finite_dataset_round_trips(tmp_path: Path, values: np.ndarray, labelled: bool) -> None:
+    n, d = values.shape
+    ds = Dataset(
+        ids=np.arange(n, dtype=np.int64) * 7 - 3,
+        X=values,
+        y=(np.arange(n) % 2).astype(np.int64) if labelled else None,
+        feature_names=tuple(f"f{j}" for j in range(d)),
+    )
+    back = read_fate_csv(write_fate_csv(ds, tmp_path / "rt.csv"))
+    np.testing.assert_array_equal(back.X, ds.X)
+    np.testing.assert_array_equal(back.ids, ds.ids)
+    assert (back.y is None) == (not labelled)
