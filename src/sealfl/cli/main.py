@@ -10,15 +10,19 @@ import sys
 
 from rich.console import Console
 
-# Command modules: one import per module, each registers its own commands.
-import sealfl.cli.attest_cmd  # sealfl attest ...
-import sealfl.cli.he_cmd  # noqa: F401  (sealfl he ..., bench paillier)
-import sealfl.cli.homo_lr_cmd  # noqa: F401  (sealfl homo-lr ..., demo homo-lr, bench homo-lr)
-import sealfl.cli.infer_cmd  # sealfl infer ..., demo infer, bench infer
-import sealfl.cli.net_cmd  # sealfl bench ratls
-import sealfl.cli.seal_cmd  # noqa: F401  (sealfl seal ...)
+# Importing a command module registers its commands; add new modules here.
+from sealfl.cli import (
+    attest_cmd,  # sealfl attest ...
+    he_cmd,  # sealfl he ..., bench paillier
+    homo_lr_cmd,  # sealfl homo-lr ..., demo homo-lr, bench homo-lr
+    infer_cmd,  # sealfl infer ..., demo infer, bench infer
+    net_cmd,  # sealfl bench ratls
+    seal_cmd,  # sealfl seal ...
+)
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError, SealflError
+
+COMMAND_MODULES = (attest_cmd, he_cmd, homo_lr_cmd, infer_cmd, net_cmd, seal_cmd)
 
 
 def main() -> None:
