@@ -8,6 +8,7 @@ bits to keep the suite quick (the protocol does not depend on the size).
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -322,3 +323,27 @@ def test_worker_stops_cleanly_when_the_ps_dies(run: dict[str, Path], parties: li
     assert worker.finish() == 1
     assert time.monotonic() - started < 60
     assert "error:" in worker.words() and address in worker.words(), worker.output()
+
+
+def test_demo_runs_every_party_and_reports(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *CLI[:-1],
+            "demo",
+            "homo-lr",
+            "--epochs",
+            "3",
+            "--key-bits",
+            "1024",
+            "--run-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "iter: 2  acc: " in result.stdout and "sealed model:" in result.stdout
+    assert (tmp_path / "demo" / "ps" / MODEL_FILE).is_file()
+    assert (tmp_path / "demo" / "worker-1_metrics.jsonl").read_text().count('"evaluation"') == 2
