@@ -22,7 +22,7 @@ from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS, Hyperparameters, Schedule
-from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
+from sealfl.fl.homo_lr.demo import DemoOptions, prepare_run_dir, run_demo
 from sealfl.fl.homo_lr.launch import (
     PsOptions,
     TeeContext,
@@ -212,6 +212,34 @@ def worker(
             )
     else:
         run_worker(options, tee, on_line=_echo)
+
+
+@homo_lr_app.command("prepare")
+def prepare(
+    run_dir: Annotated[
+        Path, typer.Option("--run-dir", help="Directory to create the files in.")
+    ] = Path("homo-lr-run"),
+    workers: Annotated[int, typer.Option("--workers", help="Training splits (1 or 2).")] = 2,
+) -> None:
+    """Make a simulated platform, a policy per role and the breast splits; print the commands.
+
+    For running the PS and each worker by hand (one terminal each). The policies pin the
+    simulated measurement of this checkout: prepare again after changing the code.
+    """
+    DemoOptions(workers=workers)  # the same checks as the demo
+    paths = prepare_run_dir(run_dir, workers=workers)
+    common = f"--simulated-platform {paths['platform']}"
+    typer.echo(f"prepared {run_dir}; run each party in its own terminal:\n")
+    typer.echo(
+        f"sealfl homo-lr ps --worker-num {workers} --validate-set {paths['test']} "
+        f"--policy {paths['policy-ps']} --out {run_dir / 'ps'} {common}"
+    )
+    for k in range(1, workers + 1):
+        typer.echo(
+            f"sealfl homo-lr worker --train-set {paths[f'train-{k}']} --id {k} "
+            f"--server 127.0.0.1:50070 --preset reference "
+            f"--policy {paths['policy-worker']} {common}"
+        )
 
 
 @demo_app.command("homo-lr")

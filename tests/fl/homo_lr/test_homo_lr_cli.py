@@ -72,3 +72,11 @@ def test_metrics_lines_are_json_with_null_for_nan(tmp_path: Path) -> None:
     assert records == [
         {"event": "evaluation", "party": "ps", "time": 12.5, "iteration": 3, "loss": None}
     ]
+
+
+def test_prepare_writes_the_files_and_prints_the_commands(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["homo-lr", "prepare", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("sealfl homo-lr worker") == 2
+    for name in ("policy-ps.toml", "policy-worker.toml", "data/breast_homo_test.csv"):
+        assert (tmp_path / "r" / name).is_file()
