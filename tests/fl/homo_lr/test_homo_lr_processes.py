@@ -11,18 +11,21 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
+import grpc
 import numpy as np
 import pytest
 
 from sealfl.data import breast
+from sealfl.errors import ProtocolError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, with_bias
 from sealfl.fl.homo_lr.demo import prepare_run_dir, simulated_policy_toml
-from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto
+from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.launch import (
     ADDRESS_FILE,
     MODEL_FILE,
@@ -34,9 +37,9 @@ from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.plaintext import train_plaintext
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
-from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings
-from sealfl.fl.homo_lr.service import HomoLrService
-from sealfl.net import SecureServer
+from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings, TrainingResult
+from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService
+from sealfl.net import SecureServer, open_secure_channel
 from sealfl.seal import SealingKey, read_sealed
 from sealfl.tee import (
     EvidenceProvider,
@@ -116,6 +119,7 @@ def run(tmp_path: Path) -> Iterator[dict[str, Path]]:
     measurements = fresh_measurements()
     paths = prepare_run_dir(tmp_path, workers=2, measurements=measurements)
     (tmp_path / "measurement-ps.hex").write_text(measurements["ps"].hex())
+    (tmp_path / "measurement-worker.hex").write_text(measurements["worker"].hex())
     paths["root"] = tmp_path
     paths["logs"] = tmp_path / "logs"
     paths["logs"].mkdir()
@@ -347,3 +351,73 @@ def test_demo_runs_every_party_and_reports(tmp_path: Path) -> None:
     assert "iter: 2  acc: " in result.stdout and "sealed model:" in result.stdout
     assert (tmp_path / "demo" / "ps" / MODEL_FILE).is_file()
     assert (tmp_path / "demo" / "worker-1_metrics.jsonl").read_text().count('"evaluation"') == 2
+
+
+def _in_process_tee(run: dict[str, Path], role: str) -> TeeContext:
+    """A party of this test process, with the measurement the policies expect for ``role``."""
+    platform = SimulatedPlatform.load(run["platform"])
+    measurement = bytes.fromhex((run["root"] / f"measurement-{role}.hex").read_text())
+    return TeeContext(
+        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
+        verifier=Verifier(load_policy(run[f"policy-{role}"])),
+    )
+
+
+def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
+    """Duplicate, foreign-key and malformed submissions over real RA-TLS gRPC are refused."""
+    ps_tee, worker_tee = _in_process_tee(run, "ps"), _in_process_tee(run, "worker")
+    crypto, foreign = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
+    test = breast.load_split("homo_test")
+    core = ParameterServer(
+        crypto=crypto,
+        validation=(test.X, test.labels().astype(np.float64)),
+        settings=ServerSettings(worker_num=2, min_workers=2, join_deadline_s=20),
+        metrics=MetricsLog(None, party="ps"),
+        on_line=lambda line: None,
+    )
+    core.join(2, Hyperparameters(iterations=1), 30, 10, "second-worker")  # joins in-process
+    server = SecureServer(
+        credentials=create_ratls_certificate(
+            ps_tee.provider,
+            claims={PUBKEY_HASH_CLAIM: hashlib.sha256(crypto.public_key_bytes()).digest()},
+            hostnames=("localhost", "127.0.0.1"),
+        ),
+        peer_verifier=ps_tee.verify_peer,
+    )
+    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(core))
+    address = server.start()
+    results: list[TrainingResult] = []
+    driver = threading.Thread(target=lambda: results.append(core.run()), daemon=True)
+    driver.start()
+    channel = open_secure_channel(
+        address,
+        credentials=create_ratls_certificate(worker_tee.provider, hostnames=("localhost",)),
+        server_verifier=worker_tee.verify_peer,
+    )
+    try:
+        link = GrpcPsLink(channel.channel, address=address)
+        info = link.join(1, Hyperparameters(iterations=1), 30, 10)
+        worker = PaillierWorkerCrypto.from_public_key_bytes(info.public_key)
+        view = link.get_model(1, 0)
+        good = worker.step(view.encrypted_weights, np.eye(31), np.zeros(31))
+        bad_key = PaillierWorkerCrypto.from_public_key_bytes(foreign.public_key_bytes()).step(
+            foreign.encrypt(np.ones(31)), np.eye(31), np.zeros(31)
+        )
+        with pytest.raises(ProtocolError, match="encrypted vector is under key"):
+            link.submit(1, 0, bad_key)
+        with pytest.raises(ProtocolError, match="unusable encrypted vector"):
+            link.submit(1, 0, good[: len(good) // 2])
+        raw = channel.channel.unary_unary("/sealfl.fl.homo_lr.HomoLr/Submit")
+        with pytest.raises(grpc.RpcError):  # not a protobuf message at all
+            raw(b"\xff\xff\xff", timeout=5)
+        link.submit(1, 0, good)
+        with pytest.raises(ProtocolError, match="second submission for iteration 0"):
+            link.submit(1, 0, good)
+        core.submit(2, 0, good, "second-worker")  # the round still completes
+        final = link.get_model(1, 1)
+        assert final.state == "ready" and final.evaluation is not None
+    finally:
+        channel.close()
+        driver.join(timeout=30)
+        server.stop(grace=0)
+    assert results and results[0].completed
