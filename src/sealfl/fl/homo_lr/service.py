@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import grpc
 
-from sealfl.errors import ProtocolError
+from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule
 from sealfl.fl.homo_lr.evaluation import Evaluation
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
@@ -58,7 +58,7 @@ def settings_from_proto(msg: pb.TrainingSettings) -> tuple[Hyperparameters, int]
             iterations=msg.iterations,
             schedule=schedule,
         )
-    except Exception as exc:  # ConfigError from the checks, reported as the peer's fault
+    except ConfigError as exc:  # the range checks; here it is the peer that sent bad values
         raise ProtocolError(f"TrainingSettings: {exc}") from exc
     if msg.n_features < 1:
         raise ProtocolError(f"TrainingSettings.n_features: expected >= 1, got {msg.n_features}")
