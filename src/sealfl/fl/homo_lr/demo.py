@@ -253,6 +253,7 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         text=True,
         bufsize=1,
+        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the parties itself
     )
     assert proc.stdout is not None
     threading.Thread(
