@@ -207,7 +207,7 @@ def worker(
             run_worker(
                 options,
                 tee,
-                on_line=bar.console.print,
+                on_line=lambda line: bar.console.print(line, markup=False, highlight=False),
                 on_progress=lambda done, total: bar.update(task, completed=done),
             )
     else:
