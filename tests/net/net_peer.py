@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import logging
-import resource
 import sys
 import time
 from pathlib import Path
@@ -55,7 +54,16 @@ def emit(event: str, **fields: Any) -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory since it started (exec), in MB.
+
+    ``getrusage`` is no good here: Linux carries ``ru_maxrss`` across fork and exec, so a peer
+    started from a large pytest process would report its parent's peak. ``VmHWM`` belongs to
+    the address space, which exec replaces.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM missing from /proc/self/status")
 
 
 def measurement(role: str) -> bytes:
