@@ -13,7 +13,7 @@ import pytest
 
 from sealfl.data import Dataset, breast
 from sealfl.errors import ProtocolError
-from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule, with_bias
+from sealfl.fl.homo_lr.algorithm import REFERENCE, Hyperparameters, Schedule, with_bias
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.plaintext import train_plaintext
@@ -193,3 +193,23 @@ def test_dead_worker_round_deadline(
     else:
         view = ps.get_model(1, 1, "cert-1", 0.1)
         assert view.state == "aborted" and view.missing == (2,)
+
+
+@pytest.mark.slow
+def test_encrypted_reference_run_prints_the_published_line(crypto: PaillierServerCrypto) -> None:
+    """All 341 encrypted iterations, reference settings: ``iter: 340`` reads as published."""
+    ps = _server(crypto)
+    thread, result = _start(ps)
+    lines: list[str] = []
+    workers = [
+        _worker(ps, 1, breast.load_split("homo_guest"), REFERENCE),
+        _worker(ps, 2, breast.load_split("homo_host"), REFERENCE),
+    ]
+    workers[0].on_line = lines.append
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    for t in [*threads, thread]:
+        t.join(timeout=240)
+    assert result and result[0].completed
+    assert "iter: 340  acc: 0.930  loss: 0.297" in lines
