@@ -9,6 +9,12 @@ add them homomorphically, decrypt only the sum, divide by the number of workers,
 the average afresh at ``2^WEIGHT_FRACTION_BITS`` for the next iteration, which resets the scale
 and the plaintext bound.
 
+Re-randomisation: a worker sends ``A·Enc(w) + b`` without fresh randomness. Its ciphertexts'
+random parts are products of powers of the PS's own encryption randomness, with the data in
+the exponents; recovering those exponents is a discrete-logarithm problem modulo ``n²``, so the
+PS learns no more than the plaintext sum it decrypts. Re-randomising (``rerandomized()``, one
+encryption of zero per entry) would roughly double the worker's cost for no gain here.
+
 Precision: ``w`` is encoded with 32 fraction bits and ``A`` with 32, so one step is exact to
 about ``2^-33·(1 + Σ_j |w_j|)``, far below the 1e-6 to which the encrypted run must match the
 plaintext one. Fewer bits would make the exponents, and the step, cheaper, and the match looser.
