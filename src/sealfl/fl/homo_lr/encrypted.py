@@ -11,8 +11,9 @@ and the plaintext bound.
 
 Re-randomisation: a worker sends ``A·Enc(w) + b`` without fresh randomness. Its ciphertexts'
 random parts are products of powers of the PS's own encryption randomness, with the data in
-the exponents; recovering those exponents is a discrete-logarithm problem modulo ``n²``, so the
-PS learns no more than the plaintext sum it decrypts. Re-randomising (``rerandomized()``, one
+the exponents; recovering those exponents is a discrete-logarithm problem modulo ``n²``, so a
+ciphertext reveals nothing beyond its plaintext (which the attested PS code decrypts only summed
+over the workers). Re-randomising (``rerandomized()``, one
 encryption of zero per entry) would roughly double the worker's cost for no gain here.
 
 Precision: ``w`` is encoded with 32 fraction bits and ``A`` with 32, so one step is exact to
