@@ -32,7 +32,10 @@ class EvidenceProvider(Protocol):
         ``"simulated"``, ``"sgx"`` or ``"tdx"``: which verifier path the evidence needs.
     """
 
-    backend: str
+    @property
+    def backend(self) -> str:
+        """``"simulated"``, ``"sgx"`` or ``"tdx"`` (a class constant in every backend)."""
+        ...
 
     def quote(self, report_data: bytes) -> bytes:
         """Return evidence whose signed report carries exactly ``report_data`` (64 bytes).

@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
@@ -80,10 +79,7 @@ class TeeContext:
         """
         platform = SimulatedPlatform.load(platform_dir)
         tee = SimulatedTee(platform, role_measurement(role))
-        # SimulatedTee satisfies EvidenceProvider at run time; its `backend` is a ClassVar,
-        # which mypy does not match against the protocol's instance attribute.
-        provider = cast(EvidenceProvider, tee)
-        return cls(provider=provider, verifier=Verifier(load_policy(policy_path)))
+        return cls(provider=tee, verifier=Verifier(load_policy(policy_path)))
 
     def verify_peer(self, cert_pem: bytes) -> VerifiedPeer:
         """Verify a peer's RA-TLS certificate against this party's policy (raises if refused)."""

@@ -140,8 +140,7 @@ def start_model_server(
         tee = SimulatedTee(platform, tee_measurement())
         model = load_model_in_tee(tee, sealed_model, provision_from=model_path)
         digest = hashlib.sha256(model.to_bytes()).digest()
-        provider: Any = tee  # SimulatedTee is an EvidenceProvider (its backend is a ClassVar)
-        creds: Any = create_ratls_certificate(provider, claims={"model-sha256": digest})
+        creds: Any = create_ratls_certificate(tee, claims={"model-sha256": digest})
         details |= {
             "measurement": tee.measurement.hex(),
             "platform_fingerprint": platform.fingerprint,
