@@ -20,7 +20,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/sealfl bench paillier --quick
+	$(BIN)/sealfl demo homo-lr
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
@@ -31,8 +31,9 @@ lint: $(VENV)/.installed-test
 test: lint
 	$(BIN)/pytest
 
+# Every benchmark, each against its named peer (several minutes on 2 cores).
 bench: $(VENV)/.installed-test
-	$(BIN)/sealfl bench paillier
+	for b in paillier ratls homo-lr infer; do $(BIN)/sealfl bench $$b || exit 1; done
 
 # Regenerate the protobuf and gRPC stubs after editing a .proto file (they are committed).
 protos: $(VENV)/.installed-test
