@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from sealfl.errors import AttestationError
-from sealfl.tee.dcap import parse_quote_report
-from sealfl.tee.evidence import check_report_data, write_pseudo_file
+from sealfl.tee.evidence import check_generated_quote, check_report_data, write_pseudo_file
 
 DEFAULT_ROOT = Path("/sys/kernel/config/tsm/report")
 _EXPECTED_PROVIDER = "tdx_guest"
@@ -109,17 +108,9 @@ class TdxConfigfs:
                 f"{self.directory / 'generation'}: was {before} after writing inblob but {after} "
                 "after reading outblob; another writer used this report entry concurrently"
             )
-        report = parse_quote_report(quote)
-        if report.tee != "tdx":
-            raise AttestationError(
-                f"{self.directory / 'outblob'}: expected a TDX quote, got {report.tee}"
-            )
-        if report.report_data != data:
-            raise AttestationError(
-                f"{self.directory / 'outblob'}: report_data expected {data.hex()}, found "
-                f"{report.report_data.hex()} (written by another user of this entry?)"
-            )
-        return quote
+        return check_generated_quote(
+            quote, tee="tdx", report_data=data, source=self.directory / "outblob"
+        )
 
     def derive_sealing_key(self, label: bytes) -> bytes:
         """TDX has no local sealing key: always raises.

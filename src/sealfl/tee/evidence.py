@@ -77,6 +77,33 @@ def check_report_data(report_data: bytes) -> bytes:
     return data
 
 
+def check_generated_quote(quote: bytes, *, tee: str, report_data: bytes, source: Path) -> bytes:
+    """Return ``quote`` after checking that the TEE made it for this TEE type and ``report_data``.
+
+    A quote for other ``report_data`` means another user of the same interface wrote in between
+    (both Gramine's ``/dev/attestation`` and a configfs-tsm entry are shared by a process).
+
+    Raises
+    ------
+    AttestationError
+        If the quote is from another TEE type or carries other ``report_data``, naming ``source``.
+    """
+    from sealfl.tee.dcap import parse_quote_report  # dcap imports the simulated backend
+
+    report = parse_quote_report(quote)
+    if report.tee != tee:
+        article = "an" if tee == "sgx" else "a"
+        raise AttestationError(
+            f"{source}: expected {article} {tee.upper()} quote, got {report.tee}"
+        )
+    if report.report_data != report_data:
+        raise AttestationError(
+            f"{source}: report_data expected {report_data.hex()}, found "
+            f"{report.report_data.hex()} (another writer used this interface concurrently)"
+        )
+    return quote
+
+
 def write_pseudo_file(path: Path, data: bytes) -> None:
     """Write ``data`` to an existing kernel or Gramine pseudo-file, as its drivers expect.
 

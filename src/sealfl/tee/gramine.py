@@ -18,8 +18,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealfl.errors import AttestationError
-from sealfl.tee.dcap import parse_quote_report
-from sealfl.tee.evidence import SEALING_KEY_SIZE, check_report_data, write_pseudo_file
+from sealfl.tee.evidence import (
+    SEALING_KEY_SIZE,
+    check_generated_quote,
+    check_report_data,
+    write_pseudo_file,
+)
 
 DEFAULT_ROOT = Path("/dev/attestation")
 _SEAL_INFO = b"sealfl sgx sealing key v1\x00"
@@ -77,17 +81,7 @@ class GramineSgx:
                     f"cannot write {target}: {exc.strerror or exc} (not inside a Gramine enclave?)"
                 ) from exc
             quote = self._read("quote", _MAX_QUOTE_SIZE)
-        report = parse_quote_report(quote)
-        if report.tee != "sgx":
-            raise AttestationError(
-                f"{self.root / 'quote'}: expected an SGX quote, got {report.tee}"
-            )
-        if report.report_data != data:
-            raise AttestationError(
-                f"{self.root / 'quote'}: report_data expected {data.hex()}, found "
-                f"{report.report_data.hex()} (another writer used user_report_data concurrently)"
-            )
-        return quote
+        return check_generated_quote(quote, tee="sgx", report_data=data, source=self.root / "quote")
 
     def derive_sealing_key(self, label: bytes) -> bytes:
         """HKDF over Gramine's MRENCLAVE-bound key ``keys/_sgx_mrenclave`` and ``label``.
