@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from pathlib import Path
 
@@ -97,15 +98,23 @@ def test_real_verifier_never_accepts_simulated(tee: SimulatedTee) -> None:
         parse_quote_report(quote)
 
 
-def test_generation_and_acceptance_warn(
-    tee: SimulatedTee, simulated_policy: Policy, caplog: pytest.LogCaptureFixture
+def test_generation_and_acceptance_warn_once_per_identity(
+    platform: SimulatedPlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="sealfl.tee"):
-        quote = tee.quote(REPORT_DATA)
-        Verifier(simulated_policy).verify(quote, report_data=REPORT_DATA)
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("generating simulated evidence" in m for m in messages)
-    assert any("accepting simulated evidence" in m for m in messages)
+    # A measurement no other test uses: this process has not announced it yet.
+    fresh = SimulatedTee(platform, os.urandom(32))
+    policy = Policy.for_simulated(
+        measurements=[fresh.measurement], platform_fingerprints=[platform.fingerprint]
+    )
+    with caplog.at_level(logging.DEBUG, logger="sealfl.tee"):
+        for _ in range(3):
+            quote = fresh.quote(REPORT_DATA)
+            Verifier(policy).verify(quote, report_data=REPORT_DATA)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("generating simulated evidence" in m for m in warnings) == 1
+    assert sum("accepting simulated evidence" in m for m in warnings) == 1
+    assert sum("SIMULATED TEE" in m for m in debug) == 4
 
 
 def test_sealing_keys_bind_platform_code_and_label(

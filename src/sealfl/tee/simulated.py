@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,31 @@ from sealfl.tee.dice import loads_exact
 from sealfl.tee.evidence import REPORT_DATA_SIZE, SEALING_KEY_SIZE, check_report_data
 
 logger = logging.getLogger(__name__)
+
+_announced: set[tuple[str, str, bytes]] = set()
+_announced_lock = threading.Lock()
+
+
+def warn_simulated(event: str, platform_fingerprint: str, measurement: bytes) -> None:
+    """Log that simulated evidence was generated or accepted (``event``), loudly once.
+
+    The first time a process generates or accepts evidence of one (platform, measurement) it
+    logs a warning; later occurrences go to debug, so a server verifying every connection does
+    not bury its other output under identical warnings.
+    """
+    key = (event, platform_fingerprint, measurement)
+    with _announced_lock:
+        first = key not in _announced
+        _announced.add(key)
+    logger.log(
+        logging.WARNING if first else logging.DEBUG,
+        "SIMULATED TEE: %s simulated evidence (platform %s, measurement %s): it proves nothing "
+        "about isolation and real verifiers refuse it",
+        event,
+        platform_fingerprint[:16],
+        measurement.hex()[:16],
+    )
+
 
 #: Every simulated quote starts with these bytes; real quotes start with a little-endian version.
 SIMULATED_MARKER = b"SEALFL-SIMULATED-QUOTE\x00"
@@ -201,12 +227,7 @@ class SimulatedTee:
 
     def quote(self, report_data: bytes) -> bytes:
         """Return a simulated quote, and log that it is one."""
-        logger.warning(
-            "SIMULATED TEE: generating simulated evidence (platform %s, measurement %s); it "
-            "proves nothing about isolation and is refused by real verifiers",
-            self._platform.fingerprint[:16],
-            self.measurement.hex()[:16],
-        )
+        warn_simulated("generating", self._platform.fingerprint, self.measurement)
         return self._platform.sign_quote(self.measurement, report_data)
 
     def derive_sealing_key(self, label: bytes) -> bytes:

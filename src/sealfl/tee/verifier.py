@@ -21,7 +21,7 @@ from sealfl.tee.dcap import (
 )
 from sealfl.tee.evidence import check_report_data
 from sealfl.tee.policy import SIMULATED_TCB_STATUS, Policy
-from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote
+from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote, warn_simulated
 from sealfl.tee.verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -135,12 +135,7 @@ class Verifier:
                 )
         accepted = not reasons
         if accepted:
-            logger.warning(
-                "SIMULATED TEE: accepting simulated evidence from platform %s (measurement %s): "
-                "it proves nothing about isolation",
-                quote.platform_fingerprint[:16],
-                quote.measurement.hex()[:16],
-            )
+            warn_simulated("accepting", quote.platform_fingerprint, quote.measurement)
         return Verdict(
             accepted=accepted,
             reasons=tuple(reasons),
