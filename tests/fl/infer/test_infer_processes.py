@@ -22,7 +22,7 @@ from sealfl.mpc.wire import array_to_proto, header_to_proto
 
 def _client(fed: Any, mode: str) -> InferenceClient:
     return connect(
-        Mode(mode), fed.servers[mode], platform=fed.platform, measurement=fed.measurement
+        Mode(mode), fed.servers[Mode(mode)], platform=fed.platform, measurement=fed.measurement
     )
 
 
@@ -67,14 +67,14 @@ def test_client_refusing_tee_evidence_sends_nothing(federation: Any, test_x: np.
     wrong = tee_verifier(
         platform_fingerprint=federation.platform.fingerprint, measurement=bytes(32)
     )
-    address = federation.servers["tee"].ready["address"]
+    address = federation.servers[Mode.TEE].ready["address"]
     with pytest.raises(AttestationError, match="measurement"):
         InferenceClient.connect(address, mode=Mode.TEE, server_verifier=wrong)
     assert _served(federation, "tee") == before
 
 
 def test_client_refusing_an_unpinned_certificate(federation: Any) -> None:
-    address = federation.servers["plaintext"].ready["address"]
+    address = federation.servers[Mode.PLAINTEXT].ready["address"]
     with pytest.raises(AttestationError, match="not one of the 1 pinned"):
         InferenceClient.connect(
             address, mode=Mode.PLAINTEXT, server_verifier=pinned_verifier("00" * 32)
@@ -84,7 +84,7 @@ def test_client_refusing_an_unpinned_certificate(federation: Any) -> None:
 def test_wrong_mode_is_a_clear_error(federation: Any) -> None:
     from sealfl.errors import ConfigError
 
-    server = federation.servers["plaintext"]
+    server = federation.servers[Mode.PLAINTEXT]
     with pytest.raises(ConfigError, match="serves mode 'plaintext', expected 'mpc'"):
         InferenceClient.connect(
             server.ready["address"],

@@ -8,6 +8,8 @@ MPC) or 1e-4 (revealed logit), and every predicted label must agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,17 +101,33 @@ def _row(
     )
 
 
-def run_demo(workdir: Path) -> list[DemoRow]:
-    """Run the whole demo in ``workdir`` (model, platform, sealed model, logs)."""
+@dataclass(frozen=True)
+class Parties:
+    """A dealer and one model server per mode, started as separate processes."""
+
+    workdir: Path
+    model: LogisticRegression
+    model_path: Path
+    platform: SimulatedPlatform
+    measurement: bytes
+    """What the TEE server is expected to measure to (hashed just before it starts)."""
+    dealer: PartyProcess
+    servers: dict[Mode, PartyProcess]
+
+
+@contextmanager
+def start_parties(workdir: Path) -> Iterator[Parties]:
+    """Train the model, start the dealer and the three servers, and stop them all on exit.
+
+    Only the processes started here are stopped, in reverse order, even if a start fails.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     model = train_breast_model()
     model_path = model.save(workdir / "model.npz")
     platform = SimulatedPlatform.create(workdir / "platform")
-    X = breast.load_split("homo_test").X
-    parties: list[PartyProcess] = []
-    rows: list[DemoRow] = []
+    started: list[PartyProcess] = []
     try:
-        # What this checkout measures to, hashed just before the TEE server hashes it too.
+        # Hash this checkout just before the TEE server hashes it too, so both see the same files.
         measurement = tee_measurement()
         tee = launch_server(
             "tee",
@@ -118,24 +136,34 @@ def run_demo(workdir: Path) -> list[DemoRow]:
             platform=workdir / "platform",
             sealed_model=workdir / "model.sealed",
         )
-        parties.append(tee)
+        started.append(tee)
         dealer = launch_dealer(workdir)
-        parties.append(dealer)
-        servers = {
-            Mode.PLAINTEXT: launch_server("plaintext", model=model_path, log_dir=workdir),
-            Mode.TEE: tee,
-            Mode.MPC: launch_server("mpc", model=model_path, log_dir=workdir, dealer=dealer),
-        }
-        parties.extend([servers[Mode.PLAINTEXT], servers[Mode.MPC]])
-        for mode, server in servers.items():
+        started.append(dealer)
+        plaintext = launch_server("plaintext", model=model_path, log_dir=workdir)
+        started.append(plaintext)
+        mpc = launch_server("mpc", model=model_path, log_dir=workdir, dealer=dealer)
+        started.append(mpc)
+        servers = {Mode.PLAINTEXT: plaintext, Mode.TEE: tee, Mode.MPC: mpc}
+        yield Parties(workdir, model, model_path, platform, measurement, dealer, servers)
+    finally:
+        for party in reversed(started):
+            party.stop()
+
+
+def run_demo(workdir: Path) -> list[DemoRow]:
+    """Run the whole demo in ``workdir`` (model, platform, sealed model, logs)."""
+    rows: list[DemoRow] = []
+    with start_parties(workdir) as parties:
+        X = breast.load_split("homo_test").X
+        for mode, server in parties.servers.items():
             outputs = list(Output) if mode is Mode.MPC else [Output.PROBABILITY]
-            with connect(mode, server, platform=platform, measurement=measurement) as client:
+            with connect(
+                mode, server, platform=parties.platform, measurement=parties.measurement
+            ) as client:
                 for output in outputs:
-                    rows.append(_row(mode.value, output, client.query(X, output), model, X))
+                    got = client.query(X, output)
+                    rows.append(_row(mode.value, output, got, parties.model, X))
                 if mode is Mode.MPC:
                     got = client.query(X, Output.PROBABILITY, linear=Linear.BEAVER)
-                    rows.append(_row("mpc (beaver)", Output.PROBABILITY, got, model, X))
-    finally:
-        for party in reversed(parties):
-            party.stop()
+                    rows.append(_row("mpc (beaver)", Output.PROBABILITY, got, parties.model, X))
     return rows
