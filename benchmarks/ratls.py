@@ -7,7 +7,9 @@ Measures, side by side:
    mutual-TLS connection with certificates provisioned in advance;
 2. per-RPC latency of a small unary call on an established channel: sealfl's SecureServer
    (dynamic credentials, per-RPC allow-list check) against a vanilla ``grpc.server`` with
-   ``ssl_server_credentials``;
+   ``ssl_server_credentials``. The plain side uses certificates of the same kind (fresh RA-TLS
+   certificates, presented as ordinary TLS certificates), so the comparison isolates what
+   sealfl adds per call from the certificates' contents (key type, size);
 3. throughput of one large tensor: the RA-TLS gRPC stream (chunked upload, SHA-256 checked at
    the receiver) against a raw TLS socket sending the same bytes into a preallocated buffer,
    which the receiver also hashes (in 1 MiB steps) and acknowledges with the digest, so both
@@ -50,7 +52,6 @@ from sealfl.net import (
     TlsCredentials,
     TransferServicer,
     fetch_server_certificate,
-    make_self_signed_credentials,
     open_secure_channel,
     put_tensor,
 )
@@ -70,6 +71,10 @@ def _ratls(platform_dir: Path, role: str) -> Any:
 
     platform = SimulatedPlatform.load(platform_dir)
     return create_ratls_certificate(SimulatedTee(platform, _measurement(role)))
+
+
+def _as_plain_tls(credentials: Any) -> TlsCredentials:
+    return TlsCredentials(cert_pem=credentials.cert_pem, key_pem=credentials.key_pem)
 
 
 def _measurement(role: str) -> bytes:
@@ -158,6 +163,25 @@ def serve_raw(workdir: Path) -> None:
     listener.close()
 
 
+def _vanilla_server(
+    creds: TlsCredentials, client_pem: bytes, store_mb: int
+) -> tuple[grpc.Server, str]:
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    transfer_pb2_grpc.add_TransferServicer_to_server(
+        TransferServicer(TensorStore(max_total_bytes=store_mb << 20)), server
+    )
+    port = server.add_secure_port(
+        "127.0.0.1:0",
+        grpc.ssl_server_credentials(
+            [(creds.key_pem, creds.cert_pem)],
+            root_certificates=client_pem,
+            require_client_auth=True,
+        ),
+    )
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
 def serve(workdir: Path, store_mb: int) -> None:
     """Server process: RA-TLS SecureServer and a vanilla gRPC mutual-TLS server."""
     platform_dir = workdir / "platform"
@@ -174,31 +198,23 @@ def serve(workdir: Path, store_mb: int) -> None:
         cert_pem=(workdir / "tls-server-cert.pem").read_bytes(),
         key_pem=(workdir / "tls-server-key.pem").read_bytes(),
     )
-    vanilla = grpc.server(ThreadPoolExecutor(max_workers=8))
-    transfer_pb2_grpc.add_TransferServicer_to_server(
-        TransferServicer(TensorStore(max_total_bytes=store_mb << 20)), vanilla
-    )
-    port = vanilla.add_secure_port(
-        "127.0.0.1:0",
-        grpc.ssl_server_credentials(
-            [(tls_creds.key_pem, tls_creds.cert_pem)],
-            root_certificates=client_tls_pem,
-            require_client_auth=True,
-        ),
-    )
-    vanilla.start()
+    # Two identical plain servers: the second is the A/A control, which shows how much two
+    # servers that do exactly the same work differ on this machine (threads, cores, caches).
+    vanilla = [_vanilla_server(tls_creds, client_tls_pem, store_mb) for _ in range(2)]
     print(
         json.dumps(
             {
                 "ratls": ratls_address,
-                "tls": f"127.0.0.1:{port}",
+                "tls": vanilla[0][1],
+                "tls_control": vanilla[1][1],
                 "tls_cert_pem": tls_creds.cert_pem.decode(),
             }
         ),
         flush=True,
     )
     sys.stdin.read()  # until the benchmark closes our stdin
-    vanilla.stop(0)
+    for server, _ in vanilla:
+        server.stop(0)
     ratls.stop(0)
 
 
@@ -266,7 +282,7 @@ def _connect(addresses: dict[str, Any], workdir: Path, client_tls: TlsCredential
 
 
 def _latency(addresses: dict[str, Any], workdir: Path, client_tls: TlsCredentials, n: int) -> dict:
-    """Median latency of a 64-byte Ping; a second plain channel is an A/A control for noise."""
+    """Median latency of a 64-byte Ping; a second plain server is an A/A control for noise."""
     platform_dir = workdir / "platform"
     secure = open_secure_channel(
         addresses["ratls"],
@@ -274,8 +290,8 @@ def _latency(addresses: dict[str, Any], workdir: Path, client_tls: TlsCredential
         server_verifier=_ratls_verifier(platform_dir, "server"),
     )
     plain = [
-        _vanilla_channel(addresses["tls"], addresses["tls_cert_pem"].encode(), client_tls)
-        for _ in range(2)
+        _vanilla_channel(addresses[name], addresses["tls_cert_pem"].encode(), client_tls)
+        for name in ("tls", "tls_control")
     ]
     secure_ping = secure.stub(transfer_pb2_grpc.TransferStub).Ping
     request = transfer_pb2.PingRequest(payload=b"x" * 64)
@@ -374,9 +390,10 @@ def main(*, quick: bool = False, tensor_mb: int = 200, out: Path | None = None) 
     with tempfile.TemporaryDirectory(prefix="sealfl-bench-ratls-") as tmp:
         workdir = Path(tmp)
         SimulatedPlatform.create(workdir / "platform")
-        client_tls = make_self_signed_credentials("bench-tls-client")
+        # Plain TLS gets certificates of the same kind as RA-TLS (same key type and size).
+        client_tls = _as_plain_tls(_ratls(workdir / "platform", "client"))
         (workdir / "client-tls-cert.pem").write_bytes(client_tls.cert_pem)
-        server_tls = make_self_signed_credentials("bench-tls-server")
+        server_tls = _as_plain_tls(_ratls(workdir / "platform", "server"))
         (workdir / "tls-server-cert.pem").write_bytes(server_tls.cert_pem)
         (workdir / "tls-server-key.pem").write_bytes(server_tls.key_pem)
         server, addresses = _start_server(workdir, "--serve", str(tensor_mb + 8))
