@@ -57,6 +57,7 @@ from sealfl.mpc import (
     expand_server,
     session_mask,
 )
+from sealfl.net import keep_freed_memory
 from sealfl.tee import SimulatedPlatform
 
 MODES: dict[str, tuple[Mode | None, Output]] = {  # mode, output (mpc-beaver: Beaver linear)
@@ -170,6 +171,7 @@ def main(
 
         raise ConfigError(f"unknown modes {unknown}; expected some of {list(MODES)}")
     logging.getLogger("sealfl").setLevel(logging.ERROR)
+    keep_freed_memory()  # as the parties do (sealfl infer serve|dealer|query)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     model = LogisticRegression(rng.normal(0.0, 1.0 / np.sqrt(features), size=features))

@@ -30,6 +30,7 @@ from sealfl.fl.infer.demo import run_demo
 from sealfl.fl.infer.run import Running, start_dealer, start_model_server
 from sealfl.models import LogisticRegression, TrainConfig
 from sealfl.mpc import Linear, Output
+from sealfl.net import keep_freed_memory
 
 infer_app = typer.Typer(
     help="Private inference of a logistic-regression model: plaintext, TEE or MPC.",
@@ -78,6 +79,7 @@ def train(
 @infer_app.command("dealer")
 def dealer(address: AddressOption = "127.0.0.1:0") -> None:
     """Run the MPC dealer (correlated randomness only; it never sees inputs or weights)."""
+    keep_freed_memory()
     _serve_until_terminated(start_dealer(address=address))
 
 
@@ -103,6 +105,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model in one mode; prints a JSON ready line, serves until terminated."""
+    keep_freed_memory()  # megabyte messages per query: reuse buffers, don't fault them in
     running = start_model_server(
         mode=mode,
         address=address,
@@ -146,6 +149,7 @@ def query(
     ] = None,
 ) -> None:
     """Query a server with the rows of a CSV; print accuracy if the CSV has labels."""
+    keep_freed_memory()
     ds = read_fate_csv(data)
     verifier: Any
     if mode is Mode.TEE:
