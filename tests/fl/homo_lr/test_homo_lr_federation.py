@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 
+from sealfl import he
 from sealfl.data import Dataset, breast
 from sealfl.errors import ProtocolError
 from sealfl.fl.homo_lr.algorithm import REFERENCE, Hyperparameters, Schedule, with_bias
@@ -213,3 +214,39 @@ def test_encrypted_reference_run_prints_the_published_line(crypto: PaillierServe
         t.join(timeout=240)
     assert result and result[0].completed
     assert "iter: 340  acc: 0.930  loss: 0.297" in lines
+
+
+def _first_submission(
+    ps: ParameterServer[EncryptedVector], crypto: PaillierServerCrypto
+) -> EncryptedVector:
+    """An honest submission for iteration 0 (the model unchanged), parsed."""
+    view = ps.get_model(1, 0, "cert-1", 10.0)
+    assert view.state == "ready"
+    worker_crypto = PaillierWorkerCrypto.from_public_key_bytes(crypto.public_key_bytes())
+    data = worker_crypto.step(view.encrypted_weights, np.eye(31), np.zeros(31))
+    return EncryptedVector.from_bytes(data, crypto.public_key)
+
+
+def test_forged_bound_is_refused_and_the_round_goes_on(crypto: PaillierServerCrypto) -> None:
+    """A header claiming a bound with no room left for the sum is refused, not summed."""
+    guest = breast.load_split("homo_guest")
+    hp = Hyperparameters(iterations=1)
+    ps = _server(crypto)
+    for k in (1, 2):
+        ps.join(k, hp, guest.n_features, guest.n_rows, f"cert-{k}")
+    thread, result = _start(ps)
+    good = _first_submission(ps, crypto)
+    forged = EncryptedVector(
+        crypto.public_key,
+        good.ciphertexts,
+        scale_bits=good.scale_bits,
+        bound_bits=he.capacity_bits(crypto.public_key),
+    )
+    expected = r"declares plaintexts below 2\^1022, expected a bound of at most 2\^990"
+    with pytest.raises(ProtocolError, match=expected):
+        ps.submit(1, 0, forged.to_bytes(), "cert-1")
+    ps.submit(1, 0, good.to_bytes(), "cert-1")
+    ps.submit(2, 0, good.to_bytes(), "cert-2")
+    thread.join(timeout=30)
+    assert result and result[0].completed
+    np.testing.assert_allclose(result[0].weights, np.ones(31), atol=1e-6)

@@ -39,6 +39,10 @@ WEIGHT_INTEGER_BITS = 20
 """Declared range of a weight, ``|w| < 2^20`` (public bound of a fresh encryption)."""
 SUBMISSION_SCALE_BITS = WEIGHT_FRACTION_BITS + MATRIX_FRACTION_BITS
 """Scale every worker's submission must have."""
+SUM_HEADROOM_BITS = 32
+"""Bits a submission's declared bound must leave free below the key's capacity, so that the
+sum of up to ``2^32`` submissions (worker ids are 32-bit) can never be refused as an overflow
+after the round has closed. An honest submission declares about 90 bits."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ class PaillierServerCrypto:
         ------
         ProtocolError
             If the bytes are malformed or truncated, the vector is under another key (its
-            header names the key fingerprint), or its length or scale is not the agreed one.
+            header names the key fingerprint), its length or scale is not the agreed one, or
+            its declared bound leaves no room for the sum (:data:`SUM_HEADROOM_BITS`).
         """
         try:
             vector = he.EncryptedVector.from_bytes(data, self.public_key)
@@ -154,6 +159,12 @@ class PaillierServerCrypto:
             raise ProtocolError(
                 f"encrypted vector has scale 2^{vector.scale_bits}, expected "
                 f"2^{SUBMISSION_SCALE_BITS}"
+            )
+        max_bound = he.capacity_bits(self.public_key) - SUM_HEADROOM_BITS
+        if vector.bound_bits > max_bound:
+            raise ProtocolError(
+                f"encrypted vector declares plaintexts below 2^{vector.bound_bits}, expected a "
+                f"bound of at most 2^{max_bound} (room to sum the workers' vectors)"
             )
         return vector
 
