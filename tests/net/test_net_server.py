@@ -218,6 +218,30 @@ def test_enrolling_a_certificate_without_its_key_is_refused(
     channel.close()
 
 
+def test_certificates_appended_to_an_enrolled_one_never_enter_the_trust_store(
+    make_server: Any, server_creds: TlsCredentials
+) -> None:
+    enrolled, appended = make_self_signed_credentials("enrolled"), make_self_signed_credentials()
+    server = make_server(
+        peer_verifier=fingerprint_verifier([certificate_fingerprint(enrolled.cert_pem)])
+    )
+    channel, stub = _bootstrap(server, server_creds.cert_pem)
+    bundle = TlsCredentials(enrolled.cert_pem + appended.cert_pem, enrolled.key_pem)
+    stub.Enrol(_enrol_request(stub, server_creds.cert_pem, bundle, enrolled.key_pem), timeout=5)
+    channel.close()
+    (enrolment,) = server.enrolments()
+    assert enrolment.certificate_pem.count(b"BEGIN CERTIFICATE") == 1
+    # The appended certificate was never verified, so its key must fail the handshake.
+    with pytest.raises(ChannelError, match=r"mutual-TLS handshake .* failed"):
+        connect_pinned(
+            server.service_address,
+            server_certificate_pem=server_creds.cert_pem,
+            server_verifier=accept_any_certificate,
+            credentials=appended,
+            timeout_s=5,
+        )
+
+
 def _refused(server: SecureServer[Any], client: TlsCredentials) -> str:
     with pytest.raises(ChannelError, match="refused to enrol our certificate") as refused:
         _open(server, client, retry=RetryPolicy(attempts=1))

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.net.allowlist import AllowList, Enrolment, Refusal
@@ -172,6 +173,10 @@ class EnrolmentDesk(Generic[IdentityT]):
     def _check_and_add(
         self, cert: x509.Certificate, cert_pem: bytes, *, peer: str
     ) -> Enrolment[IdentityT]:
+        # Only the certificate that was parsed, checked and proved is kept: the stored PEM
+        # becomes a root of the mutual-TLS trust store, so anything the client appended to it
+        # (another certificate, a CA) must never get there.
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         now = self._clock()
         not_before = cert.not_valid_before_utc.timestamp()
         not_after = cert.not_valid_after_utc.timestamp()
