@@ -183,3 +183,19 @@ def test_inspect_simulated(tee: SimulatedTee) -> None:
         SIMULATED_EVIDENCE_OID, evidence_value(creds.cert_pem, SIMULATED_EVIDENCE_OID)
     )
     assert not inspect_ratls_certificate(moved).key_binding_holds
+
+
+def test_a_duplicated_extension_raises_attestation_error(
+    tee: SimulatedTee, simulated_policy: Policy
+) -> None:
+    der = x509.load_pem_x509_certificate(create_ratls_certificate(tee, now=T0).cert_pem)
+    der_bytes = der.public_bytes(serialization.Encoding.DER)
+    ski_oid, aki_oid = bytes.fromhex("0603551d0e"), bytes.fromhex("0603551d23")
+    assert der_bytes.count(ski_oid) == 1
+    # Turn the SKI extension into a second AKI: the certificate still parses, its extensions don't.
+    twice = x509.load_der_x509_certificate(der_bytes.replace(ski_oid, aki_oid))
+    pem = twice.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(AttestationError, match="Duplicate"):
+        verify_ratls_certificate(pem, Verifier(simulated_policy), now=T0)
+    with pytest.raises(AttestationError, match="Duplicate"):
+        inspect_ratls_certificate(pem)

@@ -261,7 +261,13 @@ def read_certificate_evidence(cert_pem: bytes) -> CertificateEvidence:
         spki = certificate.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
         raise AttestationError(f"certificate extensions or key unreadable: {exc}") from exc
     legacy = [oid for oid in GRAMINE_LEGACY_OIDS if oid in found]
     real = DICE_EVIDENCE_OID in found or bool(legacy)
