@@ -91,3 +91,19 @@ def test_protocol_matches_numpy(rows: int, features: int, seed: int, scale: floa
         )
         far = np.abs(z) > 1e-5  # exact comparison of the fixed-point logit
         assert np.array_equal(label[far], (z[far] >= 0).astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [
+        ([1 << 63, 0], b""),  # empty, but no numpy array can have such a dimension
+        ([1 << 32, 1 << 32, 0], b""),
+        ([1] * 70, bytes(8)),  # more dimensions than numpy supports
+    ],
+)
+def test_impossible_shapes_are_protocol_errors(shape: list[int], data: bytes) -> None:
+    # A peer controls every field: a shape numpy cannot build is a ProtocolError naming the
+    # field (the server's INVALID_ARGUMENT), not a ValueError (an opaque UNKNOWN status).
+    msg = mpc_pb2.Array(dtype="uint64", shape=shape, data=data)
+    with pytest.raises(ProtocolError, match=r"^x: "):
+        array_from_proto(msg, field="x")

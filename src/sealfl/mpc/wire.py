@@ -21,6 +21,8 @@ from sealfl.mpc.protos import mpc_pb2
 ALLOWED_DTYPES = frozenset({"uint8", "uint32", "uint64", "float64"})
 MAX_ARRAY_BYTES = 1 << 30
 """Largest array accepted from the wire (1 GiB); the channel's message limit is lower anyway."""
+MAX_DIMS = 8
+"""Most dimensions an array from the wire may have (the protocols use at most two)."""
 
 Arr = npt.NDArray[Any]
 
@@ -66,7 +68,12 @@ def array_from_proto(msg: mpc_pb2.Array, *, field: str) -> Arr:
             f"{field}: shape {list(shape)} of {msg.dtype} needs {count * dtype.itemsize} bytes, "
             f"got {len(msg.data)}"
         )
-    return np.frombuffer(msg.data, dtype=dtype).reshape(shape)
+    if len(shape) > MAX_DIMS:
+        raise ProtocolError(f"{field}: {len(shape)} dimensions, at most {MAX_DIMS} allowed")
+    try:
+        return np.frombuffer(msg.data, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # an empty array whose dimensions numpy cannot represent
+        raise ProtocolError(f"{field}: shape {list(shape)} is not a valid array ({exc})") from None
 
 
 def fill_message(target: mpc_pb2.Message, message: Mapping[int, Sequence[Arr]]) -> None:
