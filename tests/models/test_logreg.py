@@ -84,3 +84,11 @@ def test_not_an_archive(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_wrong_input_shape_names_expected_and_got(trained: LogisticRegression) -> None:
     with pytest.raises(ConfigError, match=r"\(rows, 30\), got \(4, 29\)"):
         trained.predict_proba(np.zeros((4, 29)))
+
+
+def test_a_bare_npy_array_is_not_a_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # np.load returns a plain array, not an archive, for .npy bytes: refused with a reason.
+    path = tmp_path / "weights.npy"
+    np.save(path, np.ones(30))
+    with pytest.raises(ConfigError, match=r"not a sealfl model archive \(a single \.npy array"):
+        LogisticRegression.load(path)

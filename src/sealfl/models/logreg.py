@@ -194,7 +194,13 @@ class LogisticRegression:
     def from_bytes(cls, data: bytes, *, source: str = "model bytes") -> LogisticRegression:
         """Read a model written by :meth:`to_bytes` or :meth:`save`, validating every field."""
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ConfigError(
+                    f"{source}: not a sealfl model archive (a single .npy array, expected an "
+                    "archive of 'format' and 'weights')"
+                )
+            with loaded as archive:
                 names = set(archive.files)
                 if names != {"format", "weights"}:
                     raise ConfigError(
