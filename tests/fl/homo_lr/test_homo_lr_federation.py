@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import gmpy2
 import numpy as np
 import pytest
 
@@ -250,3 +251,48 @@ def test_forged_bound_is_refused_and_the_round_goes_on(crypto: PaillierServerCry
     thread.join(timeout=30)
     assert result and result[0].completed
     np.testing.assert_allclose(result[0].weights, np.ones(31), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("plaintext_bits", "message"),
+    [(900, "exceeds the vector's bound"), (64 + 22, "does not fit the encoding")],
+)
+def test_aggregate_out_of_range_stops_the_run_cleanly(
+    crypto: PaillierServerCrypto, plaintext_bits: int, message: str
+) -> None:
+    """A vector whose plaintext breaks its declared bound, or a model that left the weights'
+    range, cannot be attributed to a worker (only the sum is decrypted): the PS stops with a
+    reason the workers receive, instead of dying with an exception."""
+    guest = breast.load_split("homo_guest")
+    hp = Hyperparameters(iterations=2)
+    ps = _server(crypto)
+    for k in (1, 2):
+        ps.join(k, hp, guest.n_features, guest.n_rows, f"cert-{k}")
+    errors: list[BaseException] = []
+    result: list[TrainingResult] = []
+
+    def run() -> None:
+        try:
+            result.append(ps.run())
+        except BaseException as exc:  # the failure under test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    good = _first_submission(ps, crypto)
+    huge = crypto.public_key.raw_encrypt(1 << plaintext_bits)
+    bad = EncryptedVector(
+        crypto.public_key,
+        [gmpy2.mpz(huge)] * len(good),
+        scale_bits=good.scale_bits,
+        bound_bits=good.bound_bits,
+    )
+    ps.submit(1, 0, bad.to_bytes(), "cert-1")
+    ps.submit(2, 0, good.to_bytes(), "cert-2")
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert result and not result[0].completed
+    assert "iteration 0" in result[0].stop_reason and message in result[0].stop_reason
+    np.testing.assert_allclose(result[0].weights, np.ones(31))
+    view = ps.get_model(2, 1, "cert-2", 0.1)
+    assert view.state == "aborted" and message in view.reason

@@ -19,7 +19,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from sealfl.errors import ConfigError, ProtocolError
+from sealfl.errors import ConfigError, HEError, ProtocolError
 from sealfl.fl.homo_lr.algorithm import FloatArray, Hyperparameters, initial_weights, with_bias
 from sealfl.fl.homo_lr.evaluation import Evaluation, evaluate, format_iteration
 from sealfl.fl.homo_lr.metrics import MetricsLog
@@ -36,7 +36,10 @@ class ServerCrypto(Protocol[V]):
         ...
 
     def encrypt(self, w: FloatArray) -> bytes:
-        """Encrypt a weight vector freshly (the refresh that resets the scale)."""
+        """Encrypt a weight vector freshly (the refresh that resets the scale).
+
+        Raise HEError if a weight is out of the encoding's range (the run then stops).
+        """
         ...
 
     def parse_submission(self, data: bytes, length: int) -> V:
@@ -44,7 +47,10 @@ class ServerCrypto(Protocol[V]):
         ...
 
     def average(self, vectors: list[V]) -> FloatArray:
-        """Add the vectors homomorphically, decrypt the sum, divide by their number."""
+        """Add the vectors homomorphically, decrypt the sum, divide by their number.
+
+        Raise HEError if the sum breaks its bound (the run then stops with the reason).
+        """
         ...
 
 
@@ -312,7 +318,19 @@ class ParameterServer(Generic[V]):
                 self.on_line(f"iteration {t}: worker(s) {names} missed the deadline; dropped")
                 self.metrics.write("dropped", iteration=t, workers=list(outcome.missing))
             contributors = tuple(outcome.contributions)
-            w = self.crypto.average(list(outcome.contributions.values()))
+            try:
+                w_next = self.crypto.average(list(outcome.contributions.values()))
+                refreshed = self.crypto.encrypt(w_next)
+            except HEError as exc:
+                # Only the sum is decrypted, so no single worker can be blamed or dropped.
+                reason = (
+                    f"iteration {t}: the aggregate of worker(s) "
+                    f"{', '.join(map(str, contributors))} cannot be used ({exc}); a worker sent "
+                    "a vector outside its declared bound, or the model diverged (try a smaller "
+                    "learning rate): stopping"
+                )
+                return self._stop(reason, weights=w, done=t, last=last_eval)
+            w = w_next
             evaluation = None
             if t % self.settings.evaluate_every == 0 or t == hp.iterations - 1:
                 ev = evaluate(w, X1, y)
@@ -327,7 +345,7 @@ class ParameterServer(Generic[V]):
                 contributors=list(contributors),
             )
             if t + 1 < hp.iterations:
-                self._publish(t + 1, self.crypto.encrypt(w), evaluation)
+                self._publish(t + 1, refreshed, evaluation)
         result = TrainingResult(
             completed=True,
             weights=w,
@@ -340,7 +358,7 @@ class ParameterServer(Generic[V]):
         if self.seal_model is not None:
             self._sealed_path = self.seal_model(result)
             self.metrics.write("sealed", path=self._sealed_path)
-        self._publish(hp.iterations, self.crypto.encrypt(w), evaluation)
+        self._publish(hp.iterations, refreshed, evaluation)
         with self._cond:
             self._phase = Phase.DONE
         return result
