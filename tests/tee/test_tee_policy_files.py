@@ -143,6 +143,25 @@ def test_cczoo_unfilled_template_is_refused(tmp_path: Path) -> None:
         load_policy(write(tmp_path, "off.json", everything_off))
 
 
+@pytest.mark.parametrize(
+    ("switch", "value", "message"),
+    [
+        ("verify_mr_enclave", "true", 'verify_mr_enclave: expected "on" or "off", got True'),
+        ("verify_mr_enclave", '"yes"', 'verify_mr_enclave: expected "on" or "off", got \'yes\''),
+        ("verify_isv_svn", "1", 'verify_isv_svn: expected "on" or "off", got 1'),
+        ("verify_config_svn", '"on"', "sealfl does not check config_svn"),
+    ],
+)
+def test_cczoo_switches_that_would_silently_widen_are_refused(
+    tmp_path: Path, switch: str, value: str, message: str
+) -> None:
+    text = CCZOO_JSON.replace(f'"{switch}" : "on",\n', "", 1)  # the template's own, if any
+    text = text.replace("{\n", f'{{\n    "{switch}" : {value},\n', 1)
+    with pytest.raises(ConfigError) as info:
+        load_policy(write(tmp_path, "c.json", text))
+    assert message in str(info.value)
+
+
 def test_trailing_comma_removal_leaves_strings_alone() -> None:
     assert _strip_trailing_commas('{"a": ",}", "b": [1, 2, ],}') == '{"a": ",}", "b": [1, 2 ]}'
     assert _strip_trailing_commas('{"a\\",}": 1,\n}') == '{"a\\",}": 1\n}'

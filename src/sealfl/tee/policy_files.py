@@ -28,7 +28,10 @@ typo never silently widens a policy)::
 
 cczoo's JSON (``verify_mr_enclave: "on"`` ..., ``sgx_mrs: [{mr_enclave, mr_signer, isv_prod_id,
 isv_svn}]``) loads as-is, including the trailing commas its published template contains; fields
-whose ``verify_*`` switch is not ``"on"`` are not checked, and ``isv_svn`` is a minimum.
+whose ``verify_*`` switch is ``"off"`` (or absent) are not checked, and ``isv_svn`` is a minimum.
+A switch set to anything but ``"on"`` or ``"off"`` is an error, as is ``verify_config_svn = "on"``
+(config_svn is not checked): either would otherwise leave a check off that the file asks for.
+Debug enclaves are refused whatever ``verify_enclave_debuggable`` says.
 """
 
 from __future__ import annotations
@@ -268,10 +271,19 @@ def policy_from_cczoo_json(text: str, *, source: str = "<string>") -> Policy:
         raise ConfigError(f"policy {source}: not valid JSON ({exc})") from exc
     document = reader.table(document, "top level")
     reader.check_keys(document, _CCZOO_SWITCHES | frozenset(_CCZOO_LISTS), "top level")
-    switches = {
-        key: isinstance(document.get(key), str) and document[key].strip().lower() == "on"
-        for key in _CCZOO_SWITCHES
-    }
+    switches: dict[str, bool] = {}
+    for key in sorted(_CCZOO_SWITCHES):
+        value = document.get(key, "off")
+        setting = value.strip().lower() if isinstance(value, str) else None
+        if setting not in ("on", "off"):
+            # Anything but "on" would switch the check off: a typo must not widen the policy.
+            raise reader.fail(key, f'expected "on" or "off", got {value!r}')
+        switches[key] = setting == "on"
+    if switches["verify_config_svn"]:
+        raise reader.fail(
+            "verify_config_svn",
+            'sealfl does not check config_svn, so "on" would be silently ignored; set it to "off"',
+        )
     list_key = next((key for key in _CCZOO_LISTS if key in document), None)
     entries = document.get(list_key) if list_key else None
     if not isinstance(entries, list) or not entries:
