@@ -136,3 +136,23 @@ def test_fast_encoding_rounds_like_rint(values: list[float]) -> None:
     x = np.array(values)
     want = np.rint(x * 2.0**20).astype(np.int64).view(np.uint64)
     assert np.array_equal(encode(x), want)
+
+
+def test_largest_query_fits_in_one_message() -> None:
+    # The dealer draws a query's material from its header alone, before anyone can check it
+    # is deliverable: a query it accepts must fit the channels' message limit, or one header
+    # costs the dealer gigabytes for material that can never be sent.
+    from sealfl.fl.infer.common import MAX_MESSAGE_BYTES
+    from sealfl.mpc.plan import MAX_CELLS, MAX_ROWS
+    from sealfl.mpc.wire import deal_to_proto, header_to_proto
+
+    rows = 1024
+    plan = QueryPlan(rows=rows, features=1, output=Output.PROBABILITY)
+    _, deal = deal_query(plan, session_mask(1))
+    per_row = deal_to_proto(deal, header_to_proto(plan, session_id="s", query_id="q")).ByteSize()
+    assert per_row / rows * MAX_ROWS < MAX_MESSAGE_BYTES
+    assert 8 * MAX_CELLS < MAX_MESSAGE_BYTES  # the masked input X - A
+    with pytest.raises(ConfigError, match=r"rows x features must be at most 16777216, got"):
+        QueryPlan(rows=1 << 16, features=1 << 10, output=Output.LOGIT)
+    with pytest.raises(ConfigError, match=f"rows must be between 1 and {MAX_ROWS}"):
+        QueryPlan(rows=MAX_ROWS + 1, features=1, output=Output.LABEL)

@@ -40,8 +40,17 @@ COMPARE_FRAC_BITS = 10
 SPLINE_FRAC_BITS = 20
 """Fractional bits of the spline's slope steps; the output lands at scale 2^(2f + 20)."""
 
-MAX_ROWS = 1 << 20
+MAX_ROWS = 1 << 17
+"""Rows of one query. The dealer's material for the server is about 1.1 kB a row with the
+sigmoid inside MPC, so a query of this many rows still fits in one message (140 MB)."""
+
 MAX_FEATURES = 1 << 16
+
+MAX_CELLS = 1 << 24
+"""``rows x features`` of one query: the masked input is 8 bytes a cell (128 MiB at most).
+
+The dealer draws a query's material from the header alone, so these bounds are what keep one
+header from costing it gigabytes for material that no channel could carry."""
 
 
 class Output(enum.Enum):
@@ -104,6 +113,11 @@ class QueryPlan:
             raise ConfigError(f"rows must be between 1 and {MAX_ROWS}, got {self.rows}")
         if not 1 <= self.features <= MAX_FEATURES:
             raise ConfigError(f"features must be between 1 and {MAX_FEATURES}, got {self.features}")
+        if self.rows * self.features > MAX_CELLS:
+            raise ConfigError(
+                f"rows x features must be at most {MAX_CELLS}, got {self.rows} x {self.features}"
+                " (split the batch)"
+            )
 
     @property
     def logit_frac_bits(self) -> int:
