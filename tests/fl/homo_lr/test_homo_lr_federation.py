@@ -296,3 +296,13 @@ def test_aggregate_out_of_range_stops_the_run_cleanly(
     np.testing.assert_allclose(result[0].weights, np.ones(31))
     view = ps.get_model(2, 1, "cert-2", 0.1)
     assert view.state == "aborted" and message in view.reason
+
+
+def test_one_certificate_cannot_join_under_two_ids(crypto: PaillierServerCrypto) -> None:
+    """Otherwise one party could take several seats and submit several times per round."""
+    ps = _server(crypto)
+    ps.join(1, HP, 30, 10, "cert-1")
+    ps.join(1, HP, 30, 10, "cert-1")  # joining again under the same id is idempotent
+    with pytest.raises(ProtocolError, match="already joined as worker 1"):
+        ps.join(2, HP, 30, 10, "cert-1")
+    ps.join(2, HP, 30, 10, "cert-2")

@@ -192,12 +192,21 @@ class ParameterServer(Generic[V]):
         ------
         ProtocolError
             If the federation is full or already training, the id is taken by another
-            certificate, or the settings differ from those of the workers already joined.
+            certificate, the certificate already holds another id, or the settings differ from
+            those of the workers already joined.
         """
         with self._cond:
             known = self._joined.get(worker_id)
             if known is not None and known.fingerprint != peer:
                 raise ProtocolError(f"worker id {worker_id} is already taken by another party")
+            if known is None:
+                # One seat per certificate: else one party could submit twice per round.
+                for other_id, other in self._joined.items():
+                    if other.fingerprint == peer:
+                        raise ProtocolError(
+                            f"worker {worker_id}: this certificate already joined as worker "
+                            f"{other_id}; one party takes one seat"
+                        )
             if known is None and self._phase is not Phase.JOINING:
                 raise ProtocolError(f"worker {worker_id}: training has started; joining is closed")
             if known is None and len(self._joined) >= self.settings.worker_num:
