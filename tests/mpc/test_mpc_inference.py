@@ -101,3 +101,20 @@ def test_beaver_linear_layer_agrees(
         np.testing.assert_allclose(got, model.logits(test_x), atol=1e-4)
     else:
         assert np.abs(got - model.predict_proba(test_x)).max() <= 1e-3
+
+
+def test_every_output_is_right_up_to_the_documented_logit_range() -> None:
+    # The probability output compares a 32-bit copy of the logit at scale 2^-10 minus knots
+    # as far out as +-7.6, so it wraps a few units short of 2^21; the documented bound must
+    # leave that margin (logits of 2^21 - 1 came back as probability 0, -(2^21 - 1) as 1).
+    from sealfl.mpc.plan import MAX_LOGIT
+
+    z = np.array([MAX_LOGIT, MAX_LOGIT - 0.5, 0.75 * MAX_LOGIT, -MAX_LOGIT, -(MAX_LOGIT - 0.5)])
+    x, w = z[:, None], np.ones(1)
+    prob, _ = evaluate_locally(QueryPlan(rows=5, features=1, output=Output.PROBABILITY), x, w)
+    np.testing.assert_allclose(prob, (z > 0) * 1.0, atol=1e-3)
+    label, _ = evaluate_locally(QueryPlan(rows=5, features=1, output=Output.LABEL), x, w)
+    np.testing.assert_array_equal(label, (z > 0).astype(np.int64))
+    logit, _ = evaluate_locally(QueryPlan(rows=5, features=1, output=Output.LOGIT), x, w)
+    np.testing.assert_allclose(logit, z, atol=1e-6)
+    assert MAX_LOGIT >= 2**20  # far beyond where the sigmoid saturates

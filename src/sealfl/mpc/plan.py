@@ -37,6 +37,16 @@ from sealfl.mpc.spline import Spline, sigmoid_spline
 COMPARE_FRAC_BITS = 10
 """Fractional bits of the coarsened logit the spline's knots are compared with."""
 
+MAX_LOGIT = float(1 << 20)
+"""Largest logit magnitude for which every output is right.
+
+The logit lives at scale ``2^40`` in a 64-bit ring (``|z| < 2^23``); the probability output
+compares a 32-bit copy at scale ``2^-10`` (``|z| < 2^21``) minus knots as far out as 7.6, so
+beyond about ``2^21 - 8`` its comparisons wrap and the probability is silently wrong. Nothing
+inside the protocol can check this bound (no party sees the logit): keep weights and inputs
+such that it holds, which any sensible model does with a wide margin.
+"""
+
 SPLINE_FRAC_BITS = 20
 """Fractional bits of the spline's slope steps; the output lands at scale 2^(2f + 20)."""
 
