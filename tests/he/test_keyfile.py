@@ -117,3 +117,10 @@ def test_private_primes_are_checked(key1024: PaillierPrivateKey, tmp_path: Path)
     del document["q"]
     with pytest.raises(ConfigError, match="field 'q'"):
         load_private_key(_write(tmp_path, document))
+
+
+def test_negative_modulus_is_refused(key1024: PaillierPrivateKey) -> None:
+    document = json.loads(public_key_to_json(key1024.public_key))
+    document["n"] = "-" + document["n"]
+    with pytest.raises(ConfigError, match="modulus must be positive, got a negative number"):
+        public_key_from_json(json.dumps(document).encode())

@@ -66,6 +66,8 @@ class PaillierPublicKey:
 
     def __init__(self, n: int) -> None:
         n_mpz = mpz(n)
+        if n_mpz <= 0:
+            raise HEError("Paillier modulus must be positive, got a negative number or zero")
         if n_mpz.bit_length() < MIN_KEY_BITS:
             raise HEError(
                 f"Paillier modulus has {n_mpz.bit_length()} bits, expected at least {MIN_KEY_BITS}"
