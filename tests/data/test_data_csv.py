@@ -60,6 +60,12 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
         ("id,y,x0\n1,0,1\n1,1,2\n", False, "line 3: id 1 already used on line 2"),
         ("id,y,x0\n1,0.5,1\n", False, "line 2: column 'y': expected an integer, got '0.5'"),
         ("id,y,x0\nab,0,1\n", False, "line 2: column 'id': expected an integer, got 'ab'"),
+        (
+            "id,y,x0\n9223372036854775808,0,1\n",
+            False,
+            r"line 2: column 'id': expected an integer from -2\^63 to 2\^63-1, got '92233",
+        ),
+        ("id,y,x0\n1,1e300,1\n", False, r"column 'y': expected an integer from -2\^63 to"),
         ("id,y,x0\n1,0,abc\n", False, "line 2: column 'x0': expected a finite number, got 'abc'"),
         ("id,y,x0\n1,0,nan\n", False, "column 'x0': expected a finite number, got 'nan'"),
     ],

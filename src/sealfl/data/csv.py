@@ -127,20 +127,30 @@ def write_fate_csv(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _parse_int(path: Path, lineno: int, column: str, text: str) -> int:
+    number: int | None = None
     try:
-        return int(text.strip())
+        number = int(text.strip())
     except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if math.isfinite(value) and value == int(value):
-        return int(value)
-    raise ConfigError(
-        f"{path}: line {lineno}: column {column!r}: expected an integer, got {text!r}"
-    )
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value == int(value):
+            number = int(value)
+    if number is None:
+        raise ConfigError(
+            f"{path}: line {lineno}: column {column!r}: expected an integer, got {text!r}"
+        )
+    if not _INT64_MIN <= number <= _INT64_MAX:  # ids and labels are stored as int64
+        raise ConfigError(
+            f"{path}: line {lineno}: column {column!r}: expected an integer from -2^63 to "
+            f"2^63-1, got {text!r}"
+        )
+    return number
 
 
 def _parse_float(path: Path, lineno: int, column: str, text: str) -> float:
