@@ -66,6 +66,15 @@ def test_out_of_range_and_non_finite_values(key1024: PaillierPrivateKey) -> None
         enc(key1024, np.zeros((2, 2)))
 
 
+@pytest.mark.parametrize("operation", ["mul", "add_plain", "__sub__", "__rsub__"])
+@pytest.mark.parametrize("scalar", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_scalar_operand_is_refused(
+    key1024: PaillierPrivateKey, operation: str, scalar: float
+) -> None:
+    with pytest.raises(HEError, match=r"operand\[0\] is -?(nan|inf); only finite values"):
+        getattr(enc(key1024, [1.0, 2.0]), operation)(scalar)
+
+
 def test_add_sub_neg_and_plain(key1024: PaillierPrivateKey) -> None:
     a, b = np.array([1.25, -3.5, 7.0]), np.array([-0.25, 10.0, -7.0])
     ea, eb = enc(key1024, a), enc(key1024, b)

@@ -272,8 +272,8 @@ class EncryptedVector:
     # -- helpers ----------------------------------------------------------------------------
 
     def _plain_vector(self, values: ArrayLike, operation: str) -> NDArray[np.float64]:
-        if np.ndim(values) == 0:
-            return np.full(len(self), float(np.asarray(values)), dtype=np.float64)
+        if np.ndim(values) == 0:  # a scalar, broadcast (and checked to be finite below)
+            values = np.full(len(self), float(np.asarray(values)), dtype=np.float64)
         plain = as_float_vector(values, what=f"{operation} operand")
         _check_length(len(self), plain.shape[0], operation, "plaintext operand")
         return plain
