@@ -116,3 +116,24 @@ def test_empty_vector(key1024: PaillierPrivateKey) -> None:
     vector = he.encrypt_packed(key1024.public_key, [])
     assert len(vector) == 0 and vector.ciphertexts == []
     assert he.decrypt_vector(key1024, vector).shape == (0,)
+
+
+def test_understated_summand_count_is_detected_on_decrypt(key1024: PaillierPrivateKey) -> None:
+    """A header claiming fewer summands than were added must not decode to shifted values."""
+    layout = PackedLayout.for_summands(4)
+    a = he.encrypt_packed(key1024.public_key, [1.0, -2.0, 3.0], layout=layout)
+    pair = he.sum_vectors([a, a])
+    forged = he.PackedVector(
+        key1024.public_key, pair.ciphertexts, layout=layout, length=3, summands=1
+    )
+    wire = he.vector_from_bytes(forged.to_bytes(), key1024.public_key)
+    with pytest.raises(EncodingOverflowError, match=r"slot 0 .* than 1 summand\(s\) can hold"):
+        he.decrypt_vector(key1024, wire)
+    assert he.decrypt_vector(key1024, pair).tolist() == [2.0, -4.0, 6.0]
+
+
+def test_data_beyond_the_length_is_detected_on_decrypt(key1024: PaillierPrivateKey) -> None:
+    a = he.encrypt_packed(key1024.public_key, [1.0, -2.0, 3.0, 500.0])
+    truncated = he.PackedVector(key1024.public_key, a.ciphertexts, layout=a.layout, length=3)
+    with pytest.raises(EncodingOverflowError, match="slot 3 is beyond the vector's 3 values"):
+        he.decrypt_vector(key1024, truncated)

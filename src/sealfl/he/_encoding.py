@@ -230,8 +230,10 @@ class PackedLayout:
         Raises
         ------
         EncodingOverflowError
-            If a plaintext has bits above its last slot: a sum overflowed or the data is not
-            a packed vector of this layout.
+            If a plaintext has bits above its last slot (a sum overflowed or the data is not
+            a packed vector of this layout), a slot holds more than ``summands`` biased values
+            can add up to (the summand count was understated), or a slot past ``length`` is
+            not empty.
         """
         width = self.slot_bits
         mask = (1 << width) - 1
@@ -243,7 +245,21 @@ class PackedLayout:
                     "overflowed, or the vector does not use this layout"
                 )
             raw.extend((m >> (width * j)) & mask for j in range(slots))
+        extra = np.flatnonzero(raw[length:])
+        if extra.size:
+            raise EncodingOverflowError(
+                f"slot {length + int(extra[0])} is beyond the vector's {length} values but not "
+                "empty: the length was altered, or the vector does not use this layout"
+            )
         slots_array = np.array(raw[:length], dtype=np.int64)
+        # Each summand's biased value is below 2^value_bits, so no honest slot exceeds this.
+        most = summands * ((1 << self.value_bits) - 1)
+        over = np.flatnonzero(slots_array > most)
+        if over.size:
+            raise EncodingOverflowError(
+                f"slot {int(over[0])} holds more than {summands} summand(s) can hold: the "
+                "summand count was understated, or a sum overflowed"
+            )
         centred = slots_array - summands * self.bias
         return np.ldexp(centred.astype(np.float64), -self.fraction_bits)
 
