@@ -80,3 +80,22 @@ def test_prepare_writes_the_files_and_prints_the_commands(tmp_path: Path) -> Non
     assert result.output.count("sealfl homo-lr worker") == 2
     for name in ("policy-ps.toml", "policy-worker.toml", "data/breast_homo_test.csv"):
         assert (tmp_path / "r" / name).is_file()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("1,1,0.5\n2,-1,0.3\n", r"expected labels 0 or 1, got -1 in the row with id 2 \(1 such"),
+        ("1,2,0.5\n2,0,0.3\n", "got 2 in the row with id 1"),
+    ],
+)
+def test_labels_other_than_0_and_1_are_refused(tmp_path: Path, rows: str, message: str) -> None:
+    """The -1/1 convention would otherwise train a wrong model without a word."""
+    from sealfl.fl.homo_lr.launch import read_binary_csv
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("id,y,x0\n" + rows)
+    with pytest.raises(ConfigError, match=message):
+        read_binary_csv(csv)
+    csv.write_text("id,y,x0\n1,1,0.5\n2,0,0.3\n")
+    assert read_binary_csv(csv).labels().tolist() == [1, 0]

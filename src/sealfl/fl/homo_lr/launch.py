@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sealfl.data import read_fate_csv
+from sealfl.data import Dataset, read_fate_csv
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
@@ -50,6 +50,26 @@ MODEL_LABEL = "homo-lr/model"
 MODEL_FILE = "homo_lr_model.sealed"
 ADDRESS_FILE = "ps.address"
 """Written into ``--out`` once the PS listens: its front-door address (readiness signal)."""
+
+
+def read_binary_csv(path: Path) -> Dataset:
+    """Read a FATE CSV whose labels must be 0 or 1, as logistic regression needs.
+
+    Raises
+    ------
+    ConfigError
+        If the file is unusable (see :func:`sealfl.data.read_fate_csv`) or a label is neither
+        0 nor 1 (for example the -1/1 convention), naming the first such row.
+    """
+    data = read_fate_csv(path, require_label=True)
+    bad = np.flatnonzero((data.labels() != 0) & (data.labels() != 1))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(
+            f"{path}: column 'y': expected labels 0 or 1, got {int(data.labels()[i])} in the row "
+            f"with id {int(data.ids[i])} ({bad.size} such rows)"
+        )
+    return data
 
 
 def role_measurement(role: str) -> bytes:
@@ -126,7 +146,7 @@ def run_parameter_server(
     ChannelError
         If the listen address cannot be bound.
     """
-    validation = read_fate_csv(options.validate_set, require_label=True)
+    validation = read_binary_csv(options.validate_set)
     settings = ServerSettings(
         worker_num=options.worker_num,
         min_workers=options.min_workers or options.worker_num,
@@ -212,7 +232,7 @@ def run_worker(
     ChannelError
         If the PS cannot be reached.
     """
-    data = read_fate_csv(options.train_set, require_label=True)
+    data = read_binary_csv(options.train_set)
     metrics = MetricsLog(options.metrics_path, party=f"worker-{options.worker_id}")
     credentials = create_ratls_certificate(tee.provider, hostnames=("localhost", "127.0.0.1"))
     channel = open_secure_channel(
