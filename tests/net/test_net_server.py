@@ -324,6 +324,63 @@ def test_a_replaced_server_key_breaks_the_pin(
     channel.close()
 
 
+def test_only_the_verified_certificate_of_a_pem_bundle_is_pinned(
+    server_creds: TlsCredentials,
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sealfl.net.certificates import pinning_name
+
+    # An impostor's certificate for the genuine server's name, appended to the genuine one.
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "impostor")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(pinning_name(server_creds.cert_pem))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    impostor = TlsCredentials(
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    client = make_self_signed_credentials("client")
+    server: SecureServer[Any] = SecureServer(
+        credentials=impostor,
+        peer_verifier=accept_any_certificate,
+        allowed_clients=[client.cert_pem],
+    )
+    server.start()
+    try:
+        with pytest.raises(CertificatePinError):
+            connect_pinned(
+                server.service_address,
+                server_certificate_pem=server_creds.cert_pem + impostor.cert_pem,
+                server_verifier=fingerprint_verifier(
+                    [certificate_fingerprint(server_creds.cert_pem)]
+                ),
+                credentials=client,
+                timeout_s=5,
+            )
+    finally:
+        server.stop(0)
+
+
 def test_messages_over_the_size_limit_are_refused(make_server: Any) -> None:
     server = make_server(max_message_bytes=64 * 1024, store=1 << 22)
     with _open(server, make_self_signed_credentials(), max_message_bytes=1 << 20) as channel:

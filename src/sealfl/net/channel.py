@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 import grpc
+from cryptography.hazmat.primitives import serialization
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.net.addresses import DEFAULT_MAX_MESSAGE_BYTES, join_address, split_address
@@ -33,6 +34,7 @@ from sealfl.net.certificates import (
     certificate_fingerprint,
     check_key_matches_certificate,
     fetch_server_certificate,
+    load_certificate,
     pinning_name,
     validity_problem,
 )
@@ -350,6 +352,11 @@ def connect_pinned(
         If the handshake fails otherwise (e.g. our certificate is not enrolled there).
     """
     check_key_matches_certificate(credentials, party="client")
+    # Pin exactly the certificate the verifier sees: every certificate in the PEM given would
+    # be a trusted root, so anything after the first would otherwise be trusted unverified.
+    server_certificate_pem = load_certificate(
+        server_certificate_pem, what="server certificate"
+    ).public_bytes(serialization.Encoding.PEM)
     identity = _verify_server(server_verifier, server_certificate_pem, address)
     tls = grpc.ssl_channel_credentials(
         root_certificates=server_certificate_pem,
