@@ -60,3 +60,12 @@ def test_deadline_stops_when_too_few_remain() -> None:
 def test_min_workers_out_of_range() -> None:
     with pytest.raises(ConfigError, match="between 1 and the number of workers \\(2\\), got 3"):
         RoundBook(workers=[1, 2], min_workers=3)
+
+
+@pytest.mark.parametrize("every", [0, -10])
+def test_evaluate_every_must_be_positive(every: int) -> None:
+    """Zero would divide by zero inside ParameterServer.run, after the workers joined."""
+    from sealfl.fl.homo_lr.server import ServerSettings
+
+    with pytest.raises(ConfigError, match=f"evaluate_every must be at least 1, got {every}"):
+        ServerSettings(worker_num=2, min_workers=1, evaluate_every=every)

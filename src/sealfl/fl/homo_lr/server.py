@@ -111,6 +111,8 @@ class ServerSettings:
                 f"--min-workers must be between 1 and --worker-num ({self.worker_num}), "
                 f"got {self.min_workers}"
             )
+        if self.evaluate_every < 1:
+            raise ConfigError(f"evaluate_every must be at least 1, got {self.evaluate_every}")
         for name in ("round_deadline_s", "join_deadline_s", "final_grace_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
