@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import cast
 
 import pytest
 from typer.testing import CliRunner
@@ -99,3 +100,17 @@ def test_labels_other_than_0_and_1_are_refused(tmp_path: Path, rows: str, messag
         read_binary_csv(csv)
     csv.write_text("id,y,x0\n1,1,0.5\n2,0,0.3\n")
     assert read_binary_csv(csv).labels().tolist() == [1, 0]
+
+
+def test_min_workers_zero_is_refused_not_replaced(tmp_path: Path) -> None:
+    """``--min-workers 0`` is out of range; it must not silently mean ``--worker-num``."""
+    from sealfl.fl.homo_lr.launch import PsOptions, TeeContext, run_parameter_server
+
+    csv = tmp_path / "v.csv"
+    csv.write_text("id,y,x0\n1,0,0.5\n")
+    options = PsOptions(
+        worker_num=2, validate_set=csv, min_workers=0, key_bits=1024, out_dir=tmp_path / "o"
+    )
+    no_tee = cast(TeeContext, None)  # refused before the TEE is used
+    with pytest.raises(ConfigError, match=r"--min-workers must be between 1 .*got 0"):
+        run_parameter_server(options, no_tee)

@@ -149,7 +149,7 @@ def run_parameter_server(
     validation = read_binary_csv(options.validate_set)
     settings = ServerSettings(
         worker_num=options.worker_num,
-        min_workers=options.min_workers or options.worker_num,
+        min_workers=options.worker_num if options.min_workers is None else options.min_workers,
         round_deadline_s=options.round_deadline_s,
         join_deadline_s=options.join_deadline_s,
     )
