@@ -124,9 +124,16 @@ def test_a_message_after_the_trailer_is_refused() -> None:
         ({"dtype": "O", "shape": [1], "total_bytes": 8}, "plain numeric dtype"),
         ({"dtype": "nonsense", "shape": [1], "total_bytes": 1}, "unknown numpy dtype"),
         ({"dtype": "|u1", "shape": [1] * 40, "total_bytes": 1}, "at most 32 dimensions"),
+        ({"dtype": "<f4", "shape": [0, 1 << 61], "total_bytes": 0}, "beyond what an array"),
     ],
 )
 def test_inconsistent_headers_are_refused(header: dict[str, object], reason: str) -> None:
     chunk = tensor_pb2.TensorChunk(header=tensor_pb2.TensorHeader(name="h", **header))
     with pytest.raises(ProtocolError, match=reason):
         TensorAssembler(max_bytes=1 << 20).feed(chunk)
+
+
+def test_an_empty_tensor_with_large_extents_still_arrives() -> None:
+    array = np.zeros((0, 1 << 40), dtype="<f4")
+    received = receive_tensor(iter(TensorChunker(array, name="e")), max_bytes=0)
+    assert received.array.shape == (0, 1 << 40)

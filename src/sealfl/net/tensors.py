@@ -34,6 +34,7 @@ DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024
 _MAX_NAME_BYTES = 256
 _MAX_NDIM = 32
 _NUMERIC_KINDS = frozenset("biufc")
+_MAX_ARRAY_BYTES = int(np.iinfo(np.intp).max)  # numpy's bound on the non-zero extents' product
 
 
 class TensorTooLargeError(ProtocolError):
@@ -191,6 +192,14 @@ class TensorAssembler:
             raise TensorTooLargeError(
                 f"tensor {header.name!r} from {self._peer}: "
                 f"total_bytes: at most {self._max_bytes} accepted, got {header.total_bytes}"
+            )
+        # A shape with a zero in it holds no bytes whatever its other extents, but numpy refuses
+        # to make an array whose other extents multiply beyond its index range.
+        extents = math.prod(n for n in header.shape if n) * dtype.itemsize
+        if extents > _MAX_ARRAY_BYTES:
+            raise self._fail(
+                f"shape: {list(header.shape)} has extents beyond what an array can index "
+                f"({extents} bytes without its zero extents, at most {_MAX_ARRAY_BYTES})"
             )
         self._buffer = np.empty(header.total_bytes, dtype=np.uint8)
 
