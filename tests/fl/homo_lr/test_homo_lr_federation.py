@@ -306,3 +306,16 @@ def test_one_certificate_cannot_join_under_two_ids(crypto: PaillierServerCrypto)
     with pytest.raises(ProtocolError, match="already joined as worker 1"):
         ps.join(2, HP, 30, 10, "cert-1")
     ps.join(2, HP, 30, 10, "cert-2")
+
+
+def test_average_of_many_submissions_grows_the_bound_by_log2(
+    crypto: PaillierServerCrypto,
+) -> None:
+    """The sum's bound grows by ⌈log2 K⌉ bits, not K: a 1000-worker round fits a 1024-bit key."""
+    model = crypto.encrypt(np.linspace(-1.0, 1.0, 31))
+    worker_crypto = PaillierWorkerCrypto.from_public_key_bytes(crypto.public_key_bytes())
+    submission = crypto.parse_submission(
+        worker_crypto.step(model, np.eye(31), np.full(31, 0.5)), 31
+    )
+    averaged = crypto.average([submission] * 1000)
+    np.testing.assert_allclose(averaged, np.linspace(-1.0, 1.0, 31) + 0.5, atol=1e-9)
