@@ -138,6 +138,17 @@ def test_possession_proofs_verify_for_each_key_type_and_bind_the_nonce(kind: str
         verify_possession(cert, other_server, signature)
 
 
+def test_a_possession_proof_for_an_unknown_key_type_is_refused_not_raised() -> None:
+    der = x509.load_pem_x509_certificate(make_self_signed_credentials().cert_pem).public_bytes(
+        serialization.Encoding.DER
+    )
+    ec_oid, unknown_oid = bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06072a8648ce3d0209")
+    assert der.count(ec_oid) == 1
+    cert = x509.load_der_x509_certificate(der.replace(ec_oid, unknown_oid))
+    with pytest.raises(AttestationError, match="certificate key unreadable"):
+        verify_possession(cert, b"message", b"signature")
+
+
 def test_fetching_from_a_closed_port_names_the_address() -> None:
     with socket.socket() as sock:  # bind then close: a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
@@ -62,7 +62,10 @@ def verify_possession(cert: x509.Certificate, message: bytes, signature: bytes) 
     AttestationError
         If the signature does not verify, or the key type is unsupported.
     """
-    public = cert.public_key()
+    try:
+        public = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise AttestationError(f"possession proof: certificate key unreadable ({exc})") from exc
     try:
         if isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
