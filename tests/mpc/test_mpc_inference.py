@@ -118,3 +118,15 @@ def test_every_output_is_right_up_to_the_documented_logit_range() -> None:
     logit, _ = evaluate_locally(QueryPlan(rows=5, features=1, output=Output.LOGIT), x, w)
     np.testing.assert_allclose(logit, z, atol=1e-6)
     assert MAX_LOGIT >= 2**20  # far beyond where the sigmoid saturates
+
+
+@pytest.mark.parametrize("linear", ["input-owner", "beaver"])
+@pytest.mark.parametrize("output", list(Output))
+def test_round_trips_is_what_a_query_takes(output: Output, linear: str) -> None:
+    # The client stops a query that has not finished after round_trips() calls, so it must
+    # be exact for every plan (the Beaver path takes one more than the input-owner one).
+    from sealfl.mpc import Linear
+
+    plan = QueryPlan(rows=3, features=4, output=output, linear=Linear(linear))
+    _, messages = evaluate_locally(plan, np.ones((3, 4)), np.ones(4))
+    assert messages == 2 * plan.round_trips()

@@ -173,5 +173,36 @@ class QueryPlan:
         return out
 
     def round_trips(self) -> int:
-        """Client-server round trips one query takes (messages alternate, two levels each)."""
-        return len(self.schedule()) // 2
+        """Client-server round trips one query takes.
+
+        Replays the message rule of :class:`sealfl.mpc.parties.Endpoint` on level numbers:
+        a party opens a level before closing it, and opens the next one once every level it
+        opened is closed. The input-owner client opens levels 0 and 1 in its first message;
+        the Beaver client cannot (its logit share needs the server's openings), which costs
+        the comparisons an extra round trip.
+        """
+        total = len(self.schedule())
+        early = 2 if self.linear is Linear.INPUT_OWNER and total > 1 else 1
+        state = {"client": [early, 0], "server": [0, 0]}  # levels opened, levels closed
+
+        def receive(party: str, levels: list[int]) -> list[int]:
+            opened, closed = state[party]
+            out = []
+            for level in levels:
+                if level >= opened:
+                    out.append(level)
+                    opened += 1
+                closed += 1
+            if opened < total and closed == opened:
+                out.append(opened)
+                opened += 1
+            state[party] = [opened, closed]
+            return out
+
+        message, trips = list(range(early)), 0
+        while True:
+            reply = receive("server", message)
+            trips += 1
+            message = receive("client", reply)
+            if state["client"][1] == total:
+                return trips

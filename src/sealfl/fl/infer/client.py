@@ -281,6 +281,11 @@ class InferenceClient:
                 break
             if reply.done:
                 raise ProtocolError("the server ended the query before the result")
+            if trips >= plan.round_trips():
+                raise ProtocolError(
+                    f"no result after {trips} calls: the plan takes {plan.round_trips()} round "
+                    "trips, and the server's replies did not complete it"
+                )
             request = infer_pb2.StepRequest(query_id=header.query_id)
         result = endpoint.party.result  # type: ignore[attr-defined]
         elapsed = time.perf_counter() - online_start
