@@ -150,6 +150,17 @@ def test_revocation_refuses_the_next_call_on_an_open_connection(make_server: Any
     channel.close()
 
 
+def test_a_revoked_certificate_cannot_enrol_again(make_server: Any) -> None:
+    server = make_server()
+    client = make_self_signed_credentials("client")
+    _open(server, client).close()
+    assert server.revoke(certificate_fingerprint(client.cert_pem))
+    assert "was revoked on this server" in _refused(server, client)
+    assert server.enrolments() == []
+    with _open(server, make_self_signed_credentials("client")) as fresh:
+        assert ping(fresh, b"new key") == b"new key"
+
+
 def test_a_lapsed_enrolment_is_refused_and_enrolling_again_restores_access(
     make_server: Any,
 ) -> None:

@@ -12,9 +12,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["AllowList", "Enrolment", "Refusal"]
+__all__ = ["AllowList", "Enrolment", "Refusal", "RevokedError"]
 
 IdentityT = TypeVar("IdentityT")
+
+
+class RevokedError(Exception):
+    """The certificate was revoked on this server and may not be enrolled again."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class AllowList(Generic[IdentityT]):
 
     def __init__(self, *, max_entries: int, max_refusals: int = 256) -> None:
         self._entries: dict[str, Enrolment[IdentityT]] = {}
+        # Revoked fingerprints, for the life of the server (each entry is an operator's action).
+        self._revoked: set[str] = set()
         self._refusals: deque[Refusal] = deque(maxlen=max_refusals)
         self._max_entries = max_entries
         self._lock = threading.Lock()
@@ -65,10 +71,18 @@ class AllowList(Generic[IdentityT]):
 
         Raises
         ------
+        RevokedError
+            If the certificate was revoked (checked under the lock, so an enrolment that was
+            being verified while the revocation happened cannot slip back in).
         OverflowError
             If the table is full and this certificate is not already in it.
         """
         with self._lock:
+            if enrolment.fingerprint in self._revoked:
+                raise RevokedError(
+                    f"certificate sha256:{enrolment.fingerprint} was revoked on this server; "
+                    "enrol a new certificate"
+                )
             known = enrolment.fingerprint in self._entries
             if not known and len(self._entries) >= self._max_entries:
                 raise OverflowError(
@@ -84,9 +98,13 @@ class AllowList(Generic[IdentityT]):
             return None
         return entry
 
-    def remove(self, fingerprint: str) -> bool:
-        """Remove an entry; return whether there was one."""
+    def revoke(self, fingerprint: str) -> bool:
+        """Remove an entry and refuse that certificate from now on; return whether there was one.
+
+        Without the record, the holder of the key could simply enrol the same certificate again.
+        """
         with self._lock:
+            self._revoked.add(fingerprint)
             if self._entries.pop(fingerprint, None) is None:
                 return False
             self._version += 1

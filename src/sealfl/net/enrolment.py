@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
-from sealfl.net.allowlist import AllowList, Enrolment, Refusal
+from sealfl.net.allowlist import AllowList, Enrolment, Refusal, RevokedError
 from sealfl.net.certificates import certificate_fingerprint, load_certificate
 from sealfl.net.possession import possession_message, verify_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc
@@ -209,7 +209,7 @@ class EnrolmentDesk(Generic[IdentityT]):
         )
         try:
             self._allowlist.add(enrolment)
-        except OverflowError as exc:
+        except (OverflowError, RevokedError) as exc:
             raise EnrolmentRefusedError(str(exc)) from exc
         _log.info(
             "enrolled %s (sha256:%s) from %s until %s",

@@ -338,8 +338,13 @@ class SecureServer(Generic[IdentityT]):
         return self._allowlist.refusals()
 
     def revoke(self, fingerprint: str) -> bool:
-        """Remove a client from the allow-list; its next RPC and handshake are refused."""
-        removed = self._allowlist.remove(fingerprint)
+        """Remove a client from the allow-list and refuse its certificate from now on.
+
+        Its next RPC and handshake are refused, and so is enrolling the same certificate again
+        (the client must come back with a new certificate, which the verifier checks afresh).
+        Returns whether the certificate was enrolled.
+        """
+        removed = self._allowlist.revoke(fingerprint)
         if removed:
             _log.warning("revoked client sha256:%s", fingerprint)
         return removed
