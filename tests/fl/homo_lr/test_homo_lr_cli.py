@@ -114,3 +114,17 @@ def test_min_workers_zero_is_refused_not_replaced(tmp_path: Path) -> None:
     no_tee = cast(TeeContext, None)  # refused before the TEE is used
     with pytest.raises(ConfigError, match=r"--min-workers must be between 1 .*got 0"):
         run_parameter_server(options, no_tee)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--id", "-1"], "--id must be between 0 and 4294967295, got -1"),
+        (["--id", "4294967296"], "--id must be between 0 and 4294967295, got 4294967296"),
+        (["--id", "1", "--epochs", "4294967296"], "--epochs must be at most 4294967295"),
+    ],
+)
+def test_worker_values_the_protocol_cannot_carry_are_refused(args: list[str], message: str) -> None:
+    """They are 32-bit fields on the wire: refused up front, not as a protobuf ValueError."""
+    exc = _invoke("homo-lr", "worker", "--train-set", "t.csv", "--server", "x:1", *args)
+    assert isinstance(exc, ConfigError) and message in str(exc), exc

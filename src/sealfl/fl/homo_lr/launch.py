@@ -47,6 +47,9 @@ PUBKEY_HASH_CLAIM = "paillier-pubkey-hash"
 MODEL_LABEL = "homo-lr/model"
 """Label of the sealed model file (authenticated; ``read_sealed`` can insist on it)."""
 
+UINT32_MAX = 2**32 - 1
+"""Largest worker id or iteration count the protocol's messages carry."""
+
 MODEL_FILE = "homo_lr_model.sealed"
 ADDRESS_FILE = "ps.address"
 """Written into ``--out`` once the PS listens: its front-door address (readiness signal)."""
@@ -123,7 +126,13 @@ class PsOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
-    """Options of ``sealfl homo-lr worker``."""
+    """Options of ``sealfl homo-lr worker``.
+
+    Raises
+    ------
+    ConfigError
+        If the id or the iteration count does not fit the protocol's 32-bit fields.
+    """
 
     train_set: Path
     worker_id: int
@@ -132,6 +141,13 @@ class WorkerOptions:
     metrics_path: Path | None = None
     max_wait_s: float = 900.0
     cores: int | None = None
+
+    def __post_init__(self) -> None:
+        # Both travel as uint32 protobuf fields, which would refuse them with a bare ValueError.
+        if not 0 <= self.worker_id <= UINT32_MAX:
+            raise ConfigError(f"--id must be between 0 and {UINT32_MAX}, got {self.worker_id}")
+        if self.hp.iterations > UINT32_MAX:
+            raise ConfigError(f"--epochs must be at most {UINT32_MAX}, got {self.hp.iterations}")
 
 
 def run_parameter_server(
