@@ -207,7 +207,9 @@ def main(
         for name in modes:
             mode = MODES[name][0]
             if mode is not None:
-                clients[name] = connect(mode, servers[mode], platform=sim, measurement=measurement)
+                clients[name] = connect(
+                    mode, servers[mode], platform=sim, measurement=measurement, dealer=dealer
+                )
 
         def once(name: str, X: np.ndarray) -> QueryResult:
             if name == "mpc-local":

@@ -141,7 +141,8 @@ def query(
         str | None,
         typer.Option(
             "--dealer-fingerprint",
-            help="mpc: pin the dealer yourself instead of trusting the server's word for it.",
+            help="mpc (required): the dealer's pinned certificate; the client, not the "
+            "server, chooses the dealer it trusts not to collude with the server.",
         ),
     ] = None,
     out: Annotated[
@@ -163,6 +164,8 @@ def query(
         if server_fingerprint is None:
             raise ConfigError(f"{mode.value} mode needs --server-fingerprint")
         verifier = pinned_verifier(server_fingerprint)
+    if mode is Mode.MPC and dealer_fingerprint is None:
+        raise ConfigError("mpc mode needs --dealer-fingerprint (the dealer you trust)")
     with InferenceClient.connect(
         server, mode=mode, server_verifier=verifier, dealer_fingerprint=dealer_fingerprint
     ) as client:

@@ -26,7 +26,8 @@ Trust assumptions (read before deploying):
   MACs); it cannot, by deviating, make the other party send more than the protocol sends.
 - **Non-colluding dealer.** The dealer knows every mask. If it colludes with the server, the
   client's input is exposed; with the client, the model is. Run it under a third
-  organisation, or in an attested TEE.
+  organisation, or in an attested TEE, and let the client pin it (``sealfl.fl.infer``
+  requires this): a dealer named by the server may be the server's own.
 - **What the server learns:** the shape of the batch and the output kind; every array it sees
   is masked by fresh uniform randomness. **What the client learns:** its output. A
   probability or a logit is one linear equation in ``w`` per row, so ``features`` well-chosen

@@ -58,6 +58,20 @@ def test_train_serve_query(tmp_path: Path) -> None:
         )
         assert missing.returncode == 2
         assert "mpc mode needs --server-fingerprint" in missing.stderr
+        unpinned_dealer = _run(
+            "infer",
+            "query",
+            "--mode",
+            "mpc",
+            "--server",
+            server.ready["address"],
+            "--server-fingerprint",
+            server.ready["fingerprint"],
+            "--data",
+            str(tmp_path / "test.csv"),
+        )
+        assert unpinned_dealer.returncode == 2
+        assert "mpc mode needs --dealer-fingerprint" in unpinned_dealer.stderr
     finally:
         server.stop()
 

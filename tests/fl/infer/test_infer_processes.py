@@ -22,7 +22,11 @@ from sealfl.mpc.wire import array_to_proto, header_to_proto
 
 def _client(fed: Any, mode: str) -> InferenceClient:
     return connect(
-        Mode(mode), fed.servers[Mode(mode)], platform=fed.platform, measurement=fed.measurement
+        Mode(mode),
+        fed.servers[Mode(mode)],
+        platform=fed.platform,
+        measurement=fed.measurement,
+        dealer=fed.dealer,
     )
 
 
@@ -90,7 +94,28 @@ def test_wrong_mode_is_a_clear_error(federation: Any) -> None:
             server.ready["address"],
             mode=Mode.MPC,
             server_verifier=pinned_verifier(server.ready["fingerprint"]),
+            dealer_fingerprint=federation.dealer.ready["fingerprint"],
         )
+
+
+def test_mpc_client_chooses_its_dealer(federation: Any) -> None:
+    # The client's input is private only if the dealer does not collude with the server, so
+    # the server's word for which dealer to use is not enough: the client pins it, or nothing.
+    from sealfl.errors import ConfigError
+
+    server = federation.servers[Mode.MPC]
+    before = _served(federation, "mpc")
+    verifier = pinned_verifier(server.ready["fingerprint"])
+    with pytest.raises(ConfigError, match="needs the dealer's fingerprint"):
+        InferenceClient.connect(server.ready["address"], mode=Mode.MPC, server_verifier=verifier)
+    with pytest.raises(AttestationError, match="not one of the 1 pinned"):
+        InferenceClient.connect(
+            server.ready["address"],
+            mode=Mode.MPC,
+            server_verifier=verifier,
+            dealer_fingerprint="00" * 32,
+        )
+    assert _served(federation, "mpc") == before
 
 
 def test_malformed_plaintext_queries_are_refused_and_server_keeps_serving(
@@ -138,7 +163,7 @@ def test_dealer_that_disappears_fails_the_query_quickly(
         "mpc", model=federation.model_path, log_dir=federation.workdir, dealer=dealer
     )
     try:
-        with connect(Mode.MPC, server) as client:
+        with connect(Mode.MPC, server, dealer=dealer) as client:
             client.query(test_x[:3], Output.LABEL)  # works while the dealer lives
             # Prepared at the dealer, which then vanishes before the server fetches its part.
             assert client._dealer is not None and client._dealer_stub is not None

@@ -3,7 +3,8 @@
 The client decides whom to trust before it sends anything: in ``plaintext`` and ``mpc`` mode
 the server's self-signed certificate must have the pinned fingerprint; in ``tee`` mode its
 RA-TLS evidence must satisfy the policy. :func:`sealfl.net.open_secure_channel` performs the
-check before enrolment, so a refused server receives no byte of the input.
+check before enrolment, so a refused server receives no byte of the input. In ``mpc`` mode the
+client also pins the dealer itself: a dealer the server chose could be the server's accomplice.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ class InferenceClient:
         Parameters
         ----------
         dealer_fingerprint
-            MPC mode: pin the dealer to this fingerprint instead of the one the server names.
+            MPC mode, required: the dealer's certificate fingerprint. The input is private only
+            if the dealer does not collude with the server, so the client chooses the dealer
+            it trusts; the server's word for it (its ``SessionInfo``) is never enough.
 
         Raises
         ------
@@ -136,8 +139,14 @@ class InferenceClient:
         ChannelError
             If the server cannot be reached.
         ConfigError
-            If the server serves another mode.
+            If the server serves another mode, or MPC mode has no ``dealer_fingerprint``.
         """
+        if mode is Mode.MPC and not dealer_fingerprint:
+            raise ConfigError(
+                "mpc mode needs the dealer's fingerprint: the input stays private only if the "
+                "dealer does not collude with the server, so pin a dealer you trust rather "
+                "than the one the server names"
+            )
         channel = open_secure_channel(
             address,
             credentials=make_self_signed_credentials("infer-client"),
@@ -155,13 +164,14 @@ class InferenceClient:
                 )
             client = cls(channel, mode, int(info.features))
             if mode is Mode.MPC:
+                assert dealer_fingerprint is not None  # checked above, before connecting
                 client._open_session(dealer_fingerprint, timeout_s)
         except BaseException:
             channel.close()
             raise
         return client
 
-    def _open_session(self, dealer_fingerprint: str | None, timeout_s: float) -> None:
+    def _open_session(self, dealer_fingerprint: str, timeout_s: float) -> None:
         info = self._channel.call(
             self._stub.OpenSession, infer_pb2.OpenSessionRequest(), what="OpenSession"
         )
@@ -176,7 +186,7 @@ class InferenceClient:
         self._dealer = open_secure_channel(
             info.dealer_address,
             credentials=make_self_signed_credentials("infer-client"),
-            server_verifier=pinned_verifier(dealer_fingerprint or info.dealer_fingerprint),
+            server_verifier=pinned_verifier(dealer_fingerprint),
             timeout_s=timeout_s,
             default_timeout_s=DEALER_TIMEOUT_S,
             max_message_bytes=MAX_MESSAGE_BYTES,

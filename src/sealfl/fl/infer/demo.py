@@ -68,11 +68,13 @@ def connect(
     *,
     platform: SimulatedPlatform | None = None,
     measurement: bytes | None = None,
+    dealer: PartyProcess | None = None,
 ) -> InferenceClient:
     """Connect to a launched server, verifying it as its mode requires.
 
     ``measurement`` is the TEE server's expected measurement; compute it with
     :func:`tee_measurement` *before* launching the server, so that both hash the same files.
+    ``dealer`` (MPC mode) is the launched dealer, whose certificate the client pins.
     """
     if mode is Mode.TEE:
         assert platform is not None
@@ -82,7 +84,12 @@ def connect(
         )
     else:
         verifier = pinned_verifier(server.ready["fingerprint"])
-    return InferenceClient.connect(server.ready["address"], mode=mode, server_verifier=verifier)
+    return InferenceClient.connect(
+        server.ready["address"],
+        mode=mode,
+        server_verifier=verifier,
+        dealer_fingerprint=None if dealer is None else dealer.ready["fingerprint"],
+    )
 
 
 def _row(
@@ -158,7 +165,11 @@ def run_demo(workdir: Path) -> list[DemoRow]:
         for mode, server in parties.servers.items():
             outputs = list(Output) if mode is Mode.MPC else [Output.PROBABILITY]
             with connect(
-                mode, server, platform=parties.platform, measurement=parties.measurement
+                mode,
+                server,
+                platform=parties.platform,
+                measurement=parties.measurement,
+                dealer=parties.dealer,
             ) as client:
                 for output in outputs:
                     got = client.query(X, output)
