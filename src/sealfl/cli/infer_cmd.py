@@ -145,6 +145,13 @@ def query(
             "server, chooses the dealer it trusts not to collude with the server.",
         ),
     ] = None,
+    model_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--model-sha256",
+            help="tee: refuse the server unless its enclave unsealed the model with this hash.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write id,probability,label rows to this CSV.")
     ] = None,
@@ -159,7 +166,15 @@ def query(
         from sealfl.tee import SimulatedPlatform
 
         fp = SimulatedPlatform.load(platform).fingerprint
-        verifier = tee_verifier(platform_fingerprint=fp, measurement=tee_measurement())
+        try:
+            pinned_model = None if model_sha256 is None else bytes.fromhex(model_sha256)
+        except ValueError:
+            pinned_model = b""
+        if pinned_model is not None and len(pinned_model) != 32:
+            raise ConfigError(f"--model-sha256 must be 64 hex digits, got {model_sha256!r}")
+        verifier = tee_verifier(
+            platform_fingerprint=fp, measurement=tee_measurement(), model_sha256=pinned_model
+        )
     else:
         if server_fingerprint is None:
             raise ConfigError(f"{mode.value} mode needs --server-fingerprint")

@@ -77,6 +77,33 @@ def test_client_refusing_tee_evidence_sends_nothing(federation: Any, test_x: np.
     assert _served(federation, "tee") == before
 
 
+def test_tee_client_can_pin_the_model(federation: Any, test_x: np.ndarray) -> None:
+    # The TEE server binds the hash of the model it unsealed into its evidence; a client that
+    # knows which model it was promised checks it before sending anything.
+    import hashlib
+
+    address = federation.servers[Mode.TEE].ready["address"]
+    promised = hashlib.sha256(federation.model.to_bytes()).digest()
+    before = _served(federation, "tee")
+
+    def verifier(model_sha256: bytes) -> Any:
+        return tee_verifier(
+            platform_fingerprint=federation.platform.fingerprint,
+            measurement=federation.measurement,
+            model_sha256=model_sha256,
+        )
+
+    with pytest.raises(AttestationError, match="claim 'model-sha256': expected 0000"):
+        InferenceClient.connect(address, mode=Mode.TEE, server_verifier=verifier(bytes(32)))
+    assert _served(federation, "tee") == before
+    with InferenceClient.connect(
+        address, mode=Mode.TEE, server_verifier=verifier(promised)
+    ) as client:
+        got = client.query(test_x[:3])
+    assert got.probabilities is not None
+    np.testing.assert_array_equal(got.probabilities, federation.model.predict_proba(test_x[:3]))
+
+
 def test_client_refusing_an_unpinned_certificate(federation: Any) -> None:
     address = federation.servers[Mode.PLAINTEXT].ready["address"]
     with pytest.raises(AttestationError, match="not one of the 1 pinned"):

@@ -19,7 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from sealfl.errors import ConfigError, ProtocolError
-from sealfl.fl.infer.common import CALL_TIMEOUT_S, DEALER_TIMEOUT_S, MAX_MESSAGE_BYTES, Mode
+from sealfl.fl.infer.common import (
+    CALL_TIMEOUT_S,
+    DEALER_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
+    MODEL_CLAIM,
+    Mode,
+)
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
 from sealfl.mpc import ClientParty, Endpoint, Linear, Output, QueryPlan, expand_client
@@ -49,14 +55,28 @@ def pinned_verifier(fingerprint: str) -> ServerVerifier:
     return fingerprint_verifier([fingerprint])
 
 
-def tee_verifier(*, platform_fingerprint: str, measurement: bytes) -> ServerVerifier:
-    """Accept only a simulated-TEE RA-TLS certificate with this measurement and platform."""
+def tee_verifier(
+    *, platform_fingerprint: str, measurement: bytes, model_sha256: bytes | None = None
+) -> ServerVerifier:
+    """Accept only a simulated-TEE RA-TLS certificate with this measurement and platform.
+
+    ``model_sha256``, if given, must equal the certificate's ``model-sha256`` claim: the hash
+    of the model the enclave unsealed (:meth:`LogisticRegression.to_bytes`), so a client
+    promised a particular model can check it is the one that will see its rows.
+    """
     verifier = Verifier(
         Policy.for_simulated(
             measurements=[measurement], platform_fingerprints=[platform_fingerprint]
         )
     )
-    return lambda pem: verify_ratls_certificate(pem, verifier)
+
+    def verify(pem: bytes) -> Any:
+        peer = verify_ratls_certificate(pem, verifier)
+        if model_sha256 is not None:
+            peer.require_claim(MODEL_CLAIM, model_sha256)
+        return peer
+
+    return verify
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ CALL_TIMEOUT_S = 60.0
 DEALER_TIMEOUT_S = 10.0
 """Deadline of a call to the dealer: a dealer that disappears fails the query after this."""
 
+MODEL_CLAIM = "model-sha256"
+"""RA-TLS claim of the TEE-mode server: SHA-256 of the model it unsealed (``to_bytes()``)."""
+
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")

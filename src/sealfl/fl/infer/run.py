@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from sealfl.errors import ConfigError
-from sealfl.fl.infer.common import DEALER_TIMEOUT_S, MAX_MESSAGE_BYTES, Mode, tee_measurement
+from sealfl.fl.infer.common import (
+    DEALER_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
+    MODEL_CLAIM,
+    Mode,
+    tee_measurement,
+)
 from sealfl.fl.infer.dealer import DealerServicer, DealerStore
 from sealfl.fl.infer.protos import infer_pb2_grpc
 from sealfl.fl.infer.server import DealerLink, InferenceServicer
@@ -140,7 +146,7 @@ def start_model_server(
         tee = SimulatedTee(platform, tee_measurement())
         model = load_model_in_tee(tee, sealed_model, provision_from=model_path)
         digest = hashlib.sha256(model.to_bytes()).digest()
-        creds: Any = create_ratls_certificate(tee, claims={"model-sha256": digest})
+        creds: Any = create_ratls_certificate(tee, claims={MODEL_CLAIM: digest})
         details |= {
             "measurement": tee.measurement.hex(),
             "platform_fingerprint": platform.fingerprint,
