@@ -128,3 +128,15 @@ def test_worker_values_the_protocol_cannot_carry_are_refused(args: list[str], me
     """They are 32-bit fields on the wire: refused up front, not as a protobuf ValueError."""
     exc = _invoke("homo-lr", "worker", "--train-set", "t.csv", "--server", "x:1", *args)
     assert isinstance(exc, ConfigError) and message in str(exc), exc
+
+
+@pytest.mark.parametrize("role", ["ps", "worker"])
+def test_cores_below_one_is_refused_before_any_work(tmp_path: Path, role: str) -> None:
+    """Else it surfaced only at the first encryption, after the workers had joined."""
+    args = (
+        ["ps", "--worker-num", "1", "--validate-set", "v.csv"]
+        if role == "ps"
+        else ["worker", "--train-set", "t.csv", "--id", "1", "--server", "x:1"]
+    )
+    exc = _invoke("homo-lr", *args, "--cores", "0")
+    assert isinstance(exc, ConfigError) and "--cores must be at least 1, got 0" in str(exc), exc

@@ -111,7 +111,13 @@ class TeeContext:
 
 @dataclass(frozen=True, kw_only=True)
 class PsOptions:
-    """Options of ``sealfl homo-lr ps``."""
+    """Options of ``sealfl homo-lr ps``.
+
+    Raises
+    ------
+    ConfigError
+        If ``cores`` is below 1.
+    """
 
     worker_num: int
     validate_set: Path
@@ -123,6 +129,9 @@ class PsOptions:
     join_deadline_s: float = 300.0
     cores: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_cores(self.cores)
+
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
@@ -131,7 +140,8 @@ class WorkerOptions:
     Raises
     ------
     ConfigError
-        If the id or the iteration count does not fit the protocol's 32-bit fields.
+        If the id or the iteration count does not fit the protocol's 32-bit fields, or
+        ``cores`` is below 1.
     """
 
     train_set: Path
@@ -143,11 +153,18 @@ class WorkerOptions:
     cores: int | None = None
 
     def __post_init__(self) -> None:
+        _check_cores(self.cores)
         # Both travel as uint32 protobuf fields, which would refuse them with a bare ValueError.
         if not 0 <= self.worker_id <= UINT32_MAX:
             raise ConfigError(f"--id must be between 0 and {UINT32_MAX}, got {self.worker_id}")
         if self.hp.iterations > UINT32_MAX:
             raise ConfigError(f"--epochs must be at most {UINT32_MAX}, got {self.hp.iterations}")
+
+
+def _check_cores(cores: int | None) -> None:
+    # Checked here: the Paillier code would refuse it only at the first encryption.
+    if cores is not None and cores < 1:
+        raise ConfigError(f"--cores must be at least 1, got {cores}")
 
 
 def run_parameter_server(
