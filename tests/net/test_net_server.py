@@ -8,6 +8,7 @@ size limits, deadlines, retries, lifecycle, and the public surface.
 from __future__ import annotations
 
 import datetime
+import logging
 import socket
 import threading
 import time
@@ -276,14 +277,18 @@ def test_a_certificate_older_than_the_freshness_bound_is_refused(make_server: An
     assert "at most 3600 s allowed" in _refused(server, client)
 
 
-def test_a_crashing_verifier_refuses_the_client_and_the_server_goes_on(make_server: Any) -> None:
+def test_a_crashing_verifier_refuses_the_client_and_the_server_goes_on(
+    make_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     def fragile(cert_pem: bytes) -> object:
-        raise ValueError("bug in a verifier")
+        raise ValueError("bug in a verifier at /secret/path")
 
     server = make_server(peer_verifier=fragile)
-    assert "verifier failed: ValueError: bug in a verifier" in _refused(
-        server, make_self_signed_credentials()
-    )
+    with caplog.at_level(logging.ERROR, logger="sealfl.net"):
+        reason = _refused(server, make_self_signed_credentials())
+    assert "verifier failed with an internal error (ValueError)" in reason
+    assert "/secret/path" not in reason  # the peer learns the kind, not the internals
+    assert any("/secret/path" in (r.exc_text or "") for r in caplog.records)  # the log has it
     assert len(server.refusals()) == 1
     assert server.state is ServerState.SERVING
 

@@ -197,7 +197,11 @@ class EnrolmentDesk(Generic[IdentityT]):
             raise EnrolmentRefusedError(f"attestation: {exc}") from exc
         except Exception as exc:  # a verifier bug must refuse this client, not kill the desk
             _log.exception("peer verifier failed on %s", cert.subject.rfc4514_string())
-            raise EnrolmentRefusedError(f"verifier failed: {type(exc).__name__}: {exc}") from exc
+            # The exception's text stays in the local log: a bug's message may hold internals.
+            raise EnrolmentRefusedError(
+                f"verifier failed with an internal error ({type(exc).__name__}); "
+                "the server's log has the details"
+            ) from exc
         enrolment = Enrolment(
             fingerprint=certificate_fingerprint(cert_pem),
             subject=cert.subject.rfc4514_string(),
