@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+from x509_factory import self_signed_certificate
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.net import (
@@ -63,20 +64,10 @@ def test_garbage_is_not_a_certificate() -> None:
 
 
 def _cert_without_names() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no cn")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
+    return self_signed_certificate(
+        key=ec.generate_private_key(ec.SECP256R1()),
+        subject=x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no cn")]),
     )
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_a_server_certificate_without_any_name_cannot_be_pinned() -> None:

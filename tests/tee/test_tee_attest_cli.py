@@ -134,32 +134,15 @@ def test_inspect(monkeypatch, capsys, tee: SimulatedTee, tmp_path: Path) -> None
 
 
 def test_inspect_reports_a_broken_binding(monkeypatch, capsys, sgx_vector, tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from x509_factory import self_signed_certificate
 
     from sealfl.tee.dice import GRAMINE_LEGACY_OIDS
 
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "RATLS")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.UnrecognizedExtension(GRAMINE_LEGACY_OIDS[0], sgx_vector.quote), critical=False
-        )
-        .sign(key, hashes.SHA256())
+    cert_pem = self_signed_certificate(
+        subject="RATLS", extensions=[(GRAMINE_LEGACY_OIDS[0], sgx_vector.quote)]
     )
     path = tmp_path / "legacy.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(cert_pem)
     code, out, _ = run(monkeypatch, capsys, "attest", "inspect", str(path))
     assert code == 1
     assert "format: gramine-legacy" in out and "key binding: DOES NOT HOLD" in out

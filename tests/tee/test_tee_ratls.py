@@ -8,6 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from x509_factory import self_signed_certificate
 
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee import (
@@ -35,20 +36,13 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 def certificate_with(oid: x509.ObjectIdentifier, value: bytes) -> bytes:
     """A self-signed certificate with a fresh key carrying ``value`` under ``oid``."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "forged")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(T0 - timedelta(days=1))
-        .not_valid_after(T0 + timedelta(days=1))
-        .add_extension(x509.UnrecognizedExtension(oid, value), critical=False)
-        .sign(key, hashes.SHA384())
+    return self_signed_certificate(
+        subject="forged",
+        extensions=[(oid, value)],
+        not_before=T0 - timedelta(days=1),
+        not_after=T0 + timedelta(days=1),
+        hash_algorithm=hashes.SHA384(),
     )
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def evidence_value(cert_pem: bytes, oid: x509.ObjectIdentifier) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from x509_factory import self_signed_certificate
 
 from sealfl.errors import AttestationError
 from sealfl.tee import (
@@ -131,28 +132,17 @@ def test_dice_is_preferred_when_both_extensions_are_present(sgx_vector) -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     claims = encode_claims({"pubkey-hash": encode_pubkey_hash(spki)})
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "both")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.UnrecognizedExtension(GRAMINE_LEGACY_OIDS[0], sgx_vector.quote), critical=False
-        )
-        .add_extension(
-            x509.UnrecognizedExtension(
-                DICE_EVIDENCE_OID, encode_tagged_evidence(sgx_vector.quote, claims)
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA384())
+    cert_pem = self_signed_certificate(
+        key=key,
+        subject="both",
+        serial=2,
+        extensions=[
+            (GRAMINE_LEGACY_OIDS[0], sgx_vector.quote),
+            (DICE_EVIDENCE_OID, encode_tagged_evidence(sgx_vector.quote, claims)),
+        ],
+        hash_algorithm=hashes.SHA384(),
     )
-    evidence = read_certificate_evidence(cert.public_bytes(serialization.Encoding.PEM))
+    evidence = read_certificate_evidence(cert_pem)
     assert evidence.format == "tcg-dice"
 
 
