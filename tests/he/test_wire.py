@@ -119,6 +119,7 @@ def _forge(
         (2, 1000, (24, 10, 10, 1), "needs 46 ciphertexts at 22 slots"),
         (1, 2, (16, 20, 0, 0), "announces 2 values but holds 1"),
         (1, 1, (16, 5000, 0, 0), "more than the 1022 bits"),
+        (1, 1, (2**32 - 1, 20, 0, 0), "scale 2\\^4294967295 exceeds the 1022-bit"),
         (7, 1, (16, 20, 0, 0), "kind 7"),
     ],
 )

@@ -96,6 +96,13 @@ class EncryptedVector:
                 f"{public_key.bits}-bit key holds without wrapping; decrypt and re-encrypt, "
                 "or use fewer fraction bits"
             )
+        if scale_bits > capacity:
+            # Operations keep bound_bits >= scale_bits, so only a forged header gets here;
+            # left in, decryption would build 2**scale_bits (gigabytes for a 32-bit field).
+            raise HEError(
+                f"scale 2^{scale_bits} exceeds the {capacity}-bit plaintext space of a "
+                f"{public_key.bits}-bit key: no value could be represented at that scale"
+            )
         self.public_key = public_key
         self.ciphertexts = ciphertexts
         self.scale_bits = scale_bits
