@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from sealfl.models import sigmoid
 from sealfl.mpc import Linear, Output, QueryPlan
 from sealfl.mpc.protos import mpc_pb2
 from sealfl.mpc.wire import array_to_proto, header_to_proto
+from sealfl.tee import SimulatedTee, create_ratls_certificate
 
 
 def _client(fed: Any, mode: str) -> InferenceClient:
@@ -75,6 +80,67 @@ def test_client_refusing_tee_evidence_sends_nothing(federation: Any, test_x: np.
     with pytest.raises(AttestationError, match="measurement"):
         InferenceClient.connect(address, mode=Mode.TEE, server_verifier=wrong)
     assert _served(federation, "tee") == before
+
+
+class RecordingTlsListener:
+    """A TLS endpoint that completes handshakes and keeps every application byte it receives."""
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes, workdir: Path) -> None:
+        (workdir / "cert.pem").write_bytes(cert_pem)
+        (workdir / "key.pem").write_bytes(key_pem)
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(workdir / "cert.pem", workdir / "key.pem")
+        self._context.set_alpn_protocols(["h2"])  # as a gRPC server: else gRPC sends nothing
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.address = f"127.0.0.1:{self._socket.getsockname()[1]}"
+        self.handshakes = 0
+        self.received = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with raw:
+                raw.settimeout(2.0)
+                try:
+                    with self._context.wrap_socket(raw, server_side=True) as tls:
+                        self.handshakes += 1
+                        while chunk := tls.recv(65536):
+                            self.received += chunk
+                except (OSError, ssl.SSLError):
+                    continue  # the client hung up after reading the certificate
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+def test_client_refusing_tee_evidence_sends_no_application_byte(
+    federation: Any, tmp_path: Path
+) -> None:
+    # Genuine simulated evidence from the trusted platform, but for other code: the client
+    # must refuse it after the TLS handshake and before writing anything.
+    other_code = SimulatedTee(federation.platform, bytes(32))
+    creds = create_ratls_certificate(other_code)
+    listener = RecordingTlsListener(creds.cert_pem, creds.key_pem, tmp_path)
+    expects = tee_verifier(
+        platform_fingerprint=federation.platform.fingerprint, measurement=federation.measurement
+    )
+    try:
+        with pytest.raises(AttestationError, match="measurement"):
+            InferenceClient.connect(listener.address, mode=Mode.TEE, server_verifier=expects)
+        time.sleep(0.3)  # let the listener read whatever might still be in flight
+    finally:
+        listener.close()
+    assert listener.handshakes >= 1  # the client did reach it and read the certificate
+    assert listener.received == b""
 
 
 def test_tee_client_can_pin_the_model(federation: Any, test_x: np.ndarray) -> None:
