@@ -30,7 +30,8 @@ def test_roundtrip_and_permissions(key1024: PaillierPrivateKey, tmp_path: Path) 
     assert load_public_key(tmp_path / "k" / "public.json") == key1024.public_key
     mode = stat.S_IMODE((tmp_path / "k" / "private.json").stat().st_mode)
     assert mode == 0o600
-    assert not list((tmp_path / "k").glob("*.tmp"))
+    # Exactly the two key files: no temporary file left beside them, whatever its name.
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["private.json", "public.json"]
 
 
 def test_document_is_the_documented_json(key1024: PaillierPrivateKey) -> None:

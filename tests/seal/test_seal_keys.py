@@ -49,7 +49,7 @@ def test_saving_never_overwrites_an_existing_file(tmp_path: Path) -> None:
     first = SealingKey.generate()
     first.save(path)
     before = path.read_bytes()
-    with pytest.raises(ConfigError, match="already exists; refusing to overwrite"):
+    with pytest.raises(ConfigError, match="already exists: refusing to overwrite"):
         SealingKey.generate().save(path)
     assert path.read_bytes() == before
     assert SealingKey.load(path) == first

@@ -9,13 +9,14 @@ party can fix its export without reading this code.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from sealfl._files import atomic_output
 from sealfl.data.dataset import Dataset
 from sealfl.errors import ConfigError
 
@@ -110,20 +111,17 @@ def write_fate_csv(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     header = [ID_COLUMN, *([LABEL_COLUMN] if dataset.y is not None else []), *dataset.feature_names]
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(header)
-            for i in range(dataset.n_rows):
-                label = [str(int(dataset.y[i]))] if dataset.y is not None else []
-                writer.writerow(
-                    [str(int(dataset.ids[i])), *label, *(repr(float(v)) for v in dataset.X[i])]
-                )
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(p) as raw:
+        fh = io.TextIOWrapper(raw, newline="", encoding="utf-8")
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        for i in range(dataset.n_rows):
+            label = [str(int(dataset.y[i]))] if dataset.y is not None else []
+            writer.writerow(
+                [str(int(dataset.ids[i])), *label, *(repr(float(v)) for v in dataset.X[i])]
+            )
+        fh.flush()
+        fh.detach()  # leave closing the binary file to atomic_output, which renames it
     return p
 
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from sealfl._files import write_atomic
 from sealfl.errors import ConfigError, HEError
 from sealfl.he._keys import PaillierPrivateKey, PaillierPublicKey, _warn_if_weak
 
@@ -58,19 +58,8 @@ def private_key_to_json(private_key: PaillierPrivateKey) -> bytes:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=mode)
 
 
 def save_public_key(public_key: PaillierPublicKey, path: str | os.PathLike[str]) -> None:

@@ -30,7 +30,7 @@ its output must be discarded if it raises. The header is readable without the ke
 (:func:`inspect_sealed`); do not put secrets in the label.
 """
 
-from sealfl.seal._atomic import TEMP_SUFFIX
+from sealfl._files import TEMP_SUFFIX
 from sealfl.seal._files import (
     inspect_sealed,
     open_sealed_file,

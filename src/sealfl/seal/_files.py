@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from sealfl._files import atomic_output
 from sealfl.errors import ConfigError
-from sealfl.seal._atomic import atomic_output
 from sealfl.seal._format import DEFAULT_CHUNK_SIZE, SealedHeader, check_chunk_size, read_header
 from sealfl.seal._keys import SealingKey
 from sealfl.seal._stream import exact_reader, open_chunks, seal_chunks

@@ -28,6 +28,7 @@ import stat
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from sealfl._files import create_new_file
 from sealfl.errors import ConfigError, SealError
 
 KEY_FILE_FORMAT = "sealfl-sealing-key"
@@ -152,27 +153,12 @@ class SealingKey:
         ConfigError
             If ``path`` exists or cannot be created.
         """
-        target = Path(path)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError as exc:
-            raise ConfigError(
-                f"key file {target} already exists; refusing to overwrite a key "
-                "(files sealed with it would become unreadable)"
-            ) from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot create key file {target}: {exc.strerror}") from exc
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o600)
-                out.write(self.to_key_file_bytes())
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException as exc:
-            target.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise ConfigError(f"cannot write key file {target}: {exc.strerror}") from exc
-            raise
+        create_new_file(
+            Path(path),
+            self.to_key_file_bytes(),
+            what="key file",
+            if_exists="refusing to overwrite a key (files sealed with it would become unreadable)",
+        )
 
     @classmethod
     def load(

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sealfl._files import create_new_file
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee.dice import loads_exact
 from sealfl.tee.evidence import REPORT_DATA_SIZE, SEALING_KEY_SIZE, check_report_data
@@ -79,15 +80,13 @@ def _fingerprint(spki_der: bytes) -> str:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600, refusing to replace an existing file."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigError(
-            f"simulated platform file {path} already exists: refusing to overwrite a platform "
-            "key (load it with SimulatedPlatform.load, or choose an empty directory)"
-        ) from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    create_new_file(
+        path,
+        data,
+        what="simulated platform file",
+        if_exists="refusing to overwrite a platform key (load it with SimulatedPlatform.load, "
+        "or choose an empty directory)",
+    )
 
 
 class SimulatedPlatform:

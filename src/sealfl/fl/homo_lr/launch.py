@@ -9,13 +9,13 @@ verifies the PS's evidence against its policy, then checks that binding before i
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sealfl._files import write_atomic
 from sealfl.data import Dataset, read_fate_csv
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
@@ -232,7 +232,7 @@ def run_parameter_server(
     )
     server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(ps))
     address = server.start()
-    _write_atomically(out / ADDRESS_FILE, address + "\n")
+    write_atomic(out / ADDRESS_FILE, f"{address}\n".encode(), mode=0o644)
     on_line(f"PS: listening on {address}; waiting for {options.worker_num} workers")
     metrics.write("listening", address=address, worker_num=options.worker_num)
     try:
@@ -330,12 +330,3 @@ def _model_bytes(result: TrainingResult, feature_names: tuple[str, ...]) -> byte
             pb.Evaluation(iteration=iteration, accuracy=ev.accuracy, loss=ev.loss)
         )
     return model.SerializeToString()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from exc
