@@ -6,19 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_files import shared_path
 
 from sealfl.data import breast, read_fate_csv
 from sealfl.errors import ConfigError
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "breast"
-
 
 @pytest.mark.parametrize("name", breast.SPLITS)
 def test_generated_split_equals_reference_file(name: str) -> None:
-    ref_path = REFERENCE / f"breast_{name}.csv"
-    if not ref_path.is_file():
-        pytest.skip(f"reference file {ref_path} not available on this machine")
-    ref = read_fate_csv(ref_path)
+    ref = read_fate_csv(shared_path("data", "breast", f"breast_{name}.csv"))
     got = breast.load_split(name)
     assert got.feature_names == ref.feature_names
     np.testing.assert_array_equal(got.ids, ref.ids)

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from shared_files import shared_path
 
 from sealfl.tee import Policy, SimulatedPlatform, SimulatedTee, measure_code
-
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,7 @@ _VECTOR_TIMES = {
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    if not VECTORS.is_dir():
-        pytest.skip(f"real quote vectors not found at {VECTORS}")
-    return VECTORS
+    return shared_path("vectors")
 
 
 @pytest.fixture(scope="session")
