@@ -81,9 +81,11 @@ def _local_query(model: LogisticRegression, X: np.ndarray) -> QueryResult:
     start = time.perf_counter()
     seed, deal = deal_query(plan, mask)
     client_m, server_m = expand_client(plan, seed), expand_server(plan, deal)
-    mid = time.perf_counter()
-    client = ClientParty(plan, client_m, w - mask, X)
+    client = ClientParty(plan, client_m, w - mask)
     c_end, s_end = Endpoint(client), Endpoint(ServerParty(plan, server_m, w))
+    c_end.prepare()
+    mid = time.perf_counter()
+    client.load(X)
     msg, sent, received, trips = c_end.start(), 0, 0, 0
     while True:
         sent += sum(a.nbytes for v in msg.values() for a in v)

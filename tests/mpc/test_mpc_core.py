@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealfl.errors import ConfigError, ProtocolError
-from sealfl.mpc.binary import AndTriple, and_close, and_open
-from sealfl.mpc.compare import Comparator
+from sealfl.mpc.binary import GateMaterial, OwnerAnd
+from sealfl.mpc.compare import Comparator, carry_gate
 from sealfl.mpc.dealer import deal_query, expand_server, session_mask
 from sealfl.mpc.plan import Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
@@ -53,21 +53,72 @@ def _xor_share(rng: np.random.Generator, x: np.ndarray) -> tuple[np.ndarray, np.
     return r, x ^ r
 
 
+def _words(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.integers(0, 2**64, size=shape, dtype=np.uint64)
+
+
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1))
-def test_and_gate_computes_and(seed: int) -> None:
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4))
+def test_owner_and_gate_computes_and(seed: int, copies: int) -> None:
+    # x is party 0's (copies blocks wide), y party 1's (one block, shared by every copy).
     rng = np.random.default_rng(seed)
-    x, y1, y2 = (rng.integers(0, 2**64, size=7, dtype=np.uint64) for _ in range(3))
-    a, b1, b2 = (rng.integers(0, 2**64, size=7, dtype=np.uint64) for _ in range(3))
-    shares = [_xor_share(rng, v) for v in (x, y1, y2, a, b1, b2, a & b1, a & b2)]
-    triples = [
-        AndTriple(a=shares[3][i], b=(shares[4][i], shares[5][i]), c=(shares[6][i], shares[7][i]))
-        for i in (0, 1)
+    gate = OwnerAnd(copies)
+    x, y = _words(rng, 3, 2 * copies), _words(rng, 3, 2)
+    mask_x, mask_y, prod_0 = (
+        _words(rng, 3, 2 * copies),
+        _words(rng, 3, 2),
+        _words(rng, 3, 2 * copies),
+    )
+    mats = [
+        GateMaterial(masks=mask_x, products=prod_0),
+        GateMaterial(masks=mask_y, products=gate.correction(mask_x, mask_y, prod_0)),
     ]
-    opens = [and_open(shares[0][i], [shares[1][i], shares[2][i]], triples[i]) for i in (0, 1)]
-    outs = [and_close(i, opens[i], opens[1 - i], triples[i]) for i in (0, 1)]
-    assert np.array_equal(outs[0][0] ^ outs[1][0], x & y1)
-    assert np.array_equal(outs[0][1] ^ outs[1][1], x & y2)
+    opened = [gate.open(x, mats[0]), gate.open(y, mats[1])]
+    assert opened[1].shape == y.shape  # party 1 opens one block, not one per copy
+    outs = [gate.close(i, opened[i], opened[1 - i], mats[i]) for i in (0, 1)]
+    assert np.array_equal(outs[0] ^ outs[1], x & np.tile(y, (1, copies)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([(2, True), (2, False), (3, True), (4, True), (4, False)]),
+)
+def test_carry_gate_computes_its_monomials(seed: int, shape: tuple[int, bool]) -> None:
+    radix, with_p = shape
+    rng = np.random.default_rng(seed)
+    gate = carry_gate(radix, with_p=with_p)
+    inputs = _words(rng, gate.variables, 2, 5)
+    shares = _xor_share(rng, inputs)
+    masks = [_words(rng, gate.variables, 2, 5) for _ in (0, 1)]
+    prod_0 = _words(rng, len(gate.closure), 2, 5)
+    mats = [
+        GateMaterial(masks=masks[0], products=prod_0),
+        GateMaterial(masks=masks[1], products=gate.correction(masks[0], masks[1], prod_0)),
+    ]
+    opened = [gate.open(shares[i], mats[i]) for i in (0, 1)]
+    outs = [gate.close(i, opened[i], opened[1 - i], mats[i]) for i in (0, 1)]
+    want = [np.bitwise_and.reduce(inputs[list(m)], axis=0) for m in gate.monomials]
+    assert np.array_equal(outs[0] ^ outs[1], np.stack(want))
+    assert len(gate.monomials) == radix - 1 + with_p
+
+
+def test_carry_gate_combines_groups_like_an_adder() -> None:
+    # Radix 4: G = G3 ^ P3 G2 ^ P3 P2 G1 ^ P3 P2 P1 G0 and P = P3 P2 P1 P0, checked on every
+    # assignment of the (exclusive) generate and propagate bits of four groups.
+    gate = carry_gate(4, with_p=True)
+    for bits in range(1 << 8):
+        g = [(bits >> i) & 1 for i in range(4)]
+        p = [(bits >> (4 + i)) & 1 for i in range(4)]
+        if any(gi and pi for gi, pi in zip(g, p, strict=True)):
+            continue
+        values = [*g[:3], *p]
+        terms = [int(all(values[v] for v in m)) for m in gate.monomials]
+        carry = g[3] ^ terms[0] ^ terms[1] ^ terms[2]
+        a = sum((gi | pi) << i for i, (gi, pi) in enumerate(zip(g, p, strict=True)))
+        b = sum(gi << i for i, gi in enumerate(g))
+        assert carry == (a + b) >> 4  # the carry out of adding the groups' digits
+        assert terms[3] == int(all(p))
 
 
 def _compare(z_int: np.ndarray, plan: QueryPlan) -> np.ndarray:
@@ -81,7 +132,8 @@ def _compare(z_int: np.ndarray, plan: QueryPlan) -> np.ndarray:
     shares = [s0, z_int.view(np.uint64) - s0]
     cmp = plan.compare
     assert cmp is not None
-    parties = [Comparator(i, cmp, shares[i], mats[i].triples) for i in (0, 1)]
+    parties = [Comparator(i, cmp, shares[i], mats[i].gates) for i in (0, 1)]
+    assert cmp.rounds == 4
     for rnd in range(cmp.rounds):
         opened = [p.open(rnd) for p in parties]
         for i in (0, 1):

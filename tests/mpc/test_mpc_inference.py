@@ -30,7 +30,7 @@ def _plan(x: np.ndarray, output: Output) -> QueryPlan:
 def test_probability_in_mpc_within_1e_3(model: LogisticRegression, test_x: np.ndarray) -> None:
     got, messages = evaluate_locally(_plan(test_x, Output.PROBABILITY), test_x, model.weights)
     assert np.abs(got - model.predict_proba(test_x)).max() <= 1e-3
-    assert messages == 8  # four round trips
+    assert messages == 6  # three round trips
 
 
 def test_revealed_logit_within_1e_4(model: LogisticRegression, test_x: np.ndarray) -> None:
@@ -63,7 +63,8 @@ def _parties(plan: QueryPlan, x: np.ndarray, w: np.ndarray) -> tuple[Endpoint, E
     w_enc = encode(w)
     b = session_mask(plan.features)
     seed, deal = deal_query(plan, b)
-    client = ClientParty(plan, expand_client(plan, seed), w_enc - b, x)
+    client = ClientParty(plan, expand_client(plan, seed), w_enc - b)
+    client.load(x)
     server = ServerParty(plan, expand_server(plan, deal), w_enc)
     return Endpoint(client), Endpoint(server)
 
@@ -85,6 +86,24 @@ def test_wrong_shape_from_peer_is_a_protocol_error() -> None:
         server.receive({0: [np.zeros((2, 4), np.uint64)], 1: []})
     with pytest.raises(ProtocolError, match="unexpected level 3"):
         server.receive({3: []})
+
+
+def test_client_prepares_its_first_comparison_round_before_the_input() -> None:
+    # The client's share of the logit, and so its first comparison round, needs no input:
+    # it is computed ahead, and a query started without rows is refused, not sent unmasked.
+    plan = QueryPlan(rows=2, features=3, output=Output.PROBABILITY)
+    b = session_mask(3)
+    seed, _ = deal_query(plan, b)
+    client = ClientParty(plan, expand_client(plan, seed), encode(np.ones(3)) - b)
+    endpoint = Endpoint(client)
+    endpoint.prepare()
+    with pytest.raises(ProtocolError, match="input must be loaded before the query starts"):
+        endpoint.start()
+    client.load(np.ones((2, 3)))
+    first = endpoint.start()
+    assert sorted(first) == [0, 1]
+    with pytest.raises(ProtocolError, match=r"client input expected shape \(2, 3\), got \(3, 2\)"):
+        client.load(np.ones((3, 2)))
 
 
 @pytest.mark.parametrize("output", list(Output))

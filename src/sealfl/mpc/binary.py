@@ -1,66 +1,186 @@
-"""AND gates on XOR-shared bit vectors packed in machine words, with dealer triples.
+"""One-round gates on XOR-shared bit planes, with masks from the dealer.
 
-A word-packed bit vector ``x`` (``uint32`` or ``uint64``, one bit per position) is shared as
-``x = x_0 ^ x_1``; XOR, shifts and AND with a public word are local. An AND of two shared
-words uses a triple ``(a, b, c = a & b)`` from the dealer (Beaver's trick over GF(2)): each
-party opens ``d = x ^ a`` and ``e = y ^ b``, which are uniform and so reveal nothing, and then
+A bit plane is an array of machine words (``uint64``), one bit per position; it is shared as
+``x = x_0 ^ x_1``. XOR and AND with a public plane are local; products of shared planes need
+one round of communication and correlated randomness. Two gates are built here, both from one
+idea (Beaver's, over GF(2)): every input is opened masked by a random plane, and the dealer
+supplies shares of the products of those masks, so the product of the inputs follows locally.
 
-    x & y = c ^ (d & b) ^ (e & a) ^ (d & e)
+:class:`OwnerAnd`: ``x & y`` where party 0 knows ``x`` and party 1 knows ``y`` in the clear
+(the generate bits of an adder). Each party opens only its own input, masked by a mask only it
+holds, and party 1's input may be shared by ``copies`` blocks of party 0's (one comparison
+value against many thresholds), so it is opened once rather than ``copies`` times.
 
-where party 0 alone adds the public ``d & e``. The gates here share their left operand across
-several right operands (the carry circuit needs ``P & G'`` and ``P & P'``), which saves one
-opened word per extra operand.
+:class:`ProductGate`: any set of monomials (ANDs of several shared planes) in one round. With
+openings ``d_v = x_v ^ m_v`` the product over a set ``T`` expands as
+
+    AND_{v in T} x_v  =  XOR_{S subset of T}  d_{T-S} & m_S
+
+where ``d_U`` is the (public) AND of the opened planes in ``U`` and ``m_S`` the AND of the masks
+in ``S``; the dealer supplies shares of ``m_S`` for every ``S`` of two or more variables, each
+party's share of ``m_v`` is its own mask, and party 0 alone adds ``d_T`` (``S`` empty). That is
+Beaver's AND gate for two variables, and lets a carry-lookahead adder combine four groups of
+bits per round instead of two (:mod:`sealfl.mpc.compare`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import combinations
 
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.errors import ProtocolError
-
-Words = npt.NDArray[np.unsignedinteger]
+Words = npt.NDArray[np.uint64]
 
 
 @dataclass(frozen=True)
-class AndTriple:
-    """One party's shares of the triples for a batch of shared-left AND gates.
+class GateMaterial:
+    """One party's dealer material for one gate.
 
     Attributes
     ----------
-    a
-        Share of the mask of the left operand.
-    b, c
-        Shares of the masks of each right operand and of ``a & b_r``, one per right operand.
+    masks
+        This party's share of each input's mask. :class:`OwnerAnd`: the mask of the party's
+        own input. :class:`ProductGate`: shape ``(variables, *plane)``.
+    products
+        This party's share of the mask products. :class:`OwnerAnd`: of ``m_x & m_y``, shaped
+        like party 0's input. :class:`ProductGate`: shape ``(len(closure), *plane)``.
     """
 
-    a: Words
-    b: tuple[Words, ...]
-    c: tuple[Words, ...]
+    masks: Words
+    products: Words
 
 
-def and_open(left: Words, rights: Sequence[Words], triple: AndTriple) -> list[Words]:
-    """Return the words this party opens: ``left ^ a`` then ``right_r ^ b_r`` for each ``r``."""
-    if len(rights) != len(triple.b):
-        raise ValueError(f"gate has {len(triple.b)} right operands, got {len(rights)}")
-    return [left ^ triple.a, *(r ^ b for r, b in zip(rights, triple.b, strict=True))]
+@dataclass(frozen=True)
+class OwnerAnd:
+    """``x & y`` for ``x`` known to party 0 and ``y`` to party 1, in one round.
 
+    Party 0's planes are ``copies`` blocks side by side along the last axis, each combined
+    with the same ``y``: party 1's planes have ``1 / copies`` of the width.
+    """
 
-def and_close(
-    party: int, own: Sequence[Words], peer: Sequence[Words], triple: AndTriple
-) -> list[Words]:
-    """Combine both parties' openings into this party's shares of ``left & right_r``."""
-    if len(peer) != len(own):
-        raise ProtocolError(f"AND gate: expected {len(own)} opened words, got {len(peer)}")
-    d = own[0] ^ peer[0]
-    out = []
-    for r, (b, c) in enumerate(zip(triple.b, triple.c, strict=True)):
-        e = own[r + 1] ^ peer[r + 1]
-        z = c ^ (d & b) ^ (e & triple.a)
+    copies: int
+
+    def widen(self, planes: Words) -> Words:
+        """Repeat party 1's planes to party 0's width."""
+        return np.tile(planes, (1,) * (planes.ndim - 1) + (self.copies,))
+
+    @staticmethod
+    def open(own_input: Words, material: GateMaterial) -> Words:
+        """Return the plane this party opens: its input XOR its mask."""
+        return own_input ^ material.masks
+
+    def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
+        """Return this party's share of ``x & y`` from its opening and the peer's.
+
+        With ``d = x ^ a`` and ``e = y ^ b``: ``x & y = (d & e) ^ (d & b) ^ (a & e) ^ (a & b)``.
+        Party 0 holds ``a``, party 1 holds ``b``, and ``a & b`` is shared by the dealer.
+        """
         if party == 0:
-            z ^= d & e
-        out.append(z)
-    return out
+            e = self.widen(peer)
+            return np.asarray((material.masks & e) ^ (own & e) ^ material.products)
+        return np.asarray((self.widen(material.masks) & peer) ^ material.products)
+
+    def correction(self, mask_x: Words, mask_y: Words, product_0: Words) -> Words:
+        """Return party 1's share of ``m_x & m_y`` given party 0's random one (the dealer's)."""
+        return np.asarray((mask_x & self.widen(mask_y)) ^ product_0)
+
+
+@dataclass(frozen=True)
+class ProductGate:
+    """Shares of several monomials of shared planes, in one round.
+
+    Attributes
+    ----------
+    variables
+        How many input planes are opened.
+    monomials
+        Each a sorted tuple of input indices (two or more); the gate outputs their ANDs.
+    """
+
+    variables: int
+    monomials: tuple[tuple[int, ...], ...]
+
+    @cached_property
+    def closure(self) -> tuple[tuple[int, ...], ...]:
+        """Every subset of two or more inputs of some monomial: the mask products dealt."""
+        subsets = {
+            s
+            for m in self.monomials
+            for size in range(2, len(m) + 1)
+            for s in combinations(m, size)
+        }
+        return tuple(sorted(subsets, key=lambda s: (len(s), s)))
+
+    @cached_property
+    def _plan(
+        self,
+    ) -> tuple[list[tuple[int, ...]], npt.NDArray[np.intp], npt.NDArray[np.intp], list[int]]:
+        """Index tables for :meth:`close`, computed once per gate.
+
+        ``publics`` lists every set ``U`` whose opened AND ``d_U`` a term needs (the empty set
+        first, then the single inputs, then larger sets, each after its prefix). Each monomial
+        ``T`` is the XOR over ``S`` of ``d_(T-S) & m_S``: term ``i`` pairs ``publics[u[i]]`` with
+        mask product ``s[i]`` (0: the empty product, which only party 0 has; ``1 + v``: input
+        ``v``'s mask; ``1 + variables + j``: ``closure[j]``), monomials' terms consecutive from
+        ``starts``.
+        """
+        closure = {c: 1 + self.variables + j for j, c in enumerate(self.closure)}
+        publics: list[tuple[int, ...]] = [(), *((v,) for v in range(self.variables))]
+        where = {u: i for i, u in enumerate(publics)}
+        u_idx: list[int] = []
+        s_idx: list[int] = []
+        starts: list[int] = []
+        for mono in self.monomials:
+            starts.append(len(u_idx))
+            for size in range(len(mono) + 1):
+                for sub in combinations(mono, size):
+                    rest = tuple(v for v in mono if v not in sub)
+                    for end in range(2, len(rest) + 1):  # prefixes first
+                        if rest[:end] not in where:
+                            where[rest[:end]] = len(publics)
+                            publics.append(rest[:end])
+                    u_idx.append(where[rest])
+                    s_idx.append(0 if not sub else 1 + sub[0] if size == 1 else closure[sub])
+        return publics, np.array(u_idx, dtype=np.intp), np.array(s_idx, dtype=np.intp), starts
+
+    @staticmethod
+    def open(inputs: Words, material: GateMaterial) -> Words:
+        """Return the planes this party opens: its input shares XOR its mask shares."""
+        return inputs ^ material.masks
+
+    def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
+        """Return this party's shares of the monomials, stacked in order.
+
+        All terms of all monomials are formed in one vectorised step and XOR-reduced per
+        monomial, so the cost is a handful of array operations whatever the gate's size.
+        """
+        publics, u_idx, s_idx, starts = self._plan
+        d = own ^ peer
+        ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+        pub = np.empty((len(publics), *d.shape[1:]), dtype=np.uint64)
+        pub[0] = ones
+        pub[1 : 1 + self.variables] = d
+        for i in range(1 + self.variables, len(publics)):
+            u = publics[i]
+            pub[i] = pub[publics.index(u[:-1])] & d[u[-1]]
+        empty = np.full((1, *d.shape[1:]), ones if party == 0 else 0, dtype=np.uint64)
+        masks = np.concatenate([empty, material.masks, material.products])
+        terms = pub[u_idx] & masks[s_idx]
+        ends = [*starts[1:], len(u_idx)]
+        return np.stack(
+            [np.bitwise_xor.reduce(terms[a:b], axis=0) for a, b in zip(starts, ends, strict=True)]
+        )
+
+    def correction(self, masks_0: Words, masks_1: Words, products_0: Words) -> Words:
+        """Return party 1's shares of the mask products given party 0's (the dealer's)."""
+        full = masks_0 ^ masks_1
+        out = np.empty_like(products_0)
+        for i, s in enumerate(self.closure):
+            prod = full[s[0]] & full[s[1]]
+            for v in s[2:]:
+                prod &= full[v]
+            out[i] = prod ^ products_0[i]
+        return out

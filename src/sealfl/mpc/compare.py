@@ -5,18 +5,24 @@ Given additive shares ``u = u_0 + u_1 mod 2^M`` held by two parties, the sign bi
 low ``M-1`` bits of the two shares. That carry is a two-input adder circuit: generate
 ``g_i = x_0[i] & x_1[i]`` and propagate ``p_i = x_0[i] ^ x_1[i]`` per bit (``x_j`` the low bits
 of ``u_j``, each known to one party, so ``p`` is already XOR-shared and ``g`` takes one round of
-AND gates), then a binary tree combines adjacent groups of bits, low ``lo`` and high ``hi``,
-one round of AND gates per tree level:
+:class:`~sealfl.mpc.binary.OwnerAnd` gates), then a carry-lookahead tree combines adjacent
+groups of bits, lowest first, one round per tree level. A level of radix 4 computes
 
-    G = G_hi ^ (P_hi & G_lo),   P = P_hi & P_lo
+    G = G_3 ^ P_3 G_2 ^ P_3 P_2 G_1 ^ P_3 P_2 P_1 G_0,   P = P_3 P_2 P_1 P_0
 
-After ``ceil(log2(M-1))`` levels one group remains and its ``G`` is the carry. ``u >= 0`` (as a
-signed ``M``-bit value) is the negated sign bit, left XOR-shared.
+in one round with a :class:`~sealfl.mpc.binary.ProductGate` (the terms are exclusive, so their
+OR is their XOR); radix 2 is ``G = G_1 ^ P_1 G_0``. One group remains at the end and its ``G``
+is the carry. ``u >= 0`` (as a signed ``M``-bit value) is the negated sign bit, left
+XOR-shared.
+
+The levels use radix 4 where it saves a round and radix 2 elsewhere (31 bits: radices 2, 4, 4;
+63 bits: 4, 4, 4), so a comparison takes four rounds where a binary tree takes six: every
+round saved is half a round trip of a query, which on a network costs more than the extra
+dealer material (the mask products of radix 4) and the extra local work.
 
 The values are *bit-sliced*: bit ``i`` of every compared value is packed into its own plane of
-64-bit words, so one word operation is 64 comparisons, and each tree level opens only the
-planes it combines; the traffic halves with every level (about 150 bits per 32-bit comparison
-in all, against 512 for the word-parallel Kogge-Stone prefix it replaces).
+64-bit words, so one word operation is 64 comparisons, and each level opens only the planes it
+combines.
 
 ``M`` is 64 for an exact comparison of the logit, or 32 when comparing a coarsened logit: both
 parties shift their 64-bit shares right by ``L`` bits and keep 32 bits. Because
@@ -29,11 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache, cached_property
 
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.mpc.binary import AndTriple, Words, and_close, and_open
+from sealfl.mpc.binary import GateMaterial, OwnerAnd, ProductGate, Words
 
 
 @dataclass(frozen=True)
@@ -63,38 +70,81 @@ class ComparePlan:
         """Word type holding ``bits`` bits."""
         return np.uint32 if self.bits == 32 else np.uint64
 
-    def _levels(self) -> list[int]:
-        """Pairs combined at each tree level (groups shrink from ``bits - 1`` to one)."""
-        groups, out = self.bits - 1, []
-        while groups > 1:
-            out.append(groups // 2)
-            groups = groups // 2 + groups % 2
-        return out
+    @cached_property
+    def radices(self) -> tuple[int, ...]:
+        """Groups combined per tree level, lowest level first (see the module docstring).
+
+        The fewest levels that radix 4 allows, and of those, as many radix-2 levels first as
+        still cover all ``M - 1`` lanes: they are the cheaper ones, at the widest levels.
+        """
+        lanes, levels = self.bits - 1, 0
+        while 4**levels < lanes:
+            levels += 1
+        twos = max(a for a in range(levels + 1) if 2**a * 4 ** (levels - a) >= lanes)
+        return (2,) * twos + (4,) * (levels - twos)
 
     @property
     def rounds(self) -> int:
-        """AND rounds: one for the generate bits, one per tree level."""
-        return 1 + len(self._levels())
-
-    def rights(self, rnd: int) -> int:
-        """Right operands of the AND gates in round ``rnd`` (the last level skips ``P``)."""
-        return 1 if rnd == 0 or rnd == self.rounds - 1 else 2
+        """Rounds of gates: one for the generate bits, one per tree level."""
+        return 1 + len(self.radices)
 
     def lanes(self, rnd: int) -> int:
-        """Bit planes combined by the AND gates of round ``rnd``."""
-        return self.bits - 1 if rnd == 0 else self._levels()[rnd - 1]
+        """Return how many groups (bit planes) enter round ``rnd``."""
+        lanes = self.bits - 1
+        for radix in self.radices[: max(rnd - 1, 0)]:
+            lanes = -(-lanes // radix)
+        return lanes
 
-    def gate_shape(self, rnd: int, rows: int) -> tuple[int, int]:
-        """Shape of round ``rnd``'s gate operands for ``rows`` values: (planes, words).
+    def gate(self, rnd: int) -> OwnerAnd | ProductGate:
+        """Return the gate of round ``rnd``, identical at both parties and the dealer."""
+        if rnd == 0:
+            return OwnerAnd(copies=len(self.thresholds))
+        return carry_gate(self.radices[rnd - 1], with_p=rnd < self.rounds - 1)
 
-        Each threshold's column of ``rows`` comparisons fills whole words (it is padded to a
-        multiple of 64), so a party whose share is the same for every column can copy words.
+    def words(self, rows: int) -> int:
+        """Words of one plane for one threshold: ``rows`` bits, padded to a multiple of 64."""
+        return -(-rows // 64)
+
+    def mask_shape(self, rnd: int, party: int, rows: int) -> tuple[int, ...]:
+        """Shape of what ``party`` opens in round ``rnd``, and of its masks.
+
+        Each threshold's column of ``rows`` comparisons fills whole words, so party 1, whose
+        share is the same for every threshold, opens one column in round 0.
         """
-        return (self.lanes(rnd), len(self.thresholds) * -(-rows // 64))
+        cols = len(self.thresholds) * self.words(rows)
+        gate = self.gate(rnd)
+        if isinstance(gate, OwnerAnd):
+            return (self.bits - 1, cols if party == 0 else self.words(rows))
+        groups = -(-self.lanes(rnd) // self.radices[rnd - 1])
+        return (gate.variables, groups, cols)
 
-    def coarse(self, share: npt.NDArray[np.uint64]) -> Words:
+    def product_shape(self, rnd: int, rows: int) -> tuple[int, ...]:
+        """Shape of a party's share of round ``rnd``'s mask products (the dealt material)."""
+        gate = self.gate(rnd)
+        shape = self.mask_shape(rnd, 0, rows)
+        if isinstance(gate, OwnerAnd):
+            return shape
+        return (len(gate.closure), *shape[1:])
+
+    def coarse(self, share: npt.NDArray[np.uint64]) -> npt.NDArray[np.unsignedinteger]:
         """Return this party's share of the coarsened value, ``M`` bits, shape (n,)."""
         return (share >> np.uint64(self.shift)).astype(self.dtype)
+
+
+@cache
+def carry_gate(radix: int, *, with_p: bool) -> ProductGate:
+    """Return the gate combining ``radix`` groups: ``G``, and ``P`` unless it is the last level.
+
+    Inputs, in order: ``G_0 .. G_(radix-2)`` then ``P_0 .. P_(radix-1)`` (``P_1 ..`` without
+    ``P``). ``G_(radix-1)`` enters the result linearly, so it is never opened.
+    """
+    first_p = 0 if with_p else 1
+    g = list(range(radix - 1))
+    p = {j: radix - 1 + j - first_p for j in range(first_p, radix)}
+    monomials = [(g[i], *(p[j] for j in range(i + 1, radix))) for i in range(radix - 1)]
+    if with_p:
+        monomials.append(tuple(p.values()))
+    return ProductGate(variables=radix - 1 + len(p), monomials=tuple(monomials))
 
 
 def bit_planes(values: Words, bits: int) -> npt.NDArray[np.uint64]:
@@ -151,8 +201,8 @@ class Comparator:
         The public shape, identical on both sides.
     share
         This party's 64-bit share of ``z``, shape (n,).
-    triples
-        This party's AND triples, one per round, shaped by :meth:`ComparePlan.gate_shape`.
+    gates
+        This party's dealer material, one per round, shaped by :class:`ComparePlan`.
     """
 
     def __init__(
@@ -160,14 +210,14 @@ class Comparator:
         party: int,
         plan: ComparePlan,
         share: npt.NDArray[np.uint64],
-        triples: Sequence[AndTriple],
+        gates: Sequence[GateMaterial],
     ) -> None:
         self._party = party
         self._plan = plan
-        self._triples = triples
+        self._gates = gates
         rows = share.shape[0]
         self._rows = rows
-        padded = -(-rows // 64) * 64
+        padded = plan.words(rows) * 64
         k = len(plan.thresholds)
         top = plan.bits - 1
         coarse = np.zeros(padded, dtype=plan.dtype)
@@ -176,46 +226,56 @@ class Comparator:
         if party == 0:
             # Party 0 subtracts the thresholds: one column of values per threshold.
             planes = subtract_constants(planes, plan.thresholds)
-        else:
-            # Party 1's share is the same in every column.
-            planes = np.tile(planes, (1, k))
-        x = planes[:top]  # low bits, one plane per bit position
-        self._sign = unslice(planes[top], k * padded)
-        zero = np.zeros_like(x)
-        # Generate bits: party 0 holds x_0 as its share of the left operand, party 1 x_1 as
-        # its share of the right operand; the other share of each is zero.
-        self._first = (x, zero) if party == 0 else (zero, x)
-        self._p = x  # propagate bits are XOR-shared as they stand
-        self._g = zero
+        self._sign = unslice(planes[top] if party == 0 else np.tile(planes[top], k), k * padded)
+        # Generate bits are an AND of party 0's and party 1's low bits; propagate bits are
+        # XOR-shared as they stand (party 1's share is the same for every threshold).
+        self._own = planes[:top]
+        self._p = self._own if party == 0 else OwnerAnd(k).widen(self._own)
+        self._g = np.zeros_like(self._p)
 
-    def _operands(self, rnd: int) -> tuple[Words, list[Words]]:
+    def _inputs(self, rnd: int) -> Words:
+        """Round ``rnd``'s gate inputs: the groups' ``G`` and ``P`` planes, stacked."""
         if rnd == 0:
-            return self._first[0], [self._first[1]]
-        pairs = self._plan.lanes(rnd)
-        p_hi = self._p[1 : 2 * pairs : 2]
-        rights = [self._g[0 : 2 * pairs : 2]]
-        if self._plan.rights(rnd) == 2:
-            rights.append(self._p[0 : 2 * pairs : 2])
-        return p_hi, rights
+            return self._own
+        radix = self._plan.radices[rnd - 1]
+        gate = self._plan.gate(rnd)
+        assert isinstance(gate, ProductGate)
+        lanes, cols = self._g.shape
+        pad = -lanes % radix
+        g, p = self._g, self._p
+        if pad:  # empty top groups: generate nothing, propagate everything (P = 1 is party 0's)
+            fill = np.uint64(0xFFFFFFFFFFFFFFFF) if self._party == 0 else np.uint64(0)
+            g = np.concatenate([g, np.zeros((pad, cols), dtype=np.uint64)])
+            p = np.concatenate([p, np.full((pad, cols), fill, dtype=np.uint64)])
+        g3 = g.reshape(-1, radix, cols)
+        p3 = p.reshape(-1, radix, cols)
+        first_p = radix - (gate.variables - (radix - 1))
+        return np.concatenate(
+            [g3[:, : radix - 1].transpose(1, 0, 2), p3[:, first_p:].transpose(1, 0, 2)]
+        )
 
-    def open(self, rnd: int) -> list[Words]:
-        """Return the words this party opens in AND round ``rnd``."""
-        left, rights = self._operands(rnd)
-        return and_open(left, rights, self._triples[rnd])
+    def open(self, rnd: int) -> Words:
+        """Return the planes this party opens in round ``rnd``."""
+        gate = self._plan.gate(rnd)
+        return gate.open(self._inputs(rnd), self._gates[rnd])
 
-    def close(self, rnd: int, own: Sequence[Words], peer: Sequence[Words]) -> None:
-        """Finish AND round ``rnd`` with both parties' openings."""
-        out = and_close(self._party, own, peer, self._triples[rnd])
-        if rnd == 0:
-            self._g = out[0]
+    def close(self, rnd: int, own: Words, peer: Words) -> None:
+        """Finish round ``rnd`` with both parties' openings."""
+        gate = self._plan.gate(rnd)
+        material = self._gates[rnd]
+        if isinstance(gate, OwnerAnd):
+            self._g = gate.close(self._party, own, peer, material)
             return
-        pairs = self._plan.lanes(rnd)
-        g = self._g[1 : 2 * pairs : 2] ^ out[0]
-        p = out[1] if len(out) == 2 else np.zeros_like(g)
-        if self._g.shape[0] % 2:  # the top group has no partner at this level
-            g = np.concatenate([g, self._g[-1:]])
-            p = np.concatenate([p, self._p[-1:]])
-        self._g, self._p = g, p
+        radix = self._plan.radices[rnd - 1]
+        terms = gate.close(self._party, own, peer, material)
+        lanes, cols = self._g.shape
+        # Each group's top G enters linearly; a padded top lane has G = 0.
+        g = np.zeros((-(-lanes // radix) * radix, cols), dtype=np.uint64)
+        g[:lanes] = self._g
+        g = g.reshape(-1, radix, cols)[:, radix - 1]
+        g ^= np.bitwise_xor.reduce(terms[: radix - 1], axis=0)
+        self._g = g
+        self._p = terms[radix - 1] if len(terms) == radix else np.zeros_like(g)
 
     def result(self) -> npt.NDArray[np.uint8]:
         """Return this party's XOR share of ``[z >= t_k]``, shape (n, K), after the last round."""

@@ -10,7 +10,8 @@ that make the two parties' random values add up to the required relations:
   ``Z1 = A @ B - Z0``, so that ``A @ F + Z0`` and ``(X - A) @ w + Z1`` add up to ``X @ w``
   (Beaver variant: both parties draw shares of ``A`` and ``B``, and ``Z1`` completes
   ``Z0 + Z1 = A @ B``);
-- comparisons: AND triples per round, ``c_1 = (a_0 ^ a_1) & (b_0 ^ b_1) ^ c_0``;
+- comparisons: per round of gates, masks for the opened planes and the server's shares of
+  the mask products (:mod:`sealfl.mpc.binary`), e.g. ``c_1 = (a_0 ^ a_1) & (b_0 ^ b_1) ^ c_0``;
 - probability output: a mask ``rho`` for the logit, and per comparison a random bit ``beta``
   given both as XOR shares and as additive shares, with additive shares of ``beta * rho``.
 
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
-from sealfl.mpc.binary import AndTriple, Words
+from sealfl.mpc.binary import GateMaterial, Words
 from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
 
@@ -50,8 +51,8 @@ class PartyMaterial:
         Share of ``A @ B`` (``Z0`` or ``Z1``).
     rho
         Share of the logit mask (probability output only).
-    triples
-        AND triples, one per comparison round.
+    gates
+        Gate material, one per comparison round.
     beta_xor, beta_add, beta_rho
         XOR share of the random bits ``beta`` (uint8), additive shares of ``beta`` and of
         ``beta * rho`` (probability output only).
@@ -61,7 +62,7 @@ class PartyMaterial:
     weight_mask: U64 | None
     logit: U64
     rho: U64 | None
-    triples: tuple[AndTriple, ...]
+    gates: tuple[GateMaterial, ...]
     beta_xor: npt.NDArray[np.uint8] | None
     beta_add: U64 | None
     beta_rho: U64 | None
@@ -77,15 +78,15 @@ class ServerDeal:
         The server's 32-byte seed.
     logit
         ``Z1 = A @ B - Z0``.
-    and_c
-        The server's triple shares ``c`` per round and right operand, flattened in order.
+    products
+        The server's shares of each comparison round's mask products.
     beta_add, beta_rho
         The server's additive shares of ``beta`` and ``beta * rho`` (empty unless probability).
     """
 
     seed: bytes
     logit: U64
-    and_c: tuple[Words, ...]
+    products: tuple[Words, ...]
     beta_add: U64 | None
     beta_rho: U64 | None
 
@@ -108,13 +109,11 @@ def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:
         out["logit"] = prg.words("Z", (n,))
     cmp = plan.compare
     if cmp is not None:
+        party = 0 if client else 1
         for r in range(cmp.rounds):
-            shape = cmp.gate_shape(r, n)
-            out[f"a{r}"] = prg.words(f"and.{r}.a", shape)
-            for j in range(cmp.rights(r)):
-                out[f"b{r}.{j}"] = prg.words(f"and.{r}.b.{j}", shape)
-                if client:
-                    out[f"c{r}.{j}"] = prg.words(f"and.{r}.c.{j}", shape)
+            out[f"mask{r}"] = prg.words(f"cmp.{r}.mask", cmp.mask_shape(r, party, n))
+            if client:
+                out[f"prod{r}"] = prg.words(f"cmp.{r}.prod", cmp.product_shape(r, n))
     if plan.output is Output.PROBABILITY:
         out["rho"] = prg.words("rho", (n,))
         out["beta_xor"] = prg.bits("beta.xor", (n, k))
@@ -147,14 +146,12 @@ def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
         z1 = (c["mask"] + s["mask"]) @ (c["weight_mask"] + s["weight_mask"]) - c["logit"]
     else:
         z1 = c["mask"] @ session_b - c["logit"]
-    and_c: list[Words] = []
+    products: list[Words] = []
     cmp = plan.compare
     if cmp is not None:
         for r in range(cmp.rounds):
-            a = c[f"a{r}"] ^ s[f"a{r}"]
-            for j in range(cmp.rights(r)):
-                b = c[f"b{r}.{j}"] ^ s[f"b{r}.{j}"]
-                and_c.append(np.asarray((a & b) ^ c[f"c{r}.{j}"], dtype=np.uint64))
+            gate = cmp.gate(r)
+            products.append(gate.correction(c[f"mask{r}"], s[f"mask{r}"], c[f"prod{r}"]))
     beta_add = beta_rho = None
     if plan.output is Output.PROBABILITY:
         beta = (c["beta_xor"] ^ s["beta_xor"]).astype(np.uint64)
@@ -162,39 +159,30 @@ def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
         beta_add = beta - c["beta_add"]
         beta_rho = beta * rho[:, None] - c["beta_rho"]
     deal = ServerDeal(
-        seed=seed_s, logit=z1, and_c=tuple(and_c), beta_add=beta_add, beta_rho=beta_rho
+        seed=seed_s, logit=z1, products=tuple(products), beta_add=beta_add, beta_rho=beta_rho
     )
     return seed_c, deal
 
 
-def _triples(plan: QueryPlan, drawn: dict[str, Arr], cs: list[Words]) -> tuple[AndTriple, ...]:
+def _gates(
+    plan: QueryPlan, drawn: dict[str, Arr], products: list[Words]
+) -> tuple[GateMaterial, ...]:
     cmp = plan.compare
-    if cmp is None:
-        return ()
-    out, i = [], 0
-    for r in range(cmp.rounds):
-        bs, cs_r = [], []
-        for j in range(cmp.rights(r)):
-            bs.append(drawn[f"b{r}.{j}"])
-            cs_r.append(cs[i])
-            i += 1
-        out.append(AndTriple(a=drawn[f"a{r}"], b=tuple(bs), c=tuple(cs_r)))
-    return tuple(out)
+    rounds = 0 if cmp is None else cmp.rounds
+    return tuple(GateMaterial(masks=drawn[f"mask{r}"], products=products[r]) for r in range(rounds))
 
 
 def expand_client(plan: QueryPlan, seed: bytes) -> PartyMaterial:
     """Expand the client's seed into its material for ``plan``."""
     d = _shares(Prg(seed), plan, client=True)
     cmp = plan.compare
-    cs: list[Words] = []
-    if cmp is not None:
-        cs = [d[f"c{r}.{j}"] for r in range(cmp.rounds) for j in range(cmp.rights(r))]
+    products = [] if cmp is None else [d[f"prod{r}"] for r in range(cmp.rounds)]
     return PartyMaterial(
         mask=d["mask"],
         weight_mask=d.get("weight_mask"),
         logit=d["logit"],
         rho=d.get("rho"),
-        triples=_triples(plan, d, cs),
+        gates=_gates(plan, d, products),
         beta_xor=d.get("beta_xor"),
         beta_add=d.get("beta_add"),
         beta_rho=d.get("beta_rho"),
@@ -206,15 +194,14 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
     n, k = plan.rows, plan.columns
     _check("logit", deal.logit, (n,), np.uint64)
     cmp = plan.compare
-    expected_c = 0 if cmp is None else sum(cmp.rights(r) for r in range(cmp.rounds))
-    if len(deal.and_c) != expected_c:
+    rounds = 0 if cmp is None else cmp.rounds
+    if len(deal.products) != rounds:
         raise ProtocolError(
-            f"dealer material: expected {expected_c} triple arrays, got {len(deal.and_c)}"
+            f"dealer material: expected {rounds} gate product arrays, got {len(deal.products)}"
         )
     if cmp is not None:
-        shapes = [cmp.gate_shape(r, n) for r in range(cmp.rounds) for _ in range(cmp.rights(r))]
-        for i, (arr, shape) in enumerate(zip(deal.and_c, shapes, strict=True)):
-            _check(f"and_c[{i}]", arr, shape, np.uint64)
+        for r, arr in enumerate(deal.products):
+            _check(f"products[{r}]", arr, cmp.product_shape(r, n), np.uint64)
     if plan.output is Output.PROBABILITY:
         _check("beta_add", deal.beta_add, (n, k), np.uint64)
         _check("beta_rho", deal.beta_rho, (n, k), np.uint64)
@@ -224,7 +211,7 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
         weight_mask=d.get("weight_mask"),
         logit=deal.logit,
         rho=d.get("rho"),
-        triples=_triples(plan, d, list(deal.and_c)),
+        gates=_gates(plan, d, list(deal.products)),
         beta_xor=d.get("beta_xor"),
         beta_add=deal.beta_add,
         beta_rho=deal.beta_rho,

@@ -23,7 +23,13 @@ import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
 from sealfl.mpc.compare import Comparator
-from sealfl.mpc.dealer import PartyMaterial, deal_query, expand_client, expand_server
+from sealfl.mpc.dealer import (
+    PartyMaterial,
+    deal_query,
+    expand_client,
+    expand_server,
+    session_mask,
+)
 from sealfl.mpc.plan import SPLINE_FRAC_BITS, Level, Linear, Output, QueryPlan
 from sealfl.mpc.ring import U64, decode, encode
 
@@ -81,7 +87,7 @@ class _Party:
         if self._cmp is None:
             cmp = self.plan.compare
             assert cmp is not None and self.logit_share is not None
-            self._cmp = Comparator(self.party, cmp, self.logit_share, self.material.triples)
+            self._cmp = Comparator(self.party, cmp, self.logit_share, self.material.gates)
         return self._cmp
 
     def _open_compare(self, rnd: int) -> list[Arr]:
@@ -89,20 +95,20 @@ class _Party:
         if rnd == 0 and self.plan.output is Output.PROBABILITY:
             assert self.logit_share is not None and self.material.rho is not None
             out.append(self.logit_share + self.material.rho)
-        return out + self._comparator().open(rnd)
+        return [*out, self._comparator().open(rnd)]
 
     def _close_compare(self, rnd: int, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
         n = self.plan.rows
         cmp = self.plan.compare
         assert cmp is not None
-        words = [(cmp.gate_shape(rnd, n), np.uint64)] * (1 + cmp.rights(rnd))
+        words = [(cmp.mask_shape(rnd, 1 - self.party, n), np.uint64)]
         if rnd == 0 and self.plan.output is Output.PROBABILITY:
             _expect(f"compare round {rnd}", peer, [((n,), np.uint64), *words])
             self._zhat = own[0] + peer[0]
             own, peer = own[1:], peer[1:]
         else:
             _expect(f"compare round {rnd}", peer, words)
-        self._comparator().close(rnd, own, peer)
+        self._comparator().close(rnd, own[0], peer[0])
 
     # -- spline ----------------------------------------------------------------------------
     def _open_bits(self) -> list[Arr]:
@@ -179,6 +185,10 @@ class _Party:
 class ClientParty(_Party):
     """The input owner, who also receives the output.
 
+    Everything that does not depend on the input is computed when the party is made, before
+    the rows are known (the offline phase): its logit share ``A @ F + Z0`` and, through
+    :meth:`Endpoint.prepare`, its first comparison round. :meth:`load` takes the rows.
+
     Parameters
     ----------
     plan
@@ -188,22 +198,13 @@ class ClientParty(_Party):
     masked_model
         ``F = w - B``, the server's masked model of this session (input-owner variant only;
         ``None`` for Beaver).
-    inputs
-        The input batch, ``rows x features`` floats.
     """
 
     party = 0
 
-    def __init__(
-        self, plan: QueryPlan, material: PartyMaterial, masked_model: U64 | None, inputs: Arr
-    ) -> None:
+    def __init__(self, plan: QueryPlan, material: PartyMaterial, masked_model: U64 | None) -> None:
         super().__init__(plan, material)
-        if inputs.shape != (plan.rows, plan.features):
-            raise ProtocolError(
-                f"client input expected shape {(plan.rows, plan.features)}, got {inputs.shape}"
-            )
         assert material.mask is not None
-        self._x = encode(inputs, plan.frac_bits)
         if plan.linear is Linear.INPUT_OWNER:
             if masked_model is None or masked_model.shape != (plan.features,):
                 got = "none" if masked_model is None else list(masked_model.shape)
@@ -211,7 +212,20 @@ class ClientParty(_Party):
             if masked_model.dtype != np.uint64:
                 raise ProtocolError(f"masked model expected uint64, got {masked_model.dtype.name}")
             self.logit_share = material.mask @ masked_model + material.logit
+        self._masked_input: U64 | None = None
         self.result: Arr | None = None
+
+    def load(self, inputs: Arr) -> None:
+        """Take the input batch, ``rows x features`` floats, and mask it: ``E = X - A``."""
+        if inputs.shape != (self.plan.rows, self.plan.features):
+            raise ProtocolError(
+                f"client input expected shape {(self.plan.rows, self.plan.features)}, "
+                f"got {inputs.shape}"
+            )
+        assert self.material.mask is not None
+        masked = encode(inputs, self.plan.frac_bits)
+        masked -= self.material.mask
+        self._masked_input = masked
 
     def can_open_early(self, level: int) -> bool:
         """Level 1 needs only the client's own logit share, so it travels with level 0.
@@ -221,12 +235,12 @@ class ClientParty(_Party):
         return level == 1 and self.plan.linear is Linear.INPUT_OWNER
 
     def _open_linear(self) -> list[Arr]:
-        m = self.material
-        assert m.mask is not None
+        if self._masked_input is None:
+            raise ProtocolError("the client's input must be loaded before the query starts")
         if self.plan.linear is Linear.BEAVER:
-            assert m.weight_mask is not None
-            return [self._x - m.mask, np.uint64(0) - m.weight_mask]
-        return [self._x - m.mask]
+            assert self.material.weight_mask is not None
+            return [self._masked_input, np.uint64(0) - self.material.weight_mask]
+        return [self._masked_input]
 
     def _close_linear(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
         if self.plan.linear is Linear.BEAVER:
@@ -332,13 +346,24 @@ class Endpoint:
         self._opened[level] = arrays
         out[level] = arrays
 
+    def prepare(self) -> None:
+        """Open ahead the levels after the first that the client can open early.
+
+        They need neither the server nor the input, so a client calls this before its rows
+        are known and keeps the work out of the query's latency; :meth:`start` does it
+        otherwise.
+        """
+        level = 1
+        while level < self._levels and self.party.can_open_early(level):
+            if level not in self._opened:
+                self._opened[level] = self.party.open(level)
+            level += 1
+
     def start(self) -> Message:
         """Return the client's first message: every level it can open without the server."""
-        out: Message = {}
-        self._open(0, out)
-        while len(self._opened) < self._levels and self.party.can_open_early(len(self._opened)):
-            self._open(len(self._opened), out)
-        return out
+        self.prepare()
+        self._opened[0] = self.party.open(0)
+        return {level: self._opened[level] for level in sorted(self._opened)}
 
     def receive(self, message: Mapping[int, Sequence[Arr]]) -> Message:
         """Close the levels the peer sent and return this party's next message."""
@@ -367,11 +392,10 @@ def evaluate_locally(plan: QueryPlan, inputs: Arr, weights: Arr) -> tuple[Arr, i
         The client's result and the number of messages exchanged.
     """
     w = encode(weights, plan.frac_bits)
-    from sealfl.mpc.dealer import session_mask
-
     b = session_mask(plan.features)
     seed, deal = deal_query(plan, b)
-    client = ClientParty(plan, expand_client(plan, seed), w - b, np.asarray(inputs, np.float64))
+    client = ClientParty(plan, expand_client(plan, seed), w - b)
+    client.load(np.asarray(inputs, np.float64))
     server = ServerParty(plan, expand_server(plan, deal), w)
     c_end, s_end = Endpoint(client), Endpoint(server)
     msg = c_end.start()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class QueryPlan:
         """The sigmoid spline used for ``probability``."""
         return sigmoid_spline()
 
-    @property
+    @cached_property
     def compare(self) -> ComparePlan | None:
         """Comparisons to run, or ``None`` for ``logit``."""
         if self.output is Output.LOGIT:

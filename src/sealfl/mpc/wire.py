@@ -142,7 +142,7 @@ def deal_to_proto(deal: ServerDeal, header: mpc_pb2.QueryHeader) -> mpc_pb2.Serv
         header=header,
         seed=deal.seed,
         logit=array_to_proto(deal.logit),
-        and_c=[array_to_proto(c) for c in deal.and_c],
+        products=[array_to_proto(c) for c in deal.products],
     )
     if deal.beta_add is not None and deal.beta_rho is not None:
         msg.beta_add.CopyFrom(array_to_proto(deal.beta_add))
@@ -155,8 +155,8 @@ def deal_from_proto(msg: mpc_pb2.ServerDeal) -> ServerDeal:
     return ServerDeal(
         seed=bytes(msg.seed),
         logit=array_from_proto(msg.logit, field="dealer logit"),
-        and_c=tuple(
-            array_from_proto(c, field=f"dealer and_c[{i}]") for i, c in enumerate(msg.and_c)
+        products=tuple(
+            array_from_proto(c, field=f"dealer products[{i}]") for i, c in enumerate(msg.products)
         ),
         beta_add=array_from_proto(msg.beta_add, field="dealer beta_add")
         if msg.HasField("beta_add")

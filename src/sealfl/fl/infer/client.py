@@ -292,10 +292,12 @@ class InferenceClient:
         self._channel.call(
             self._stub.Prefetch, infer_pb2.PrefetchRequest(header=header), what="Prefetch"
         )
-        material = expand_client(plan, bytes(seed.seed))
+        party = ClientParty(plan, expand_client(plan, bytes(seed.seed)), self._masked_model)
+        endpoint = Endpoint(party)
+        endpoint.prepare()
         online_start = time.perf_counter()
         # Online: the two-party protocol, one call per client message.
-        endpoint = Endpoint(ClientParty(plan, material, self._masked_model, x))
+        party.load(x)
         request = infer_pb2.StepRequest(header=header, query_id=header.query_id)
         outgoing = endpoint.start()
         sent = received = trips = 0
@@ -317,7 +319,8 @@ class InferenceClient:
                     "trips, and the server's replies did not complete it"
                 )
             request = infer_pb2.StepRequest(query_id=header.query_id)
-        result = endpoint.party.result  # type: ignore[attr-defined]
+        result = party.result
+        assert result is not None  # the endpoint is done, so the result is in
         elapsed = time.perf_counter() - online_start
         if output is Output.LABEL:
             probabilities = None

@@ -110,7 +110,7 @@ class DealerStore:
         fixed = mpc_pb2.QueryHeader()
         fixed.CopyFrom(header)
         fixed.query_id = query_id
-        nbytes = deal.logit.nbytes + sum(c.nbytes for c in deal.and_c)
+        nbytes = deal.logit.nbytes + sum(c.nbytes for c in deal.products)
         nbytes += 0 if deal.beta_add is None else 2 * deal.beta_add.nbytes
         with self._lock:
             self._purge()

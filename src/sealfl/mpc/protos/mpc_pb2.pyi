@@ -47,17 +47,17 @@ class QueryHeader(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., query_id: _Optional[str] = ..., rows: _Optional[int] = ..., features: _Optional[int] = ..., output: _Optional[str] = ..., linear: _Optional[str] = ...) -> None: ...
 
 class ServerDeal(_message.Message):
-    __slots__ = ("header", "seed", "logit", "and_c", "beta_add", "beta_rho")
+    __slots__ = ("header", "seed", "logit", "products", "beta_add", "beta_rho")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     LOGIT_FIELD_NUMBER: _ClassVar[int]
-    AND_C_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     BETA_ADD_FIELD_NUMBER: _ClassVar[int]
     BETA_RHO_FIELD_NUMBER: _ClassVar[int]
     header: QueryHeader
     seed: bytes
     logit: Array
-    and_c: _containers.RepeatedCompositeFieldContainer[Array]
+    products: _containers.RepeatedCompositeFieldContainer[Array]
     beta_add: Array
     beta_rho: Array
-    def __init__(self, header: _Optional[_Union[QueryHeader, _Mapping]] = ..., seed: _Optional[bytes] = ..., logit: _Optional[_Union[Array, _Mapping]] = ..., and_c: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., beta_add: _Optional[_Union[Array, _Mapping]] = ..., beta_rho: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[QueryHeader, _Mapping]] = ..., seed: _Optional[bytes] = ..., logit: _Optional[_Union[Array, _Mapping]] = ..., products: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., beta_add: _Optional[_Union[Array, _Mapping]] = ..., beta_rho: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
