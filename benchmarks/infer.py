@@ -57,7 +57,7 @@ from sealfl.mpc import (
     expand_server,
     session_mask,
 )
-from sealfl.net import keep_freed_memory
+from sealfl.net import freeze_startup_objects, keep_freed_memory
 from sealfl.tee import SimulatedPlatform
 
 MODES: dict[str, tuple[Mode | None, Output]] = {  # mode, output (mpc-beaver: Beaver linear)
@@ -212,6 +212,8 @@ def main(
                 clients[name] = connect(
                     mode, servers[mode], platform=sim, measurement=measurement, dealer=dealer
                 )
+
+        freeze_startup_objects()  # as the parties do once serving
 
         def once(name: str, X: np.ndarray) -> QueryResult:
             if name == "mpc-local":

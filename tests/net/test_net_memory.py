@@ -61,3 +61,25 @@ def test_kept_heap_reuses_large_buffers_instead_of_faulting_them_in() -> None:
 def test_out_of_range_settings_are_refused_by_name(kwargs: dict[str, int], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         keep_freed_memory(**kwargs)
+
+
+FREEZE_PROGRAM = """
+import gc
+from sealfl.net.memory import freeze_startup_objects
+state = [[i] for i in range(50_000)]  # long-lived start-up state
+freeze_startup_objects()
+frozen = gc.get_freeze_count()
+a = []; a.append(a); del a  # garbage made after start-up is still collected
+print(frozen, gc.collect(), len(gc.get_objects(generation=2)))
+"""
+
+
+def test_frozen_start_up_state_is_left_out_of_collections() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROGRAM], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    frozen, collected, scanned = (int(v) for v in out.stdout.split())
+    assert frozen > 50_000  # the start-up state no longer costs a scan per full collection
+    assert collected >= 1
+    assert scanned < 10_000

@@ -30,7 +30,7 @@ from sealfl.fl.infer.demo import run_demo
 from sealfl.fl.infer.run import Running, start_dealer, start_model_server
 from sealfl.models import LogisticRegression, TrainConfig
 from sealfl.mpc import Linear, Output
-from sealfl.net import keep_freed_memory
+from sealfl.net import freeze_startup_objects, keep_freed_memory
 
 infer_app = typer.Typer(
     help="Private inference of a logistic-regression model: plaintext, TEE or MPC.",
@@ -49,6 +49,7 @@ AddressOption = Annotated[
 
 def _serve_until_terminated(running: Running) -> None:
     """Print the ready line, then serve until SIGTERM or SIGINT."""
+    freeze_startup_objects()  # keep collector scans of start-up state out of queries
     print(json.dumps(running.ready_line()), flush=True)
     stop = lambda *_: running.server.stop(1.0)  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
@@ -184,6 +185,7 @@ def query(
     with InferenceClient.connect(
         server, mode=mode, server_verifier=verifier, dealer_fingerprint=dealer_fingerprint
     ) as client:
+        freeze_startup_objects()
         result = client.query(ds.X, output, linear=linear)
     line = (
         f"{ds.n_rows} rows answered in {1000 * result.online_s:.1f} ms online "

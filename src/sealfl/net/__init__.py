@@ -50,6 +50,7 @@ from sealfl.net.channel import EnrolmentReceipt as EnrolmentReceipt
 from sealfl.net.channel import SecureChannel as SecureChannel
 from sealfl.net.channel import connect_pinned as connect_pinned
 from sealfl.net.channel import open_secure_channel as open_secure_channel
+from sealfl.net.memory import freeze_startup_objects as freeze_startup_objects
 from sealfl.net.memory import keep_freed_memory as keep_freed_memory
 from sealfl.net.server import SecureServer as SecureServer
 from sealfl.net.server import ServerState as ServerState
@@ -97,6 +98,7 @@ __all__ = [
     "describe_rpc_error",
     "fetch_server_certificate",
     "fingerprint_verifier",
+    "freeze_startup_objects",
     "get_tensor",
     "keep_freed_memory",
     "make_self_signed_credentials",

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
-__all__ = ["MAX_MMAP_THRESHOLD", "keep_freed_memory"]
+__all__ = ["MAX_MMAP_THRESHOLD", "freeze_startup_objects", "keep_freed_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -68,3 +69,19 @@ def keep_freed_memory(
     return bool(
         mallopt(_M_MMAP_THRESHOLD, max_block_bytes) and mallopt(_M_TRIM_THRESHOLD, retain_bytes)
     )
+
+
+def freeze_startup_objects() -> None:
+    """Exempt every object alive now from garbage collection (call once set up).
+
+    Python's cycle collector periodically scans all tracked objects, and a process that has
+    imported gRPC, protobuf and numpy holds a few hundred thousand of them, nearly all alive
+    until exit: a full scan then costs about a millisecond, and it lands in the middle of
+    whichever query allocated past the threshold. Freezing moves them to a permanent
+    generation, so collections scan only what was made since (measured on one MPC query:
+    one step of the client went from 1.1-1.6 ms to 0.3-0.4 ms). Objects made later are
+    collected as usual; frozen ones that become garbage are simply never freed, which is
+    why this is for long-lived state made at start-up.
+    """
+    gc.collect()
+    gc.freeze()
