@@ -13,9 +13,12 @@ from sealfl.mpc.protos import mpc_pb2
 from sealfl.mpc.wire import (
     array_from_proto,
     array_to_proto,
+    decode_frame,
+    encode_frame,
+    fill_message,
     header_to_proto,
-    message_from_proto,
-    message_to_proto,
+    message_arrays,
+    message_from_frame,
     plan_from_header,
 )
 
@@ -45,10 +48,58 @@ def test_refuses_bad_arrays_and_messages() -> None:
     huge = mpc_pb2.Array(dtype="uint64", shape=[1 << 40], data=b"")
     with pytest.raises(ProtocolError, match="exceeds"):
         array_from_proto(huge, field="x")
-    msg = message_to_proto({1: [np.zeros(2, np.uint64)]})
+    msg = mpc_pb2.Message()
+    arrays = fill_message(msg, {1: [np.zeros(2, np.uint64)]})
     msg.openings.add(level=1)
     with pytest.raises(ProtocolError, match="repeats level 1"):
-        message_from_proto(msg)
+        message_from_frame(msg, arrays)
+
+
+def _framed(message: dict[int, list[np.ndarray]]) -> bytes:
+    msg = mpc_pb2.Message()
+    return encode_frame(msg, fill_message(msg, message))
+
+
+def _unframe(frame: bytes) -> dict[int, list[np.ndarray]]:
+    msg, arrays = decode_frame(frame, mpc_pb2.Message, message_arrays)
+    return message_from_frame(msg, arrays)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["uint8", "uint64", "float64"]), st.integers(0, 13))))
+def test_frame_round_trip_keeps_every_array_aligned(specs: list[tuple[str, int]]) -> None:
+    message = {i: [np.arange(n, dtype=dt)] for i, (dt, n) in enumerate(specs)}
+    frame = _framed(message)
+    assert len(frame) % 8 == 0
+    back = _unframe(frame)
+    assert sorted(back) == sorted(message)
+    for level, arrays in message.items():
+        (got,) = back[level]
+        assert got.dtype == arrays[0].dtype and np.array_equal(got, arrays[0])
+        assert got.ctypes.data % 8 == 0 or got.size == 0
+        assert not got.flags.writeable  # views of the received bytes, not copies
+
+
+def test_refuses_malformed_frames_by_part() -> None:
+    frame = _framed({0: [np.arange(3, dtype=np.uint64)], 1: [np.zeros(5, np.uint8)]})
+    with pytest.raises(ProtocolError, match="shorter than its length prefix"):
+        _unframe(frame[:3])
+    with pytest.raises(ProtocolError, match="does not fit"):
+        _unframe((1 << 30).to_bytes(4, "little") + frame[4:])
+    with pytest.raises(ProtocolError, match="needs 5 bytes, the frame has 0 left"):
+        _unframe(frame[:-8])
+    with pytest.raises(ProtocolError, match="3 bytes after its last array"):
+        _unframe(frame + bytes(3))
+    bad_pad = bytearray(frame)
+    bad_pad[-1] = 1  # the zero padding after the last (5-byte) array
+    with pytest.raises(ProtocolError, match="padding before the end is missing or not zero"):
+        _unframe(bytes(bad_pad))
+    inline = mpc_pb2.Message()
+    inline.openings.add(level=0).arrays.append(array_to_proto(np.zeros(1, np.uint64)))
+    with pytest.raises(ProtocolError, match="carry their bytes after the header"):
+        decode_frame(encode_frame(inline, []), mpc_pb2.Message, message_arrays)
+    with pytest.raises(ProtocolError, match="not a valid Message"):
+        _unframe((3).to_bytes(4, "little") + b"\xff\xff\xff" + bytes(1))
 
 
 def test_header_round_trip_and_unknown_values() -> None:

@@ -237,6 +237,15 @@ class SecureServer(Generic[IdentityT]):
             servicer, cast(grpc.Server, GuardedRegistrar(self._service, self._check_peer))
         )
 
+    def add_handler(self, handler: grpc.GenericRpcHandler) -> None:
+        """Register hand-written handlers on the mutual-TLS listener (before :meth:`start`).
+
+        For methods without a generated servicer, e.g. ones whose messages are raw bytes. They
+        run the per-RPC peer check like every servicer's handlers.
+        """
+        self._require(ServerState.CREATED, "add a handler")
+        GuardedRegistrar(self._service, self._check_peer).add_generic_rpc_handlers((handler,))
+
     def replace_credentials(self, credentials: Credentials) -> None:
         """Present a new certificate and key on both listeners from the next handshake on.
 

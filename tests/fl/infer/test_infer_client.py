@@ -13,6 +13,7 @@ from sealfl.fl.infer.client import InferenceClient
 from sealfl.fl.infer.common import Mode
 from sealfl.fl.infer.protos import infer_pb2
 from sealfl.mpc import Output
+from sealfl.mpc.wire import encode_frame
 
 
 class _FakeChannel:
@@ -47,7 +48,7 @@ def test_a_server_that_never_finishes_cannot_keep_the_client_querying() -> None:
     # Empty replies that never say done: the client stops after the plan's round trips
     # instead of calling Step forever.
     def reply(what: str | None) -> Any:
-        return infer_pb2.StepReply(done=False) if what == "MPC query" else None
+        return encode_frame(infer_pb2.StepReply(done=False), []) if what == "MPC query" else None
 
     client, server = _client(reply)
     with client, pytest.raises(ProtocolError, match="3 round trips"):

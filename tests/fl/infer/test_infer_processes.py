@@ -21,7 +21,7 @@ from sealfl.fl.infer.protos import infer_pb2
 from sealfl.models import sigmoid
 from sealfl.mpc import Linear, Output, QueryPlan
 from sealfl.mpc.protos import mpc_pb2
-from sealfl.mpc.wire import array_to_proto, header_to_proto
+from sealfl.mpc.wire import describe_array, encode_frame, header_to_proto
 from sealfl.tee import SimulatedTee, create_ratls_certificate
 
 
@@ -215,16 +215,19 @@ def test_malformed_plaintext_queries_are_refused_and_server_keeps_serving(
     federation: Any, test_x: np.ndarray
 ) -> None:
     with _client(federation, "plaintext") as client:
-        stub, channel = client._stub, client._channel
-        wrong_shape = infer_pb2.PredictRequest(inputs=array_to_proto(np.zeros((3, 29))))
+        predict, channel = client._predict, client._channel
+        wrong = infer_pb2.PredictRequest()
+        wrong_shape = encode_frame(wrong, [describe_array(wrong.inputs, np.zeros((3, 29)))])
         with pytest.raises(ChannelError, match=r"INVALID_ARGUMENT.*\(rows, 30\), got \(3, 29\)"):
-            channel.call(stub.Predict, wrong_shape)
-        truncated = mpc_pb2.Array(dtype="float64", shape=[2, 30], data=b"\x00" * 17)
-        with pytest.raises(ChannelError, match="needs 480 bytes, got 17"):
-            channel.call(stub.Predict, infer_pb2.PredictRequest(inputs=truncated))
-        bad_dtype = mpc_pb2.Array(dtype="object", shape=[1], data=b"x")
+            channel.call(predict, wrong_shape)
+        ok_frame = encode_frame(wrong, [describe_array(wrong.inputs, np.zeros((2, 30)))])
+        with pytest.raises(ChannelError, match="needs 480 bytes, the frame has 17 left"):
+            channel.call(predict, ok_frame[: len(ok_frame) - 480 + 17])
+        bad = infer_pb2.PredictRequest(inputs=mpc_pb2.Array(dtype="object", shape=[1]))
         with pytest.raises(ChannelError, match="dtype 'object' not allowed"):
-            channel.call(stub.Predict, infer_pb2.PredictRequest(inputs=bad_dtype))
+            channel.call(predict, encode_frame(bad, []))
+        with pytest.raises(ChannelError, match="shorter than its length prefix"):
+            channel.call(predict, b"\x01")
         ok = client.query(test_x[:5])
     assert ok.probabilities is not None
     np.testing.assert_array_equal(ok.probabilities, federation.model.predict_proba(test_x[:5]))
@@ -239,10 +242,12 @@ def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
         header = header_to_proto(plan, session_id=client._session.session_id, query_id="q")
         first = infer_pb2.StepRequest(header=header, message=mpc_pb2.Message())
         with pytest.raises(ChannelError, match="29 features, the model expects 30"):
-            client._channel.call(client._stub.Step, first)
+            client._channel.call(client._step, encode_frame(first, []))
         orphan = infer_pb2.StepRequest(query_id="nope", message=mpc_pb2.Message())
         with pytest.raises(ChannelError, match="unknown MPC query 'nope'"):
-            client._channel.call(client._stub.Step, orphan)
+            client._channel.call(client._step, encode_frame(orphan, []))
+        with pytest.raises(ChannelError, match="not a valid StepRequest"):
+            client._channel.call(client._step, (2).to_bytes(4, "little") + b"\xff\xff" + bytes(2))
         ok = client.query(test_x[:5], Output.LOGIT)
     assert ok.probabilities is not None
     assert np.abs(ok.probabilities - federation.model.predict_proba(test_x[:5])).max() <= 1e-4

@@ -22,6 +22,7 @@ from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.infer.common import (
     CALL_TIMEOUT_S,
     DEALER_TIMEOUT_S,
+    FRAME_SERVICE,
     MAX_MESSAGE_BYTES,
     MODEL_CLAIM,
     Mode,
@@ -29,12 +30,16 @@ from sealfl.fl.infer.common import (
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
 from sealfl.mpc import ClientParty, Endpoint, Linear, Output, QueryPlan, expand_client
+from sealfl.mpc.protos import mpc_pb2
 from sealfl.mpc.wire import (
     array_from_proto,
-    fill_array,
+    decode_frame,
+    describe_array,
+    encode_frame,
     fill_message,
     header_to_proto,
-    message_from_proto,
+    message_arrays,
+    message_from_frame,
 )
 from sealfl.net import (
     SecureChannel,
@@ -116,6 +121,14 @@ def _payload(message: dict[int, list[npt.NDArray[Any]]]) -> int:
     return sum(int(a.nbytes) for arrays in message.values() for a in arrays)
 
 
+def _probabilities_of(reply: infer_pb2.PredictReply) -> list[tuple[str, mpc_pb2.Array]]:
+    return [("probabilities", reply.probabilities)]
+
+
+def _message_of(reply: infer_pb2.StepReply) -> list[tuple[str, mpc_pb2.Array]]:
+    return message_arrays(reply.message)
+
+
 class InferenceClient:
     """A connection to one inference server.
 
@@ -126,6 +139,9 @@ class InferenceClient:
     def __init__(self, channel: SecureChannel[Any], mode: Mode, features: int) -> None:
         self._channel = channel
         self._stub = infer_pb2_grpc.InferenceStub(channel.channel)
+        # The framed calls: raw bytes at the gRPC layer (sealfl.mpc.wire.encode_frame).
+        self._predict = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Predict", None, None)
+        self._step = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Step", None, None)
         self.mode = mode
         self.features = features
         self._session: infer_pb2.SessionInfo | None = None
@@ -260,9 +276,9 @@ class InferenceClient:
     def _query_plain(self, x: FloatArray) -> QueryResult:
         start = time.perf_counter()
         request = infer_pb2.PredictRequest()
-        fill_array(request.inputs, x)
-        reply = self._channel.call(self._stub.Predict, request, what="Predict")
-        p = np.array(array_from_proto(reply.probabilities, field="probabilities"))
+        frame = encode_frame(request, [describe_array(request.inputs, x)])
+        answer = self._channel.call(self._predict, frame, what="Predict")
+        _, (p,) = decode_frame(answer, infer_pb2.PredictReply, _probabilities_of)
         elapsed = time.perf_counter() - start
         if p.shape != (x.shape[0],):
             raise ProtocolError(f"probabilities: expected {x.shape[0]} values, got {p.shape}")
@@ -302,11 +318,12 @@ class InferenceClient:
         outgoing = endpoint.start()
         sent = received = trips = 0
         while True:
-            fill_message(request.message, outgoing)
+            frame = encode_frame(request, fill_message(request.message, outgoing))
             sent += _payload(outgoing)
-            reply = self._channel.call(self._stub.Step, request, what="MPC query")
+            answer = self._channel.call(self._step, frame, what="MPC query")
             trips += 1
-            incoming = message_from_proto(reply.message)
+            reply, arrays = decode_frame(answer, infer_pb2.StepReply, _message_of)
+            incoming = message_from_frame(reply.message, arrays)
             received += _payload(incoming)
             outgoing = endpoint.receive(incoming)
             if endpoint.done:

@@ -21,6 +21,14 @@ CALL_TIMEOUT_S = 60.0
 DEALER_TIMEOUT_S = 10.0
 """Deadline of a call to the dealer: a dealer that disappears fails the query after this."""
 
+FRAME_SERVICE = "sealfl.infer.InferenceFrames"
+"""gRPC service of the two calls that carry megabytes, ``Predict`` and ``Step``.
+
+Their messages travel as frames (:func:`sealfl.mpc.wire.encode_frame`), raw bytes at the gRPC
+layer: a ``PredictRequest`` or ``StepRequest`` whose arrays hold only dtype and shape, then
+the arrays' bytes; the answers likewise. The other calls are plain protobuf
+(``sealfl.infer.Inference`` in ``infer.proto``)."""
+
 MODEL_CLAIM = "model-sha256"
 """RA-TLS claim of the TEE-mode server: SHA-256 of the model it unsealed (``to_bytes()``)."""
 

@@ -23,7 +23,7 @@ from sealfl.fl.infer.common import (
 )
 from sealfl.fl.infer.dealer import DealerServicer, DealerStore
 from sealfl.fl.infer.protos import infer_pb2_grpc
-from sealfl.fl.infer.server import DealerLink, InferenceServicer
+from sealfl.fl.infer.server import DealerLink, InferenceServicer, frame_handlers
 from sealfl.models import LogisticRegression
 from sealfl.net import (
     SecureServer,
@@ -175,6 +175,7 @@ def start_model_server(
         max_message_bytes=MAX_MESSAGE_BYTES,
     )
     server.add_servicer(infer_pb2_grpc.add_InferenceServicer_to_server, servicer)
+    server.add_handler(frame_handlers(servicer))
     details["features"] = str(model.n_features)
     return Running(
         server, server.start(), certificate_fingerprint(creds.cert_pem), details, servicer

@@ -1,6 +1,6 @@
 """The model server of the infer workload, in one of three modes.
 
-- ``plaintext``: answers :meth:`InferenceServicer.Predict` on the client's rows, over TLS with
+- ``plaintext``: answers :meth:`InferenceServicer.predict` on the client's rows, over TLS with
   a pinned self-signed certificate. The baseline.
 - ``tee``: the same computation, but the process runs in a (simulated) TEE: its certificate is
   an RA-TLS certificate whose evidence the client checks before sending anything, and the
@@ -28,6 +28,7 @@ import numpy as np
 from sealfl.errors import ChannelError, ProtocolError
 from sealfl.fl.infer.common import (
     DEALER_TIMEOUT_S,
+    FRAME_SERVICE,
     Mode,
     refuse_bad_input,
 )
@@ -48,9 +49,12 @@ from sealfl.mpc.wire import (
     array_from_proto,
     array_to_proto,
     deal_from_proto,
-    fill_array,
+    decode_frame,
+    describe_array,
+    encode_frame,
     fill_message,
-    message_from_proto,
+    message_arrays,
+    message_from_frame,
     plan_from_header,
 )
 from sealfl.net import SecureChannel
@@ -182,15 +186,17 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             )
 
     # -- plaintext and TEE -----------------------------------------------------------------
-    def Predict(  # noqa: N802
-        self, request: infer_pb2.PredictRequest, context: grpc.ServicerContext
-    ) -> infer_pb2.PredictReply:
-        """Compute probabilities on the client's rows (plaintext and TEE modes)."""
+    def predict(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
+        """Compute probabilities on the client's rows (plaintext and TEE modes).
 
-        def body() -> infer_pb2.PredictReply:
+        ``frame`` is a :class:`~infer_pb2.PredictRequest` frame (:mod:`sealfl.mpc.wire`);
+        the answer is a :class:`~infer_pb2.PredictReply` frame.
+        """
+
+        def body() -> bytes:
             try:
                 self._require((Mode.PLAINTEXT, Mode.TEE), "Predict")
-                x = array_from_proto(request.inputs, field="inputs")
+                _, (x,) = decode_frame(frame, infer_pb2.PredictRequest, _inputs_of)
                 if x.dtype != np.float64:
                     raise ProtocolError(f"inputs: expected dtype float64, got {x.dtype.name}")
                 p = self._model.predict_proba(x)
@@ -199,8 +205,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
                 raise
             self._count(True)
             reply = infer_pb2.PredictReply()
-            fill_array(reply.probabilities, p)
-            return reply
+            return encode_frame(reply, [describe_array(reply.probabilities, p)])
 
         return refuse_bad_input(context, body, what="Predict")
 
@@ -274,11 +279,12 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
 
         return refuse_bad_input(context, body, what="Prefetch")
 
-    def Step(  # noqa: N802
-        self, request: infer_pb2.StepRequest, context: grpc.ServicerContext
-    ) -> infer_pb2.StepReply:
-        """Take one client message of an MPC query and answer it (online phase)."""
-        return refuse_bad_input(context, lambda: self._step(request), what="MPC query")
+    def step(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
+        """Take one client message of an MPC query and answer it (online phase).
+
+        ``frame`` is a :class:`~infer_pb2.StepRequest` frame; the answer a ``StepReply`` one.
+        """
+        return refuse_bad_input(context, lambda: self._step(frame), what="MPC query")
 
     def _start_query(self, header: mpc_pb2.QueryHeader) -> _Query:
         plan = plan_from_header(header)
@@ -294,8 +300,9 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             self._running.put(header.query_id, query)
         return query
 
-    def _step(self, request: infer_pb2.StepRequest) -> infer_pb2.StepReply:
+    def _step(self, frame: bytes) -> bytes:
         self._require((Mode.MPC,), "Step")
+        request, arrays = decode_frame(frame, infer_pb2.StepRequest, _message_of)
         query_id = request.header.query_id if request.HasField("header") else request.query_id
         query: _Query | None = None
         try:
@@ -312,15 +319,15 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
                     )
                 query = found
             with query.lock:
-                out = query.endpoint.receive(message_from_proto(request.message))
+                out = query.endpoint.receive(message_from_frame(request.message, arrays))
             reply = infer_pb2.StepReply(done=query.endpoint.done)
-            fill_message(reply.message, out)
+            answer = encode_frame(reply, fill_message(reply.message, out))
         except Exception:
             self._finish(query_id, query, ok=False)
             raise
         if reply.done:
             self._finish(query_id, query, ok=True)
-        return reply
+        return answer
 
     def _finish(self, query_id: str, query: _Query | None, *, ok: bool) -> None:
         """Count the query; forget its state if this call owns it (never another's)."""
@@ -335,3 +342,22 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         for key in stale:
             del self._running[key]
             self.refused += 1
+
+
+def _inputs_of(request: infer_pb2.PredictRequest) -> list[tuple[str, mpc_pb2.Array]]:
+    return [("inputs", request.inputs)]
+
+
+def _message_of(request: infer_pb2.StepRequest) -> list[tuple[str, mpc_pb2.Array]]:
+    return message_arrays(request.message)
+
+
+def frame_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """Return the framed methods of :data:`FRAME_SERVICE`: raw bytes in and out."""
+    return grpc.method_handlers_generic_handler(
+        FRAME_SERVICE,
+        {
+            "Predict": grpc.unary_unary_rpc_method_handler(servicer.predict),
+            "Step": grpc.unary_unary_rpc_method_handler(servicer.step),
+        },
+    )

@@ -40,11 +40,6 @@ class InferenceStub:
                 request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ServerInfo.FromString,
                 _registered_method=True)
-        self.Predict = channel.unary_unary(
-                '/sealfl.infer.Inference/Predict',
-                request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictRequest.SerializeToString,
-                response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictReply.FromString,
-                _registered_method=True)
         self.OpenSession = channel.unary_unary(
                 '/sealfl.infer.Inference/OpenSession',
                 request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.OpenSessionRequest.SerializeToString,
@@ -55,23 +50,12 @@ class InferenceStub:
                 request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.SerializeToString,
                 response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.FromString,
                 _registered_method=True)
-        self.Step = channel.unary_unary(
-                '/sealfl.infer.Inference/Step',
-                request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.SerializeToString,
-                response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.FromString,
-                _registered_method=True)
 
 
 class InferenceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Describe(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Predict(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,12 +73,6 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Step(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,11 +80,6 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.Describe,
                     request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.DescribeRequest.FromString,
                     response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ServerInfo.SerializeToString,
-            ),
-            'Predict': grpc.unary_unary_rpc_method_handler(
-                    servicer.Predict,
-                    request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictRequest.FromString,
-                    response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictReply.SerializeToString,
             ),
             'OpenSession': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenSession,
@@ -117,11 +90,6 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.Prefetch,
                     request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.FromString,
                     response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.SerializeToString,
-            ),
-            'Step': grpc.unary_unary_rpc_method_handler(
-                    servicer.Step,
-                    request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.FromString,
-                    response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -151,33 +119,6 @@ class Inference:
             '/sealfl.infer.Inference/Describe',
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.DescribeRequest.SerializeToString,
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.ServerInfo.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Predict(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sealfl.infer.Inference/Predict',
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictRequest.SerializeToString,
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PredictReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -232,33 +173,6 @@ class Inference:
             '/sealfl.infer.Inference/Prefetch',
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.SerializeToString,
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Step(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sealfl.infer.Inference/Step',
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepRequest.SerializeToString,
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.StepReply.FromString,
             options,
             channel_credentials,
             insecure,
