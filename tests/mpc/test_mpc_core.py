@@ -93,8 +93,8 @@ def test_carry_gate_computes_its_monomials(seed: int, shape: tuple[int, bool]) -
     masks = [_words(rng, gate.variables, 2, 5) for _ in (0, 1)]
     prod_0 = _words(rng, len(gate.closure), 2, 5)
     mats = [
-        GateMaterial(masks=masks[0], products=prod_0),
-        GateMaterial(masks=masks[1], products=gate.correction(masks[0], masks[1], prod_0)),
+        gate.material(0, masks[0], prod_0),
+        gate.material(1, masks[1], gate.correction(masks[0], masks[1], prod_0)),
     ]
     opened = [gate.open(shares[i], mats[i]) for i in (0, 1)]
     outs = [gate.close(i, opened[i], opened[1 - i], mats[i]) for i in (0, 1)]

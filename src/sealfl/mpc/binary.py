@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 Words = npt.NDArray[np.uint64]
+IndexArray = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class GateMaterial:
         own input. :class:`ProductGate`: shape ``(variables, *plane)``.
     products
         This party's share of the mask products. :class:`OwnerAnd`: of ``m_x & m_y``, shaped
-        like party 0's input. :class:`ProductGate`: shape ``(len(closure), *plane)``.
+        like party 0's input. :class:`ProductGate`: the table its terms are read from, made
+        once by :meth:`ProductGate.material`.
     """
 
     masks: Words
@@ -115,21 +117,19 @@ class ProductGate:
         return tuple(sorted(subsets, key=lambda s: (len(s), s)))
 
     @cached_property
-    def _plan(
-        self,
-    ) -> tuple[list[tuple[int, ...]], npt.NDArray[np.intp], npt.NDArray[np.intp], list[int]]:
+    def _plan(self) -> tuple[list[int], list[int], IndexArray, IndexArray, list[int]]:
         """Index tables for :meth:`close`, computed once per gate.
 
-        ``publics`` lists every set ``U`` whose opened AND ``d_U`` a term needs (the empty set
-        first, then the single inputs, then larger sets, each after its prefix). Each monomial
-        ``T`` is the XOR over ``S`` of ``d_(T-S) & m_S``: term ``i`` pairs ``publics[u[i]]`` with
-        mask product ``s[i]`` (0: the empty product, which only party 0 has; ``1 + v``: input
-        ``v``'s mask; ``1 + variables + j``: ``closure[j]``), monomials' terms consecutive from
-        ``starts``.
+        The opened ANDs ``d_U`` a term needs are built in order: the empty set, the single
+        inputs, then each larger set as ``d_(U minus its last input) & d_last`` (``parents``
+        and ``lasts`` give both, for the sets after the singles). Each monomial ``T`` is the
+        XOR over ``S`` of ``d_(T-S) & m_S``: term ``i`` pairs opened AND ``u[i]`` with row
+        ``s[i]`` of the material's table, monomials' terms consecutive from ``starts``.
         """
         closure = {c: 1 + self.variables + j for j, c in enumerate(self.closure)}
-        publics: list[tuple[int, ...]] = [(), *((v,) for v in range(self.variables))]
-        where = {u: i for i, u in enumerate(publics)}
+        where: dict[tuple[int, ...], int] = {(): 0} | {(v,): 1 + v for v in range(self.variables)}
+        parents: list[int] = []
+        lasts: list[int] = []
         u_idx: list[int] = []
         s_idx: list[int] = []
         starts: list[int] = []
@@ -140,11 +140,24 @@ class ProductGate:
                     rest = tuple(v for v in mono if v not in sub)
                     for end in range(2, len(rest) + 1):  # prefixes first
                         if rest[:end] not in where:
-                            where[rest[:end]] = len(publics)
-                            publics.append(rest[:end])
+                            where[rest[:end]] = len(where)
+                            parents.append(where[rest[: end - 1]])
+                            lasts.append(rest[end - 1])
                     u_idx.append(where[rest])
                     s_idx.append(0 if not sub else 1 + sub[0] if size == 1 else closure[sub])
-        return publics, np.array(u_idx, dtype=np.intp), np.array(s_idx, dtype=np.intp), starts
+        u = np.array(u_idx, dtype=np.intp)
+        return parents, lasts, u, np.array(s_idx, dtype=np.intp), starts
+
+    def material(self, party: int, masks: Words, products: Words) -> GateMaterial:
+        """Return ``party``'s material for this gate, from its mask and product shares.
+
+        Its ``products`` is the table :meth:`close` reads terms from: the empty product (all
+        ones at party 0, which alone adds it; zeros at party 1), the mask shares, then the
+        shares of the :attr:`closure` products. Made once, when the material is expanded.
+        """
+        fill = np.uint64(0xFFFFFFFFFFFFFFFF if party == 0 else 0)
+        empty = np.full((1, *masks.shape[1:]), fill, dtype=np.uint64)
+        return GateMaterial(masks=masks, products=np.concatenate([empty, masks, products]))
 
     @staticmethod
     def open(inputs: Words, material: GateMaterial) -> Words:
@@ -156,19 +169,18 @@ class ProductGate:
 
         All terms of all monomials are formed in one vectorised step and XOR-reduced per
         monomial, so the cost is a handful of array operations whatever the gate's size.
+        ``party`` is implied by ``material`` (see :meth:`material`).
         """
-        publics, u_idx, s_idx, starts = self._plan
+        parents, lasts, u_idx, s_idx, starts = self._plan
         d = own ^ peer
-        ones = np.uint64(0xFFFFFFFFFFFFFFFF)
-        pub = np.empty((len(publics), *d.shape[1:]), dtype=np.uint64)
-        pub[0] = ones
+        pub = np.empty((1 + self.variables + len(parents), *d.shape[1:]), dtype=np.uint64)
+        pub[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
         pub[1 : 1 + self.variables] = d
-        for i in range(1 + self.variables, len(publics)):
-            u = publics[i]
-            pub[i] = pub[publics.index(u[:-1])] & d[u[-1]]
-        empty = np.full((1, *d.shape[1:]), ones if party == 0 else 0, dtype=np.uint64)
-        masks = np.concatenate([empty, material.masks, material.products])
-        terms = pub[u_idx] & masks[s_idx]
+        first = 1 + self.variables
+        for i, (parent, last) in enumerate(zip(parents, lasts, strict=True), first):
+            np.bitwise_and(pub[parent], d[last], out=pub[i])
+        terms = pub[u_idx]
+        terms &= material.products[s_idx]
         ends = [*starts[1:], len(u_idx)]
         return np.stack(
             [np.bitwise_xor.reduce(terms[a:b], axis=0) for a, b in zip(starts, ends, strict=True)]

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
-from sealfl.mpc.binary import GateMaterial, Words
+from sealfl.mpc.binary import GateMaterial, ProductGate, Words
 from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
 
@@ -165,11 +165,17 @@ def deal_query(plan: QueryPlan, session_b: U64) -> tuple[bytes, ServerDeal]:
 
 
 def _gates(
-    plan: QueryPlan, drawn: dict[str, Arr], products: list[Words]
+    plan: QueryPlan, drawn: dict[str, Arr], products: list[Words], party: int
 ) -> tuple[GateMaterial, ...]:
     cmp = plan.compare
-    rounds = 0 if cmp is None else cmp.rounds
-    return tuple(GateMaterial(masks=drawn[f"mask{r}"], products=products[r]) for r in range(rounds))
+    out = []
+    for r in range(0 if cmp is None else cmp.rounds):
+        gate = cmp.gate(r)  # type: ignore[union-attr]
+        if isinstance(gate, ProductGate):
+            out.append(gate.material(party, drawn[f"mask{r}"], products[r]))
+        else:
+            out.append(GateMaterial(masks=drawn[f"mask{r}"], products=products[r]))
+    return tuple(out)
 
 
 def expand_client(plan: QueryPlan, seed: bytes) -> PartyMaterial:
@@ -182,7 +188,7 @@ def expand_client(plan: QueryPlan, seed: bytes) -> PartyMaterial:
         weight_mask=d.get("weight_mask"),
         logit=d["logit"],
         rho=d.get("rho"),
-        gates=_gates(plan, d, products),
+        gates=_gates(plan, d, products, party=0),
         beta_xor=d.get("beta_xor"),
         beta_add=d.get("beta_add"),
         beta_rho=d.get("beta_rho"),
@@ -211,7 +217,7 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
         weight_mask=d.get("weight_mask"),
         logit=deal.logit,
         rho=d.get("rho"),
-        gates=_gates(plan, d, list(deal.products)),
+        gates=_gates(plan, d, list(deal.products), party=1),
         beta_xor=d.get("beta_xor"),
         beta_add=deal.beta_add,
         beta_rho=deal.beta_rho,

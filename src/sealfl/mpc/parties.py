@@ -16,6 +16,7 @@ gRPC (:mod:`sealfl.fl.infer`), which only moves the messages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ class _Party:
         self._cmp: Comparator | None = None
         self._zhat: U64 | None = None
         self.output_share: Arr | None = None
+        if plan.output is Output.PROBABILITY:
+            _ = self._spline_terms  # before the query: parties are made in the offline phase
 
     # -- Beaver linear layer ----------------------------------------------------------------
     def _close_beaver(self, own: Sequence[Arr], peer: Sequence[Arr]) -> None:
@@ -119,26 +122,53 @@ class _Party:
         _expect("bits", peer, [((self.plan.rows, self.plan.columns), np.uint8)])
         self.output_share = self._spline_share(np.asarray(own[0] ^ peer[0], dtype=np.uint8))
 
-    def _spline_share(self, opened: npt.NDArray[np.uint8]) -> U64:
-        """Return this party's additive share of the spline, given the opened ``b ^ beta`` bits."""
+    @cached_property
+    def _spline_terms(self) -> tuple[U64, U64, U64, U64, U64]:
+        """The parts of this party's spline share that need neither ``zhat`` nor the bits.
+
+        With ``s``, ``c`` the encoded slope and intercept steps, ``a`` and ``r`` this party's
+        shares of ``beta`` and ``beta * rho``, and ``b'`` the opened ``b ^ beta``, the share
+        of ``sum_k b_k (s_k z + c_k)`` is (see :meth:`_spline_share`)
+
+            zhat * S1 + S2 + z_i * (b' @ s) + sum_k b'_k (zhat * Q_k + P_k)
+
+        with ``S1 = sum_k s_k a_k``, ``S2 = sum_k (c_k a_k - s_k r_k)`` (plus the base value at
+        party 0), ``Q_k = -2 s_k a_k`` and ``P_k = 2 s_k r_k + c_k ([party 0] - 2 a_k)``: all
+        computed once, before the query, so that the online step is a few array operations.
+        """
         m = self.material
         assert m.beta_add is not None and m.beta_rho is not None
-        assert self.logit_share is not None and self._zhat is not None
         spline = self.plan.spline
         out_scale = self.plan.output_frac_bits
-        slope = encode(spline.slope_steps, SPLINE_FRAC_BITS)
-        intercept = encode(spline.intercept_steps, out_scale)
+        s = encode(spline.slope_steps, SPLINE_FRAC_BITS)
+        c = encode(spline.intercept_steps, out_scale)
+        a, r = m.beta_add, m.beta_rho
+        s1 = (a * s).sum(axis=1, dtype=np.uint64)
+        s2 = (a * c - r * s).sum(axis=1, dtype=np.uint64)
+        own = np.uint64(1 if self.party == 0 else 0)
+        if self.party == 0:
+            s2 += encode(spline.base, out_scale)
+        q = a * (np.uint64(0) - np.uint64(2) * s)
+        p = r * (np.uint64(2) * s) + (own - np.uint64(2) * a) * c
+        return s, s1, s2, q, p
+
+    def _spline_share(self, opened: npt.NDArray[np.uint8]) -> U64:
+        """Return this party's additive share of the spline, given the opened ``b ^ beta`` bits.
+
+        ``b = b' ^ beta = b' + (1 - 2b') beta`` in the ring, and ``beta * z`` is
+        ``beta * zhat - beta * rho`` with ``zhat = z + rho`` public, so the share of
+        ``b_k (s_k z + c_k)`` is linear in this party's shares of ``beta`` and ``beta * rho``,
+        with public coefficients.
+        """
+        assert self.logit_share is not None and self._zhat is not None
+        s, s1, s2, q, p = self._spline_terms
+        zhat = self._zhat
         bp = opened.astype(np.uint64)
-        sign = np.uint64(1) - np.uint64(2) * bp  # 1 - 2b' in the ring
-        beta_z = self._zhat[:, None] * m.beta_add - m.beta_rho  # share of beta * z
-        bit_z = sign * beta_z  # share of (1 - 2b') beta z
-        bit = sign * m.beta_add  # share of (1 - 2b') beta
-        if self.party == 0:
-            bit = bit + bp
-        bit_z = bit_z + bp * self.logit_share[:, None]
-        y = (bit_z * slope + bit * intercept).sum(axis=1, dtype=np.uint64)
-        if self.party == 0:
-            y = y + encode(spline.base, out_scale)
+        per_knot = zhat[:, None] * q
+        per_knot += p
+        per_knot *= bp
+        y = zhat * s1 + s2 + self.logit_share * (bp @ s)
+        y += per_knot.sum(axis=1, dtype=np.uint64)
         return np.asarray(y, dtype=np.uint64)
 
     # -- levels ----------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from sealfl.models import LogisticRegression
 from sealfl.mpc import (
     FRAC_BITS,
     Endpoint,
-    PartyMaterial,
     QueryPlan,
     ServerParty,
     encode,
@@ -237,18 +236,21 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
 
         return refuse_bad_input(context, body, what="OpenSession")
 
-    def _material(self, plan: QueryPlan, session_id: str, query_id: str) -> PartyMaterial:
-        """Take prefetched material for a query, or fetch it from the dealer now."""
+    def _party(self, plan: QueryPlan, session_id: str, query_id: str) -> ServerParty:
+        """Take the prefetched party of a query, or fetch its material and make it now.
+
+        Making the party expands the dealer's material and precomputes what does not depend
+        on the client's messages, so a prefetched query starts with none of that left to do.
+        """
         with self._lock:
             ready = self._prefetched.pop(query_id, None)
             session = self._sessions.get(session_id)
-        if isinstance(ready, tuple):
-            ready_plan, material = ready
-            if ready_plan != plan:
+        if isinstance(ready, ServerParty):
+            if ready.plan != plan:
                 raise ProtocolError(
-                    f"query {query_id}: header {plan} differs from the prefetched {ready_plan}"
+                    f"query {query_id}: header {plan} differs from the prefetched {ready.plan}"
                 )
-            return material
+            return ready
         if not isinstance(session, _Session):
             raise ProtocolError(f"unknown or expired MPC session {session_id!r}")
         assert self._dealer is not None
@@ -261,20 +263,20 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             raise ProtocolError(
                 f"query {query_id}: client header {plan} differs from the dealer's {dealt_plan}"
             )
-        return expand_server(plan, deal_from_proto(deal_msg))
+        return ServerParty(plan, expand_server(plan, deal_from_proto(deal_msg)), self._w)
 
     def Prefetch(  # noqa: N802
         self, request: infer_pb2.PrefetchRequest, context: grpc.ServicerContext
     ) -> infer_pb2.PrefetchReply:
-        """Fetch and expand this server's material for a query ahead of it (offline phase)."""
+        """Fetch this server's material for a query and make its party ahead of it (offline)."""
 
         def body() -> infer_pb2.PrefetchReply:
             self._require((Mode.MPC,), "Prefetch")
             header = request.header
             plan = plan_from_header(header)
-            material = self._material(plan, header.session_id, header.query_id)
+            party = self._party(plan, header.session_id, header.query_id)
             with self._lock:
-                self._prefetched.put(header.query_id, (plan, material))
+                self._prefetched.put(header.query_id, party)
             return infer_pb2.PrefetchReply()
 
         return refuse_bad_input(context, body, what="Prefetch")
@@ -292,8 +294,8 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             raise ProtocolError(
                 f"query has {plan.features} features, the model expects {self._model.n_features}"
             )
-        material = self._material(plan, header.session_id, header.query_id)
-        query = _Query(Endpoint(ServerParty(plan, material, self._w)), time.monotonic())
+        party = self._party(plan, header.session_id, header.query_id)
+        query = _Query(Endpoint(party), time.monotonic())
         with self._lock:
             if header.query_id in self._running:
                 raise ProtocolError(f"query {header.query_id!r} is already running")
