@@ -149,3 +149,20 @@ def test_round_trips_is_what_a_query_takes(output: Output, linear: str) -> None:
     plan = QueryPlan(rows=3, features=4, output=output, linear=Linear(linear))
     _, messages = evaluate_locally(plan, np.ones((3, 4)), np.ones(4))
     assert messages == 2 * plan.round_trips()
+
+
+def test_probability_error_stays_within_the_documented_bound() -> None:
+    # Spline error plus the comparisons' rounding: wrong only within 2^-9 of a knot, where it
+    # costs |slope step| * 2^-9. Logits are packed around every knot to provoke exactly that.
+    from sealfl.mpc.spline import DEFAULT_MAX_ERROR, sigmoid_spline
+
+    spline = sigmoid_spline()
+    rng = np.random.default_rng(7)
+    near = spline.knots[:, None] + rng.uniform(-(2**-8), 2**-8, size=(spline.knots.size, 20))
+    z = np.concatenate([near.ravel(), rng.uniform(-12, 12, size=500)])
+    prob, _ = evaluate_locally(
+        QueryPlan(rows=z.size, features=1, output=Output.PROBABILITY), z[:, None], np.ones(1)
+    )
+    bound = DEFAULT_MAX_ERROR + 2**-9 * np.abs(spline.slope_steps).max()
+    assert np.abs(prob - 1 / (1 + np.exp(-z))).max() <= bound
+    assert bound < 1e-3  # the workload's agreement target

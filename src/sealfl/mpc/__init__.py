@@ -35,8 +35,9 @@ Trust assumptions (read before deploying):
   uses only the legitimate output); ``label`` output leaks one bit per row, which slows this
   down but does not stop it. Rate-limit and audit queries where this matters.
 - **Accuracy.** The logit is exact up to fixed-point rounding (about 1e-6); the spline is within
-  5e-4 of the sigmoid; comparisons with knots are made on the logit rounded to 2^-10, which,
-  because the spline is continuous, adds at most a few 1e-5. Logits must stay within 2^20 in
+  7e-4 of the sigmoid; comparisons with knots are made on the logit rounded to 2^-10, which,
+  because the spline is continuous, adds at most about 6e-5: every probability is within
+  8e-4 of the sigmoid. Logits must stay within 2^20 in
   magnitude (:data:`~sealfl.mpc.plan.MAX_LOGIT`, far beyond where the sigmoid saturates);
   beyond about 2^21 the probability output is silently wrong, and no party can check.
 """
