@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealfl.errors import ConfigError, ProtocolError
-from sealfl.mpc.binary import GateMaterial, OwnerAnd
+from sealfl.mpc.binary import GateMaterial, LeafGate
 from sealfl.mpc.compare import Comparator, carry_gate
 from sealfl.mpc.dealer import deal_query, expand_server, session_mask
 from sealfl.mpc.plan import Output, QueryPlan
@@ -58,37 +58,52 @@ def _words(rng: np.random.Generator, *shape: int) -> np.ndarray:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 4))
-def test_owner_and_gate_computes_and(seed: int, copies: int) -> None:
-    # x is party 0's (copies blocks wide), y party 1's (one block, shared by every copy).
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 4))
+def test_leaf_gate_gives_each_groups_generate_and_propagate(
+    seed: int, copies: int, width: int
+) -> None:
+    # a is party 0's addend (copies blocks wide), b party 1's (one block, shared by every copy).
     rng = np.random.default_rng(seed)
-    gate = OwnerAnd(copies)
-    x, y = _words(rng, 3, 2 * copies), _words(rng, 3, 2)
-    mask_x, mask_y, prod_0 = (
-        _words(rng, 3, 2 * copies),
-        _words(rng, 3, 2),
-        _words(rng, 3, 2 * copies),
-    )
+    gate = LeafGate(width=width, copies=copies)
+    groups, subsets = 3, len(gate.subsets)
+    a, b = _words(rng, groups * width, 2 * copies), _words(rng, groups * width, 2)
+    mask_a, mask_b = _words(rng, groups, subsets, 2 * copies), _words(rng, groups, subsets, 2)
+    prod_0 = _words(rng, 2, groups, 2 * copies)
     mats = [
-        GateMaterial(masks=mask_x, products=prod_0),
-        GateMaterial(masks=mask_y, products=gate.correction(mask_x, mask_y, prod_0)),
+        GateMaterial(masks=mask_a, products=prod_0),
+        GateMaterial(masks=mask_b, products=gate.correction(mask_a, mask_b, prod_0)),
     ]
-    opened = [gate.open(x, mats[0]), gate.open(y, mats[1])]
-    assert opened[1].shape == y.shape  # party 1 opens one block, not one per copy
-    outs = [gate.close(i, opened[i], opened[1 - i], mats[i]) for i in (0, 1)]
-    assert np.array_equal(outs[0] ^ outs[1], x & np.tile(y, (1, copies)))
+    opened = [gate.open(gate.inputs(a), mats[0]), gate.open(gate.inputs(b), mats[1])]
+    assert opened[1].shape == (groups, subsets, 2)  # party 1 opens one block, not one per copy
+    g, p = gate.close(0, opened[0], opened[1], mats[0]) ^ gate.close(
+        1, opened[1], opened[0], mats[1]
+    )
+    # Plain bit-sliced carry-lookahead of each group of positions.
+    wide_b = np.tile(b, (1, copies))
+    want_g = np.zeros((groups, 2 * copies), np.uint64)
+    want_p = np.full((groups, 2 * copies), np.uint64(2**64 - 1))
+    for j in range(width):
+        aj, bj = a[j::width], wide_b[j::width]
+        want_g = (aj & bj) | ((aj ^ bj) & want_g)
+        want_p &= aj ^ bj
+    assert np.array_equal(g, want_g) and np.array_equal(p, want_p)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     st.integers(0, 2**32 - 1),
-    st.sampled_from([(2, True), (2, False), (3, True), (4, True), (4, False)]),
+    st.sampled_from([(2, True), (2, False), (3, True), (4, True), (4, False), (8, False)]),
 )
-def test_carry_gate_computes_its_monomials(seed: int, shape: tuple[int, bool]) -> None:
+def test_carry_gate_combines_shared_groups(seed: int, shape: tuple[int, bool]) -> None:
+    # Random exclusive (G, P) per group, XOR-shared; the gate's shares must add up to the
+    # carry-lookahead combination (without the top group's G, which each party adds itself).
     radix, with_p = shape
     rng = np.random.default_rng(seed)
     gate = carry_gate(radix, with_p=with_p)
-    inputs = _words(rng, gate.variables, 2, 5)
+    g, p = _words(rng, radix, 2, 5), _words(rng, radix, 2, 5)
+    g &= ~p  # generate and propagate are exclusive in an adder
+    inputs = np.concatenate([g[: radix - 1], p if with_p else p[1:]])
+    assert inputs.shape[0] == gate.variables
     shares = _xor_share(rng, inputs)
     masks = [_words(rng, gate.variables, 2, 5) for _ in (0, 1)]
     prod_0 = _words(rng, len(gate.closure), 2, 5)
@@ -97,28 +112,16 @@ def test_carry_gate_computes_its_monomials(seed: int, shape: tuple[int, bool]) -
         gate.material(1, masks[1], gate.correction(masks[0], masks[1], prod_0)),
     ]
     opened = [gate.open(shares[i], mats[i]) for i in (0, 1)]
-    outs = [gate.close(i, opened[i], opened[1 - i], mats[i]) for i in (0, 1)]
-    want = [np.bitwise_and.reduce(inputs[list(m)], axis=0) for m in gate.monomials]
-    assert np.array_equal(outs[0] ^ outs[1], np.stack(want))
-    assert len(gate.monomials) == radix - 1 + with_p
-
-
-def test_carry_gate_combines_groups_like_an_adder() -> None:
-    # Radix 4: G = G3 ^ P3 G2 ^ P3 P2 G1 ^ P3 P2 P1 G0 and P = P3 P2 P1 P0, checked on every
-    # assignment of the (exclusive) generate and propagate bits of four groups.
-    gate = carry_gate(4, with_p=True)
-    for bits in range(1 << 8):
-        g = [(bits >> i) & 1 for i in range(4)]
-        p = [(bits >> (4 + i)) & 1 for i in range(4)]
-        if any(gi and pi for gi, pi in zip(g, p, strict=True)):
-            continue
-        values = [*g[:3], *p]
-        terms = [int(all(values[v] for v in m)) for m in gate.monomials]
-        carry = g[3] ^ terms[0] ^ terms[1] ^ terms[2]
-        a = sum((gi | pi) << i for i, (gi, pi) in enumerate(zip(g, p, strict=True)))
-        b = sum(gi << i for i, gi in enumerate(g))
-        assert carry == (a + b) >> 4  # the carry out of adding the groups' digits
-        assert terms[3] == int(all(p))
+    got = gate.close(0, opened[0], opened[1], mats[0]) ^ gate.close(
+        1, opened[1], opened[0], mats[1]
+    )
+    carry = g[0]
+    for j in range(1, radix):
+        carry = g[j] | (p[j] & carry)
+    assert np.array_equal(got[0] ^ g[radix - 1], carry)
+    if with_p:
+        assert np.array_equal(got[1], np.bitwise_and.reduce(p, axis=0))
+    assert got.shape[0] == 1 + with_p
 
 
 def _compare(z_int: np.ndarray, plan: QueryPlan) -> np.ndarray:
@@ -133,7 +136,7 @@ def _compare(z_int: np.ndarray, plan: QueryPlan) -> np.ndarray:
     cmp = plan.compare
     assert cmp is not None
     parties = [Comparator(i, cmp, shares[i], mats[i].gates) for i in (0, 1)]
-    assert cmp.rounds == 4
+    assert cmp.rounds == (2 if cmp.bits == 32 else 3)
     for rnd in range(cmp.rounds):
         opened = [p.open(rnd) for p in parties]
         for i in (0, 1):

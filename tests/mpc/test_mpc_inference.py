@@ -30,7 +30,7 @@ def _plan(x: np.ndarray, output: Output) -> QueryPlan:
 def test_probability_in_mpc_within_1e_3(model: LogisticRegression, test_x: np.ndarray) -> None:
     got, messages = evaluate_locally(_plan(test_x, Output.PROBABILITY), test_x, model.weights)
     assert np.abs(got - model.predict_proba(test_x)).max() <= 1e-3
-    assert messages == 6  # three round trips
+    assert messages == 4  # two round trips
 
 
 def test_revealed_logit_within_1e_4(model: LogisticRegression, test_x: np.ndarray) -> None:

@@ -6,27 +6,20 @@ one round of communication and correlated randomness. Two gates are built here, 
 idea (Beaver's, over GF(2)): every input is opened masked by a random plane, and the dealer
 supplies shares of the products of those masks, so the product of the inputs follows locally.
 
-:class:`OwnerAnd`: ``x & y`` where party 0 knows ``x`` and party 1 knows ``y`` in the clear
-(the generate bits of an adder). Each party opens only its own input, masked by a mask only it
-holds, and party 1's input may be shared by ``copies`` blocks of party 0's (one comparison
+:class:`LeafGate`: the generate and propagate bits of groups of adder positions whose two
+addends are known in the clear, one to each party. Each party opens only products of its own
+bits, and party 1's addend may be shared by ``copies`` blocks of party 0's (one comparison
 value against many thresholds), so it is opened once rather than ``copies`` times.
 
-:class:`ProductGate`: any set of monomials (ANDs of several shared planes) in one round. With
-openings ``d_v = x_v ^ m_v`` the product over a set ``T`` expands as
-
-    AND_{v in T} x_v  =  XOR_{S subset of T}  d_{T-S} & m_S
-
-where ``d_U`` is the (public) AND of the opened planes in ``U`` and ``m_S`` the AND of the masks
-in ``S``; the dealer supplies shares of ``m_S`` for every ``S`` of two or more variables, each
-party's share of ``m_v`` is its own mask, and party 0 alone adds ``d_T`` (``S`` empty). That is
-Beaver's AND gate for two variables, and lets a carry-lookahead adder combine four groups of
-bits per round instead of two (:mod:`sealfl.mpc.compare`).
+:class:`CarryGate`: the carry-lookahead combination of several groups' generate and propagate
+bits, shared, in one round: products of many shared planes at once, with the dealer sharing
+the products of their masks (:mod:`sealfl.mpc.compare`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import combinations
 
 import numpy as np
@@ -43,12 +36,12 @@ class GateMaterial:
     Attributes
     ----------
     masks
-        This party's share of each input's mask. :class:`OwnerAnd`: the mask of the party's
-        own input. :class:`ProductGate`: shape ``(variables, *plane)``.
+        This party's share of each input's mask. :class:`LeafGate`: the masks of the party's
+        own products. :class:`CarryGate`: shape ``(variables, *plane)``.
     products
-        This party's share of the mask products. :class:`OwnerAnd`: of ``m_x & m_y``, shaped
-        like party 0's input. :class:`ProductGate`: the table its terms are read from, made
-        once by :meth:`ProductGate.material`.
+        This party's share of the mask products. :class:`LeafGate`: of the two sums (for
+        ``G`` and ``P``), shape ``(2, groups, cols)``. :class:`CarryGate`: the table its terms
+        are read from, made once by :meth:`CarryGate.material`.
     """
 
     masks: Words
@@ -56,54 +49,156 @@ class GateMaterial:
 
 
 @dataclass(frozen=True)
-class OwnerAnd:
-    """``x & y`` for ``x`` known to party 0 and ``y`` to party 1, in one round.
+class LeafGate:
+    """Generate and propagate bits of groups of ``width`` adder positions, in one round.
 
-    Party 0's planes are ``copies`` blocks side by side along the last axis, each combined
-    with the same ``y``: party 1's planes have ``1 / copies`` of the width.
+    The adder's inputs are known in the clear: party 0 holds the bits ``a`` of one addend and
+    party 1 the bits ``b`` of the other, with ``copies`` blocks of party 0's planes side by
+    side along the last axis sharing party 1's (one value compared with many thresholds).
+    For one group, ``G = [A + B >= 2^width]`` and ``P = [A + B = 2^width - 1]``; as GF(2)
+    polynomials
+
+        G = XOR_i  a_i b_i AND_{j > i} (a_j ^ b_j),      P = AND_j (a_j ^ b_j)
+
+    and expanding every ``a_j ^ b_j`` makes each a XOR of products ``a_S b_T`` of party 0's bits
+    over a set ``S`` and party 1's over a set ``T``. Each party opens the products of its own
+    bits over every nonempty subset, masked: ``d_S = a_S ^ x_S``, ``e_T = b_T ^ y_T``. Then
+
+        a_S b_T = a_S e_T  ^  y_T d_S  ^  x_S y_T
+
+    where party 0 computes ``a_S e_T`` and party 1 ``y_T d_S``, and the dealer shares the XOR of
+    ``x_S y_T`` over all pairs of one output: one plane per output, however many pairs. So a
+    group of four positions costs one round, as one position's generate bit did, and saves
+    two tree levels; the price is 15 opened planes per group instead of 4.
     """
 
+    width: int
     copies: int
 
     def widen(self, planes: Words) -> Words:
         """Repeat party 1's planes to party 0's width."""
         return np.tile(planes, (1,) * (planes.ndim - 1) + (self.copies,))
 
+    @cached_property
+    def subsets(self) -> tuple[tuple[int, ...], ...]:
+        """The nonempty subsets of the group's positions, in the order their products are opened."""
+        return tuple(
+            s for size in range(1, self.width + 1) for s in combinations(range(self.width), size)
+        )
+
+    @cached_property
+    def _pairs(self) -> tuple[IndexArray, IndexArray, IndexArray, IndexArray]:
+        """``(S, T)`` index pairs of the cross products in ``G`` and in ``P``."""
+        index = {s: i for i, s in enumerate(self.subsets)}
+        g_pairs = [
+            (index[(i, *u)], index[(i, *sorted(set(range(i + 1, self.width)) - set(u)))])
+            for i in range(self.width)
+            for size in range(self.width - i)
+            for u in combinations(range(i + 1, self.width), size)
+        ]
+        p_pairs = [
+            (index[u], index[tuple(sorted(set(range(self.width)) - set(u)))])
+            for size in range(1, self.width)
+            for u in combinations(range(self.width), size)
+        ]
+        g = np.array(g_pairs, dtype=np.intp).reshape(-1, 2)
+        p = np.array(p_pairs, dtype=np.intp).reshape(-1, 2)  # none for a single position
+        return g[:, 0], g[:, 1], p[:, 0], p[:, 1]
+
+    def inputs(self, bits: Words) -> Words:
+        """Return the products of a party's own bits over every subset: (groups, subsets, cols).
+
+        ``bits`` holds one plane per adder position, ``width`` positions per group.
+        """
+        lanes = bits.reshape(-1, self.width, bits.shape[-1])
+        out = np.empty((lanes.shape[0], len(self.subsets), bits.shape[-1]), dtype=np.uint64)
+        for i, s in enumerate(self.subsets):
+            if len(s) == 1:
+                out[:, i] = lanes[:, s[0]]
+            else:
+                prefix = self.subsets.index(s[:-1])
+                np.bitwise_and(out[:, prefix], lanes[:, s[-1]], out=out[:, i])
+        return out
+
     @staticmethod
-    def open(own_input: Words, material: GateMaterial) -> Words:
-        """Return the plane this party opens: its input XOR its mask."""
-        return own_input ^ material.masks
+    def open(inputs: Words, material: GateMaterial) -> Words:
+        """Return the planes this party opens: its products XOR its masks."""
+        return inputs ^ material.masks
 
     def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
-        """Return this party's share of ``x & y`` from its opening and the peer's.
-
-        With ``d = x ^ a`` and ``e = y ^ b``: ``x & y = (d & e) ^ (d & b) ^ (a & e) ^ (a & b)``.
-        Party 0 holds ``a``, party 1 holds ``b``, and ``a & b`` is shared by the dealer.
-        """
+        """Return this party's shares of every group's ``G`` and ``P``: (2, groups, cols)."""
+        g_s, g_t, p_s, p_t = self._pairs
+        full = len(self.subsets) - 1  # the product of all the group's bits
+        mine = own ^ material.masks  # this party's own products, in the clear
         if party == 0:
             e = self.widen(peer)
-            return np.asarray((material.masks & e) ^ (own & e) ^ material.products)
-        return np.asarray((self.widen(material.masks) & peer) ^ material.products)
+            g = np.bitwise_xor.reduce(mine[:, g_s] & e[:, g_t], axis=1)
+            p = np.bitwise_xor.reduce(mine[:, p_s] & e[:, p_t], axis=1) ^ mine[:, full]
+        else:
+            y = self.widen(material.masks)
+            g = np.bitwise_xor.reduce(y[:, g_t] & peer[:, g_s], axis=1)
+            p = np.bitwise_xor.reduce(y[:, p_t] & peer[:, p_s], axis=1)
+            p ^= self.widen(mine[:, full])
+        return np.stack([g, p]) ^ material.products
 
-    def correction(self, mask_x: Words, mask_y: Words, product_0: Words) -> Words:
-        """Return party 1's share of ``m_x & m_y`` given party 0's random one (the dealer's)."""
-        return np.asarray((mask_x & self.widen(mask_y)) ^ product_0)
+    def correction(self, masks_0: Words, masks_1: Words, products_0: Words) -> Words:
+        """Return party 1's shares of the mask-product sums given party 0's (the dealer's)."""
+        g_s, g_t, p_s, p_t = self._pairs
+        y = self.widen(masks_1)
+        g = np.bitwise_xor.reduce(masks_0[:, g_s] & y[:, g_t], axis=1)
+        p = np.bitwise_xor.reduce(masks_0[:, p_s] & y[:, p_t], axis=1)
+        return np.stack([g, p]) ^ products_0
 
 
 @dataclass(frozen=True)
-class ProductGate:
-    """Shares of several monomials of shared planes, in one round.
+class CarryGate:
+    """Combine the ``G`` and ``P`` of ``radix`` adjacent groups, lowest first, in one round.
 
-    Attributes
-    ----------
-    variables
-        How many input planes are opened.
-    monomials
-        Each a sorted tuple of input indices (two or more); the gate outputs their ANDs.
+    ``G = G_(r-1) ^ P_(r-1) (G_(r-2) ^ P_(r-2) (... ^ P_1 G_0))`` and, unless this is the last
+    tree level, ``P = P_(r-1) ... P_0``. Inputs, in order: ``G_0 .. G_(r-2)`` then
+    ``P_0 .. P_(r-1)`` (``P_1 ..`` without ``P``); ``G_(r-1)`` enters linearly, so it is never
+    opened and each party adds its own share.
+
+    Every input ``x_v`` is opened as ``d_v = x_v ^ m_v``. Expanding the products, a monomial
+    over a set ``T`` of inputs is ``XOR_{S subset of T} d_(T-S) & m_S``, where ``d_U`` is the
+    (public) AND of the opened planes in ``U`` and ``m_S`` the AND of the masks in ``S``: the
+    dealer shares ``m_S`` for every ``S`` of two or more inputs of some monomial (the
+    :attr:`closure`), each party's share of ``m_v`` is its own mask, and party 0 alone adds the
+    term with ``S`` empty. That is Beaver's AND gate for two inputs, and lets one round do
+    what a binary tree does in ``log2(radix)``.
+
+    The expansion of ``G`` has ``2^radix`` terms. :meth:`close` evaluates it along the nesting
+    above rather than term by term: with ``T_i(X)`` the expansion of the ``i``-th bracket with
+    every mask product extended by the set ``X`` of ``P``'s still to multiply,
+
+        T_i(X) = d_Gi m_X ^ m_(X+Gi) ^ d_Pi T_(i-1)(X) ^ T_(i-1)(X+Pi),
+
+    one vectorised step per bracket over all ``X`` at once, a few dozen array operations in
+    all instead of one per term.
     """
 
-    variables: int
-    monomials: tuple[tuple[int, ...], ...]
+    radix: int
+    with_p: bool
+
+    @property
+    def variables(self) -> int:
+        """How many input planes are opened."""
+        return self.radix - 1 + self.radix - (0 if self.with_p else 1)
+
+    def _g(self, i: int) -> int:
+        return i
+
+    def _p(self, j: int) -> int:
+        return self.radix - 1 + j - (0 if self.with_p else 1)
+
+    @cached_property
+    def monomials(self) -> tuple[tuple[int, ...], ...]:
+        """The products the outputs expand into: ``G_i P_(i+1) ... P_(r-1)``, and all ``P``'s."""
+        r = self.radix
+        out = [(self._g(i), *(self._p(j) for j in range(i + 1, r))) for i in range(r - 1)]
+        if self.with_p:
+            out.append(tuple(self._p(j) for j in range(r)))
+        return tuple(out)
 
     @cached_property
     def closure(self) -> tuple[tuple[int, ...], ...]:
@@ -117,43 +212,57 @@ class ProductGate:
         return tuple(sorted(subsets, key=lambda s: (len(s), s)))
 
     @cached_property
-    def _plan(self) -> tuple[list[int], list[int], IndexArray, IndexArray, list[int]]:
-        """Index tables for :meth:`close`, computed once per gate.
+    def _rows(self) -> dict[tuple[int, ...], int]:
+        """Row of each mask product in the material's table (see :meth:`material`)."""
+        rows = {(): 0} | {(v,): 1 + v for v in range(self.variables)}
+        return rows | {s: 1 + self.variables + j for j, s in enumerate(self.closure)}
 
-        The opened ANDs ``d_U`` a term needs are built in order: the empty set, the single
-        inputs, then each larger set as ``d_(U minus its last input) & d_last`` (``parents``
-        and ``lasts`` give both, for the sets after the singles). Each monomial ``T`` is the
-        XOR over ``S`` of ``d_(T-S) & m_S``: term ``i`` pairs opened AND ``u[i]`` with row
-        ``s[i]`` of the material's table, monomials' terms consecutive from ``starts``.
+    def _chain(
+        self, base: int, steps: list[tuple[int | None, int]]
+    ) -> list[tuple[IndexArray, IndexArray | None, int | None, int]]:
+        """Index tables to evaluate ``x_(m_k) (... (a_1 ^ x_(m_1) x_base))`` (see the class doc).
+
+        Per bracket: the table rows of ``m_X`` and ``m_(X+a)`` for every ``X`` (a subset of the
+        multipliers still to come, bit ``t`` standing for the ``t``-th of them), ``a`` and the
+        multiplier ``m`` of the step (``base`` itself at the start, with no multiplier).
         """
-        closure = {c: 1 + self.variables + j for j, c in enumerate(self.closure)}
-        where: dict[tuple[int, ...], int] = {(): 0} | {(v,): 1 + v for v in range(self.variables)}
-        parents: list[int] = []
-        lasts: list[int] = []
-        u_idx: list[int] = []
-        s_idx: list[int] = []
-        starts: list[int] = []
-        for mono in self.monomials:
-            starts.append(len(u_idx))
-            for size in range(len(mono) + 1):
-                for sub in combinations(mono, size):
-                    rest = tuple(v for v in mono if v not in sub)
-                    for end in range(2, len(rest) + 1):  # prefixes first
-                        if rest[:end] not in where:
-                            where[rest[:end]] = len(where)
-                            parents.append(where[rest[: end - 1]])
-                            lasts.append(rest[end - 1])
-                    u_idx.append(where[rest])
-                    s_idx.append(0 if not sub else 1 + sub[0] if size == 1 else closure[sub])
-        u = np.array(u_idx, dtype=np.intp)
-        return parents, lasts, u, np.array(s_idx, dtype=np.intp), starts
+        out = []
+        mults = [m for _, m in steps]
+        for level in range(len(steps) + 1):
+            pending = mults[level:]
+            sets = [
+                tuple(sorted(pending[t] for t in range(len(pending)) if x >> t & 1))
+                for x in range(1 << len(pending))
+            ]
+            add = base if level == 0 else steps[level - 1][0]
+            mult = None if level == 0 else steps[level - 1][1]
+            with_a = None if add is None else [tuple(sorted((*s, add))) for s in sets]
+            out.append(
+                (
+                    np.array([self._rows[s] for s in sets], dtype=np.intp),
+                    None if with_a is None else np.array([self._rows[s] for s in with_a], np.intp),
+                    add,
+                    -1 if mult is None else mult,
+                )
+            )
+        return out
+
+    @cached_property
+    def _chains(self) -> list[list[tuple[IndexArray, IndexArray | None, int | None, int]]]:
+        r = self.radix
+        g_steps: list[tuple[int | None, int]] = [(self._g(i), self._p(i)) for i in range(1, r - 1)]
+        chains = [self._chain(self._g(0), [*g_steps, (None, self._p(r - 1))])]
+        if self.with_p:
+            chains.append(self._chain(self._p(0), [(None, self._p(j)) for j in range(1, r)]))
+        return chains
 
     def material(self, party: int, masks: Words, products: Words) -> GateMaterial:
         """Return ``party``'s material for this gate, from its mask and product shares.
 
-        Its ``products`` is the table :meth:`close` reads terms from: the empty product (all
-        ones at party 0, which alone adds it; zeros at party 1), the mask shares, then the
-        shares of the :attr:`closure` products. Made once, when the material is expanded.
+        Its ``products`` is the table :meth:`close` reads mask products from: the empty
+        product (all ones at party 0, which alone adds it; zeros at party 1), the mask shares,
+        then the shares of the :attr:`closure` products. Made once, when the material is
+        expanded.
         """
         fill = np.uint64(0xFFFFFFFFFFFFFFFF if party == 0 else 0)
         empty = np.full((1, *masks.shape[1:]), fill, dtype=np.uint64)
@@ -165,26 +274,28 @@ class ProductGate:
         return inputs ^ material.masks
 
     def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
-        """Return this party's shares of the monomials, stacked in order.
+        """Return this party's shares of ``G ^ G_(r-1)`` and, with ``P``, of ``P``: (1|2, ...).
 
-        All terms of all monomials are formed in one vectorised step and XOR-reduced per
-        monomial, so the cost is a handful of array operations whatever the gate's size.
         ``party`` is implied by ``material`` (see :meth:`material`).
         """
-        parents, lasts, u_idx, s_idx, starts = self._plan
         d = own ^ peer
-        pub = np.empty((1 + self.variables + len(parents), *d.shape[1:]), dtype=np.uint64)
-        pub[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
-        pub[1 : 1 + self.variables] = d
-        first = 1 + self.variables
-        for i, (parent, last) in enumerate(zip(parents, lasts, strict=True), first):
-            np.bitwise_and(pub[parent], d[last], out=pub[i])
-        terms = pub[u_idx]
-        terms &= material.products[s_idx]
-        ends = [*starts[1:], len(u_idx)]
-        return np.stack(
-            [np.bitwise_xor.reduce(terms[a:b], axis=0) for a, b in zip(starts, ends, strict=True)]
-        )
+        table = material.products
+        out = []
+        for chain in self._chains:
+            acc: Words | None = None
+            for rows, rows_a, add, mult in chain:
+                term = None if rows_a is None else table[rows_a]
+                if add is not None:
+                    assert term is not None
+                    term ^= table[rows] & d[add]
+                if acc is not None:
+                    step = acc[0::2] & d[mult]
+                    step ^= acc[1::2]
+                    term = step if term is None else term ^ step
+                acc = term
+            assert acc is not None
+            out.append(acc[0])
+        return np.stack(out)
 
     def correction(self, masks_0: Words, masks_1: Words, products_0: Words) -> Words:
         """Return party 1's shares of the mask products given party 0's (the dealer's)."""
@@ -196,3 +307,9 @@ class ProductGate:
                 prod &= full[v]
             out[i] = prod ^ products_0[i]
         return out
+
+
+@cache
+def carry_gate(radix: int, *, with_p: bool) -> CarryGate:
+    """Return the (shared, cached) gate combining ``radix`` groups."""
+    return CarryGate(radix, with_p)

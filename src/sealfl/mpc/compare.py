@@ -2,26 +2,29 @@
 
 Given additive shares ``u = u_0 + u_1 mod 2^M`` held by two parties, the sign bit of ``u`` is
 ``u_0[M-1] ^ u_1[M-1] ^ carry``, where ``carry`` is the carry into bit ``M-1`` when adding the
-low ``M-1`` bits of the two shares. That carry is a two-input adder circuit: generate
-``g_i = x_0[i] & x_1[i]`` and propagate ``p_i = x_0[i] ^ x_1[i]`` per bit (``x_j`` the low bits
-of ``u_j``, each known to one party, so ``p`` is already XOR-shared and ``g`` takes one round of
-:class:`~sealfl.mpc.binary.OwnerAnd` gates), then a carry-lookahead tree combines adjacent
-groups of bits, lowest first, one round per tree level. A level of radix 4 computes
+low ``M-1`` bits of the two shares: a two-input adder whose addends are each known in the
+clear to one party. A carry-lookahead adder computes it in two kinds of round:
 
-    G = G_3 ^ P_3 G_2 ^ P_3 P_2 G_1 ^ P_3 P_2 P_1 G_0,   P = P_3 P_2 P_1 P_0
+1. Leaves (:class:`~sealfl.mpc.binary.LeafGate`): the generate ``G`` and propagate ``P`` bits of
+   every group of four positions, in one round from products of each party's own bits.
+2. Tree levels (:class:`~sealfl.mpc.binary.CarryGate`): groups combine, lowest first. A level
+   of radix ``r`` computes
 
-in one round with a :class:`~sealfl.mpc.binary.ProductGate` (the terms are exclusive, so their
-OR is their XOR); radix 2 is ``G = G_1 ^ P_1 G_0``. One group remains at the end and its ``G``
-is the carry. ``u >= 0`` (as a signed ``M``-bit value) is the negated sign bit, left
-XOR-shared.
+       G = G_(r-1) ^ P_(r-1) G_(r-2) ^ ... ^ P_(r-1) ... P_1 G_0,   P = P_(r-1) ... P_0
 
-The levels use radix 4 where it saves a round and radix 2 elsewhere (31 bits: radices 2, 4, 4;
-63 bits: 4, 4, 4), so a comparison takes four rounds where a binary tree takes six: every
-round saved is half a round trip of a query, which on a network costs more than the extra
-dealer material (the mask products of radix 4) and the extra local work.
+   in one round (the terms are exclusive, so their OR is their XOR). The last level needs only
+   ``G``, which is the carry.
+
+``u >= 0`` (as a signed ``M``-bit value) is the negated sign bit, left XOR-shared.
+
+Rounds are what a query waits for (each is half a network round trip), so the tree is as flat
+as the dealer material allows: the 31 low bits of a 32-bit comparison make 8 leaf groups,
+combined by one radix-8 level (367 mask products per comparison, about 46 bytes); the 63 of a
+64-bit one make 16, combined by two radix-4 levels. Two rounds, or three, where a binary tree
+over single bits takes six or seven.
 
 The values are *bit-sliced*: bit ``i`` of every compared value is packed into its own plane of
-64-bit words, so one word operation is 64 comparisons, and each level opens only the planes it
+64-bit words, so one word operation is 64 comparisons, and each round opens only the planes it
 combines.
 
 ``M`` is 64 for an exact comparison of the logit, or 32 when comparing a coarsened logit: both
@@ -35,12 +38,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.mpc.binary import GateMaterial, OwnerAnd, ProductGate, Words
+from sealfl.mpc.binary import CarryGate, GateMaterial, LeafGate, Words, carry_gate
+
+LEAF_WIDTH = 4
+"""Adder positions per leaf group (15 opened products each; see LeafGate)."""
 
 
 @dataclass(frozen=True)
@@ -70,35 +76,41 @@ class ComparePlan:
         """Word type holding ``bits`` bits."""
         return np.uint32 if self.bits == 32 else np.uint64
 
+    @property
+    def groups(self) -> int:
+        """Leaf groups: the ``M - 1`` low positions in fours (the top group padded)."""
+        return -(-(self.bits - 1) // LEAF_WIDTH)
+
     @cached_property
     def radices(self) -> tuple[int, ...]:
         """Groups combined per tree level, lowest level first (see the module docstring).
 
-        The fewest levels that radix 4 allows, and of those, as many radix-2 levels first as
-        still cover all ``M - 1`` lanes: they are the cheaper ones, at the widest levels.
+        One level if the leaves are at most eight (the last level needs no ``P``, and radix 8
+        without it takes 367 mask products); otherwise radix-4 levels.
         """
-        lanes, levels = self.bits - 1, 0
-        while 4**levels < lanes:
+        if self.groups <= 8:
+            return (self.groups,)
+        levels = 1
+        while 4**levels < self.groups:
             levels += 1
-        twos = max(a for a in range(levels + 1) if 2**a * 4 ** (levels - a) >= lanes)
-        return (2,) * twos + (4,) * (levels - twos)
+        return (4,) * levels
 
     @property
     def rounds(self) -> int:
-        """Rounds of gates: one for the generate bits, one per tree level."""
+        """Rounds of gates: one for the leaves, one per tree level."""
         return 1 + len(self.radices)
 
     def lanes(self, rnd: int) -> int:
-        """Return how many groups (bit planes) enter round ``rnd``."""
-        lanes = self.bits - 1
-        for radix in self.radices[: max(rnd - 1, 0)]:
+        """Return how many groups enter tree round ``rnd`` (1 or later)."""
+        lanes = self.groups
+        for radix in self.radices[: rnd - 1]:
             lanes = -(-lanes // radix)
         return lanes
 
-    def gate(self, rnd: int) -> OwnerAnd | ProductGate:
+    def gate(self, rnd: int) -> LeafGate | CarryGate:
         """Return the gate of round ``rnd``, identical at both parties and the dealer."""
         if rnd == 0:
-            return OwnerAnd(copies=len(self.thresholds))
+            return LeafGate(width=LEAF_WIDTH, copies=len(self.thresholds))
         return carry_gate(self.radices[rnd - 1], with_p=rnd < self.rounds - 1)
 
     def words(self, rows: int) -> int:
@@ -113,8 +125,8 @@ class ComparePlan:
         """
         cols = len(self.thresholds) * self.words(rows)
         gate = self.gate(rnd)
-        if isinstance(gate, OwnerAnd):
-            return (self.bits - 1, cols if party == 0 else self.words(rows))
+        if isinstance(gate, LeafGate):
+            return (self.groups, len(gate.subsets), cols if party == 0 else self.words(rows))
         groups = -(-self.lanes(rnd) // self.radices[rnd - 1])
         return (gate.variables, groups, cols)
 
@@ -122,29 +134,13 @@ class ComparePlan:
         """Shape of a party's share of round ``rnd``'s mask products (the dealt material)."""
         gate = self.gate(rnd)
         shape = self.mask_shape(rnd, 0, rows)
-        if isinstance(gate, OwnerAnd):
-            return shape
+        if isinstance(gate, LeafGate):
+            return (2, shape[0], shape[2])
         return (len(gate.closure), *shape[1:])
 
     def coarse(self, share: npt.NDArray[np.uint64]) -> npt.NDArray[np.unsignedinteger]:
         """Return this party's share of the coarsened value, ``M`` bits, shape (n,)."""
         return (share >> np.uint64(self.shift)).astype(self.dtype)
-
-
-@cache
-def carry_gate(radix: int, *, with_p: bool) -> ProductGate:
-    """Return the gate combining ``radix`` groups: ``G``, and ``P`` unless it is the last level.
-
-    Inputs, in order: ``G_0 .. G_(radix-2)`` then ``P_0 .. P_(radix-1)`` (``P_1 ..`` without
-    ``P``). ``G_(radix-1)`` enters the result linearly, so it is never opened.
-    """
-    first_p = 0 if with_p else 1
-    g = list(range(radix - 1))
-    p = {j: radix - 1 + j - first_p for j in range(first_p, radix)}
-    monomials = [(g[i], *(p[j] for j in range(i + 1, radix))) for i in range(radix - 1)]
-    if with_p:
-        monomials.append(tuple(p.values()))
-    return ProductGate(variables=radix - 1 + len(p), monomials=tuple(monomials))
 
 
 def bit_planes(values: Words, bits: int) -> npt.NDArray[np.uint64]:
@@ -227,19 +223,22 @@ class Comparator:
             # Party 0 subtracts the thresholds: one column of values per threshold.
             planes = subtract_constants(planes, plan.thresholds)
         self._sign = unslice(planes[top] if party == 0 else np.tile(planes[top], k), k * padded)
-        # Generate bits are an AND of party 0's and party 1's low bits; propagate bits are
-        # XOR-shared as they stand (party 1's share is the same for every threshold).
-        self._own = planes[:top]
-        self._p = self._own if party == 0 else OwnerAnd(k).widen(self._own)
-        self._g = np.zeros_like(self._p)
+        # The low positions in groups of four, the top group padded with positions that
+        # propagate (party 0's bit 1, party 1's 0) so the carry passes through them.
+        pad = plan.groups * LEAF_WIDTH - top
+        fill = np.uint64(0xFFFFFFFFFFFFFFFF if party == 0 else 0)
+        own = np.concatenate([planes[:top], np.full((pad, planes.shape[1]), fill, np.uint64)])
+        self._leaf = LeafGate(LEAF_WIDTH, k).inputs(own)
+        self._g: Words = np.zeros((0, 0), dtype=np.uint64)  # shares of G and P, per round
+        self._p: Words = self._g
 
     def _inputs(self, rnd: int) -> Words:
         """Round ``rnd``'s gate inputs: the groups' ``G`` and ``P`` planes, stacked."""
         if rnd == 0:
-            return self._own
+            return self._leaf
         radix = self._plan.radices[rnd - 1]
         gate = self._plan.gate(rnd)
-        assert isinstance(gate, ProductGate)
+        assert isinstance(gate, CarryGate)
         lanes, cols = self._g.shape
         pad = -lanes % radix
         g, p = self._g, self._p
@@ -249,7 +248,7 @@ class Comparator:
             p = np.concatenate([p, np.full((pad, cols), fill, dtype=np.uint64)])
         g3 = g.reshape(-1, radix, cols)
         p3 = p.reshape(-1, radix, cols)
-        first_p = radix - (gate.variables - (radix - 1))
+        first_p = 0 if gate.with_p else 1
         return np.concatenate(
             [g3[:, : radix - 1].transpose(1, 0, 2), p3[:, first_p:].transpose(1, 0, 2)]
         )
@@ -263,19 +262,20 @@ class Comparator:
         """Finish round ``rnd`` with both parties' openings."""
         gate = self._plan.gate(rnd)
         material = self._gates[rnd]
-        if isinstance(gate, OwnerAnd):
-            self._g = gate.close(self._party, own, peer, material)
+        if isinstance(gate, LeafGate):
+            leaves = gate.close(self._party, own, peer, material)
+            self._g, self._p = leaves[0], leaves[1]
             return
         radix = self._plan.radices[rnd - 1]
-        terms = gate.close(self._party, own, peer, material)
+        out = gate.close(self._party, own, peer, material)
         lanes, cols = self._g.shape
         # Each group's top G enters linearly; a padded top lane has G = 0.
         g = np.zeros((-(-lanes // radix) * radix, cols), dtype=np.uint64)
         g[:lanes] = self._g
         g = g.reshape(-1, radix, cols)[:, radix - 1]
-        g ^= np.bitwise_xor.reduce(terms[: radix - 1], axis=0)
+        g ^= out[0]
         self._g = g
-        self._p = terms[radix - 1] if len(terms) == radix else np.zeros_like(g)
+        self._p = out[1] if len(out) == 2 else np.zeros_like(g)
 
     def result(self) -> npt.NDArray[np.uint8]:
         """Return this party's XOR share of ``[z >= t_k]``, shape (n, K), after the last round."""

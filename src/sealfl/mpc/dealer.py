@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sealfl.errors import ProtocolError
-from sealfl.mpc.binary import GateMaterial, ProductGate, Words
+from sealfl.mpc.binary import CarryGate, GateMaterial, Words
 from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
 
@@ -171,7 +171,7 @@ def _gates(
     out = []
     for r in range(0 if cmp is None else cmp.rounds):
         gate = cmp.gate(r)  # type: ignore[union-attr]
-        if isinstance(gate, ProductGate):
+        if isinstance(gate, CarryGate):
             out.append(gate.material(party, drawn[f"mask{r}"], products[r]))
         else:
             out.append(GateMaterial(masks=drawn[f"mask{r}"], products=products[r]))

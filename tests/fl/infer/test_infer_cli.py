@@ -117,7 +117,7 @@ def test_mpc_query_from_the_command_line(tmp_path: Path) -> None:
                 str(tmp_path / "test.csv"),
             )
             assert queried.returncode == 0, queried.stderr
-            assert "3 round trips" in queried.stdout and "accuracy 0.9" in queried.stdout
+            assert "2 round trips" in queried.stdout and "accuracy 0.9" in queried.stdout
     finally:
         server.stop()
         dealer.stop()

@@ -21,6 +21,6 @@ Modules: :mod:`.server` (the model server), :mod:`.dealer` (the dealer service),
 
 Phases of an MPC query: *offline* (not needing the rows) — the client asks the dealer to prepare
 the query and gets a 32-byte seed, the server fetches its part; *online* — one call per client
-message (``Step``): three round trips with the sigmoid inside MPC, one for the revealed logit.
+message (``Step``): two round trips with the sigmoid inside MPC, one for the revealed logit.
 A dealer that is gone makes the query fail within the dealer deadline with a message naming it.
 """
