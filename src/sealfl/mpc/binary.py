@@ -127,27 +127,32 @@ class LeafGate:
 
     def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
         """Return this party's shares of every group's ``G`` and ``P``: (2, groups, cols)."""
-        g_s, g_t, p_s, p_t = self._pairs
         full = len(self.subsets) - 1  # the product of all the group's bits
         mine = own ^ material.masks  # this party's own products, in the clear
         if party == 0:
-            e = self.widen(peer)
-            g = np.bitwise_xor.reduce(mine[:, g_s] & e[:, g_t], axis=1)
-            p = np.bitwise_xor.reduce(mine[:, p_s] & e[:, p_t], axis=1) ^ mine[:, full]
+            out = self._cross(mine, peer)
+            out[1] ^= mine[:, full]
         else:
-            y = self.widen(material.masks)
-            g = np.bitwise_xor.reduce(y[:, g_t] & peer[:, g_s], axis=1)
-            p = np.bitwise_xor.reduce(y[:, p_t] & peer[:, p_s], axis=1)
-            p ^= self.widen(mine[:, full])
-        return np.stack([g, p]) ^ material.products
+            out = self._cross(peer, material.masks)
+            out[1] ^= self.widen(mine[:, full])
+        return out ^ material.products
+
+    def _cross(self, wide: Words, narrow: Words) -> Words:
+        """XOR over each output's pairs of ``wide[S] & narrow[T]``: (2, groups, cols).
+
+        ``wide`` has party 0's width, ``narrow`` party 1's (one block, broadcast to every copy).
+        """
+        g_s, g_t, p_s, p_t = self._pairs
+        groups, _, cols = wide.shape
+        blocks = wide.reshape(groups, -1, self.copies, cols // self.copies)
+        one = narrow[:, :, None, :]
+        g = np.bitwise_xor.reduce(blocks[:, g_s] & one[:, g_t], axis=1)
+        p = np.bitwise_xor.reduce(blocks[:, p_s] & one[:, p_t], axis=1)
+        return np.stack([g, p]).reshape(2, groups, cols)
 
     def correction(self, masks_0: Words, masks_1: Words, products_0: Words) -> Words:
         """Return party 1's shares of the mask-product sums given party 0's (the dealer's)."""
-        g_s, g_t, p_s, p_t = self._pairs
-        y = self.widen(masks_1)
-        g = np.bitwise_xor.reduce(masks_0[:, g_s] & y[:, g_t], axis=1)
-        p = np.bitwise_xor.reduce(masks_0[:, p_s] & y[:, p_t], axis=1)
-        return np.stack([g, p]) ^ products_0
+        return self._cross(masks_0, masks_1) ^ products_0
 
 
 @dataclass(frozen=True)
@@ -313,3 +318,9 @@ class CarryGate:
 def carry_gate(radix: int, *, with_p: bool) -> CarryGate:
     """Return the (shared, cached) gate combining ``radix`` groups."""
     return CarryGate(radix, with_p)
+
+
+@cache
+def leaf_gate(width: int, copies: int) -> LeafGate:
+    """Return the (shared, cached) leaf gate: its index tables are built once."""
+    return LeafGate(width, copies)

@@ -43,7 +43,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.mpc.binary import CarryGate, GateMaterial, LeafGate, Words, carry_gate
+from sealfl.mpc.binary import CarryGate, GateMaterial, LeafGate, Words, carry_gate, leaf_gate
 
 LEAF_WIDTH = 4
 """Adder positions per leaf group (15 opened products each; see LeafGate)."""
@@ -110,7 +110,7 @@ class ComparePlan:
     def gate(self, rnd: int) -> LeafGate | CarryGate:
         """Return the gate of round ``rnd``, identical at both parties and the dealer."""
         if rnd == 0:
-            return LeafGate(width=LEAF_WIDTH, copies=len(self.thresholds))
+            return leaf_gate(LEAF_WIDTH, len(self.thresholds))
         return carry_gate(self.radices[rnd - 1], with_p=rnd < self.rounds - 1)
 
     def words(self, rows: int) -> int:
@@ -228,7 +228,7 @@ class Comparator:
         pad = plan.groups * LEAF_WIDTH - top
         fill = np.uint64(0xFFFFFFFFFFFFFFFF if party == 0 else 0)
         own = np.concatenate([planes[:top], np.full((pad, planes.shape[1]), fill, np.uint64)])
-        self._leaf = LeafGate(LEAF_WIDTH, k).inputs(own)
+        self._leaf = leaf_gate(LEAF_WIDTH, k).inputs(own)
         self._g: Words = np.zeros((0, 0), dtype=np.uint64)  # shares of G and P, per round
         self._p: Words = self._g
 
