@@ -21,6 +21,10 @@ memory, i.e. the
 protocol's own compute without gRPC, TLS or serialisation. That is the figure to set beside a
 single-machine MPC framework measurement such as CrypTen's.
 
+With ``--crypten-python PATH`` (an interpreter that has CrypTen), CrypTen's two-party
+inference of the same shape runs too, after sealfl's, in the same invocation
+(:mod:`crypten_peer`), and the table gives sealfl's MPC latency as a ratio to it.
+
 Run with ``sealfl bench infer``; writes ``infer.json`` and ``infer.png`` in ``--out-dir``.
 """
 
@@ -30,6 +34,7 @@ import json
 import logging
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -156,6 +161,7 @@ def main(
     repeats: int = 7,
     out_dir: Path = Path("bench-results"),
     seed: int = 0,
+    crypten_python: Path | None = None,
 ) -> list[dict[str, Any]]:
     batch_sizes = batch_sizes or [1, 10, 100, 1000, 10000]
     modes = modes or [
@@ -247,8 +253,60 @@ def main(
     finally:
         for party in reversed(parties):
             party.stop()
+    if crypten_python is not None:
+        results += _crypten(crypten_python, features, batch_sizes, repeats)
     _report(results, features, repeats, out_dir)
     return results
+
+
+CRYPTEN_REFERENCE_MS = 134.0
+"""CrypTen's inference at batch 1000 x 528 as the workload's issue measured it on this kind of
+machine; used for the target line when CrypTen is not run (``--crypten-python``)."""
+
+
+def _crypten(
+    python: Path, features: int, batch_sizes: list[int], repeats: int
+) -> list[dict[str, Any]]:
+    """Run :mod:`crypten_peer` with ``python``; its rows in this benchmark's format."""
+    from sealfl.errors import ConfigError
+
+    script = Path(__file__).with_name("crypten_peer.py")
+    cmd = [str(python), str(script), "--features", str(features), "--repeats", str(repeats)]
+    cmd += ["--batch-sizes", ",".join(str(b) for b in batch_sizes)]
+    console.print(f"running CrypTen with {python} ...", highlight=False)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"--crypten-python {python}: could not run {script.name}: {exc}") from exc
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-3:]
+        raise ConfigError(
+            f"--crypten-python {python}: {script.name} failed (exit {done.returncode}); is "
+            f"CrypTen installed for that interpreter? {' | '.join(tail)}"
+        )
+    rows = []
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            peer = json.loads(line)
+            rows.append(
+                {
+                    "mode": "crypten",
+                    "batch": int(peer["batch"]),
+                    "features": features,
+                    "online_ms": float(peer["online_ms"]),
+                    "online_ms_min": float(peer["online_ms_min"]),
+                    "offline_ms": 0.0,
+                    "round_trips": None,
+                    "bytes_sent": None,
+                    "bytes_received": None,
+                    "max_abs_diff": float(peer["max_abs_diff"]),
+                    "labels_agree": None,
+                }
+            )
+    return rows
+
+
+_COUNTS = ("round_trips", "bytes_sent", "bytes_received")
 
 
 def _report(results: list[dict[str, Any]], features: int, repeats: int, out_dir: Path) -> None:
@@ -272,11 +330,9 @@ def _report(results: list[dict[str, Any]], features: int, repeats: int, out_dir:
             str(r["batch"]),
             f"{r['online_ms']:.2f}",
             f"{r['offline_ms']:.2f}" if r["offline_ms"] else "—",
-            str(r["round_trips"]),
-            str(r["bytes_sent"]),
-            str(r["bytes_received"]),
+            *(str(r[k]) if r[k] is not None else "—" for k in _COUNTS),
             diff,
-            "agree" if r["labels_agree"] else "DIFFER",
+            {True: "agree", False: "DIFFER", None: "—"}[r["labels_agree"]],
         )
     console.print(table)
     base = {r["batch"]: r["online_ms"] for r in results if r["mode"] == "plaintext"}
@@ -289,7 +345,22 @@ def _report(results: list[dict[str, Any]], features: int, repeats: int, out_dir:
                 ratios.append(f"{r['mode']} {ratio:.2f}x plaintext")
     if ratios:
         console.print("at batch 1000: " + ", ".join(ratios))
-        console.print("targets: mpc <= 3x, tee <= 1.5x; mpc <= 13.4 ms (CrypTen 134 ms / 10)")
+    crypten = {r["batch"]: r["online_ms"] for r in results if r["mode"] == "crypten"}
+    for r in results:
+        if r["mode"] == "mpc" and r["batch"] in crypten:
+            r["crypten_over_mpc"] = crypten[r["batch"]] / r["online_ms"]
+            console.print(
+                f"batch {r['batch']}: CrypTen {crypten[r['batch']]:.1f} ms, sealfl mpc "
+                f"{r['online_ms']:.2f} ms: {r['crypten_over_mpc']:.1f}x faster (same run)",
+                highlight=False,
+            )
+    reference = (
+        f"<= {CRYPTEN_REFERENCE_MS / 10:.1f} ms against the issue's {CRYPTEN_REFERENCE_MS:.0f}"
+    )
+    console.print(
+        "targets at batch 1000: mpc <= 3x plaintext, tee <= 1.5x; mpc >= 10x faster than "
+        f"CrypTen ({reference} ms)"
+    )
     doc = {
         "benchmark": "infer",
         "features": features,

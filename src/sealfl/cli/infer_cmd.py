@@ -255,6 +255,13 @@ def bench(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="JSON and PNG go here.")] = Path(
         "bench-results"
     ),
+    crypten_python: Annotated[
+        Path | None,
+        typer.Option(
+            "--crypten-python",
+            help="Also run CrypTen (the peer) with this Python interpreter, which must have it.",
+        ),
+    ] = None,
 ) -> None:
     """Latency per batch of plaintext, TEE and MPC inference; table, JSON and PNG plot."""
     harness = load_benchmark("infer")
@@ -264,4 +271,5 @@ def bench(
         modes=[m.strip() for m in modes.split(",") if m.strip()],
         repeats=repeats,
         out_dir=out_dir,
+        crypten_python=crypten_python,
     )

@@ -156,6 +156,16 @@ class LeafGate:
 
 
 @dataclass(frozen=True)
+class _Bracket:
+    """One bracket of a carry gate's nesting: the mask-product sets it reads, ``a`` and ``m``."""
+
+    with_a: list[tuple[int, ...]]
+    plain: list[tuple[int, ...]]
+    add: int | None
+    mult: int
+
+
+@dataclass(frozen=True)
 class CarryGate:
     """Combine the ``G`` and ``P`` of ``radix`` adjacent groups, lowest first, in one round.
 
@@ -179,7 +189,7 @@ class CarryGate:
         T_i(X) = d_Gi m_X ^ m_(X+Gi) ^ d_Pi T_(i-1)(X) ^ T_(i-1)(X+Pi),
 
     one vectorised step per bracket over all ``X`` at once, a few dozen array operations in
-    all instead of one per term.
+    all instead of one per term; the material is laid out in the order the brackets read it.
     """
 
     radix: int
@@ -222,14 +232,12 @@ class CarryGate:
         rows = {(): 0} | {(v,): 1 + v for v in range(self.variables)}
         return rows | {s: 1 + self.variables + j for j, s in enumerate(self.closure)}
 
-    def _chain(
-        self, base: int, steps: list[tuple[int | None, int]]
-    ) -> list[tuple[IndexArray, IndexArray | None, int | None, int]]:
-        """Index tables to evaluate ``x_(m_k) (... (a_1 ^ x_(m_1) x_base))`` (see the class doc).
+    def _chain(self, base: int, steps: list[tuple[int | None, int]]) -> list[_Bracket]:
+        """Return the brackets of ``x_(m_k) (... (a_1 ^ x_(m_1) x_base))`` (see the class doc).
 
-        Per bracket: the table rows of ``m_X`` and ``m_(X+a)`` for every ``X`` (a subset of the
-        multipliers still to come, bit ``t`` standing for the ``t``-th of them), ``a`` and the
-        multiplier ``m`` of the step (``base`` itself at the start, with no multiplier).
+        Per bracket: the sets ``X + a`` and ``X`` for every ``X`` (a subset of the multipliers
+        still to come, bit ``t`` standing for the ``t``-th of them), ``a`` (``base`` itself at
+        the start, none where the step only multiplies) and the multiplier ``m``.
         """
         out = []
         mults = [m for _, m in steps]
@@ -240,38 +248,47 @@ class CarryGate:
                 for x in range(1 << len(pending))
             ]
             add = base if level == 0 else steps[level - 1][0]
-            mult = None if level == 0 else steps[level - 1][1]
-            with_a = None if add is None else [tuple(sorted((*s, add))) for s in sets]
-            out.append(
-                (
-                    np.array([self._rows[s] for s in sets], dtype=np.intp),
-                    None if with_a is None else np.array([self._rows[s] for s in with_a], np.intp),
-                    add,
-                    -1 if mult is None else mult,
-                )
-            )
+            mult = -1 if level == 0 else steps[level - 1][1]
+            with_a = [] if add is None else [tuple(sorted((*s, add))) for s in sets]
+            out.append(_Bracket(with_a, sets if add is not None else [], add, mult))
         return out
 
     @cached_property
-    def _chains(self) -> list[list[tuple[IndexArray, IndexArray | None, int | None, int]]]:
+    def _layout(self) -> tuple[IndexArray, list[list[tuple[int, int, int | None, int]]]]:
+        """Where each bracket's mask products sit in the material (see :meth:`material`).
+
+        Returns the table rows to gather, in order, and per output chain its brackets as
+        ``(offset, size, a, m)``: rows ``offset .. +size`` hold ``m_(X+a)``, the next ``size``
+        rows ``m_X``.
+        """
         r = self.radix
         g_steps: list[tuple[int | None, int]] = [(self._g(i), self._p(i)) for i in range(1, r - 1)]
         chains = [self._chain(self._g(0), [*g_steps, (None, self._p(r - 1))])]
         if self.with_p:
             chains.append(self._chain(self._p(0), [(None, self._p(j)) for j in range(1, r)]))
-        return chains
+        rows: list[int] = []
+        layout = []
+        for chain in chains:
+            brackets = []
+            for b in chain:
+                brackets.append((len(rows), len(b.with_a), b.add, b.mult))
+                rows += [self._rows[s] for s in (*b.with_a, *b.plain)]
+            layout.append(brackets)
+        return np.array(rows, dtype=np.intp), layout
 
     def material(self, party: int, masks: Words, products: Words) -> GateMaterial:
         """Return ``party``'s material for this gate, from its mask and product shares.
 
-        Its ``products`` is the table :meth:`close` reads mask products from: the empty
-        product (all ones at party 0, which alone adds it; zeros at party 1), the mask shares,
-        then the shares of the :attr:`closure` products. Made once, when the material is
-        expanded.
+        Its ``products`` are the mask products each bracket of :meth:`close` reads, laid out
+        in the order it reads them (:meth:`_layout`), so that the online step only slices:
+        taken from the table of the empty product (all ones at party 0, which alone adds it;
+        zeros at party 1), the mask shares and the shares of the :attr:`closure` products.
+        Made once, when the material is expanded.
         """
         fill = np.uint64(0xFFFFFFFFFFFFFFFF if party == 0 else 0)
         empty = np.full((1, *masks.shape[1:]), fill, dtype=np.uint64)
-        return GateMaterial(masks=masks, products=np.concatenate([empty, masks, products]))
+        table = np.concatenate([empty, masks, products])
+        return GateMaterial(masks=masks, products=table[self._layout[0]])
 
     @staticmethod
     def open(inputs: Words, material: GateMaterial) -> Words:
@@ -284,20 +301,22 @@ class CarryGate:
         ``party`` is implied by ``material`` (see :meth:`material`).
         """
         d = own ^ peer
-        table = material.products
+        blocks = material.products
         out = []
-        for chain in self._chains:
+        for brackets in self._layout[1]:
             acc: Words | None = None
-            for rows, rows_a, add, mult in chain:
-                term = None if rows_a is None else table[rows_a]
+            for offset, size, add, mult in brackets:
+                if acc is None:  # the innermost bracket: d_a m_X ^ m_(X+a)
+                    assert add is not None
+                    acc = blocks[offset + size : offset + 2 * size] & d[add]
+                    acc ^= blocks[offset : offset + size]
+                    continue
+                step = acc[0::2] & d[mult]
+                step ^= acc[1::2]
                 if add is not None:
-                    assert term is not None
-                    term ^= table[rows] & d[add]
-                if acc is not None:
-                    step = acc[0::2] & d[mult]
-                    step ^= acc[1::2]
-                    term = step if term is None else term ^ step
-                acc = term
+                    step ^= blocks[offset : offset + size]
+                    step ^= blocks[offset + size : offset + 2 * size] & d[add]
+                acc = step
             assert acc is not None
             out.append(acc[0])
         return np.stack(out)

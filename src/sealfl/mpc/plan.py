@@ -11,15 +11,22 @@ A query is ``rows x features`` inputs and one of three outputs:
 The plan fixes the message schedule, a list of *levels*; at each level both parties open some
 arrays (possibly none) and then combine them with the other party's:
 
-==========  ==========================================  =================================
-level       client opens                                server opens
-==========  ==========================================  =================================
-linear      ``E = X - A`` (masked input)                nothing (Beaver: ``-A_1, w - B_1``)
-compare 0   masked logit share (probability), AND words  the same
-compare j   AND words of Kogge-Stone span ``2^(j-1)``    the same
-bits        masked comparison bits (probability)         the same
-reveal      nothing                                      its share of the output
-==========  ==========================================  =================================
+==========  ==============================================  ================================
+level       client opens                                    server opens
+==========  ==============================================  ================================
+linear      ``E = X - A`` (masked input)                    nothing (Beaver: ``-A_1, w - B_1``)
+compare 0   masked logit share (probability); the masked    the same (its products once per
+            products of its bits in each four-bit group     row, not once per threshold)
+compare j   masked ``G``, ``P`` planes of tree level ``j``   the same
+bits        masked comparison bits (probability)            the same
+reveal      nothing                                         its share of the output
+==========  ==============================================  ================================
+
+The client opens ``linear`` and ``compare 0`` together (neither needs the server; ``compare 0``
+is even computed before the rows are known), and each later message carries the sender's half
+of the level the peer waits for and of the next one: with a 32-bit comparison taking two rounds
+(:mod:`sealfl.mpc.compare`), the sigmoid inside MPC takes two round trips, the revealed logit
+one, and the label two.
 """
 
 from __future__ import annotations
@@ -52,8 +59,9 @@ SPLINE_FRAC_BITS = 20
 """Fractional bits of the spline's slope steps; the output lands at scale 2^(2f + 20)."""
 
 MAX_ROWS = 1 << 17
-"""Rows of one query. The dealer's material for the server is about 1.1 kB a row with the
-sigmoid inside MPC, so a query of this many rows still fits in one message (140 MB)."""
+"""Rows of one query. The dealer's material for the server is about 1.5 kB a row with the
+sigmoid inside MPC (mostly the radix-8 level's mask products), so a query of this many rows
+still fits in one message (185 MiB)."""
 
 MAX_FEATURES = 1 << 16
 
