@@ -363,6 +363,7 @@ class Endpoint:
         self._levels = len(party.schedule)
         self._opened: dict[int, list[Arr]] = {}
         self._closed = 0
+        self._prepared = False
 
     @property
     def done(self) -> bool:
@@ -376,24 +377,28 @@ class Endpoint:
         self._opened[level] = arrays
         out[level] = arrays
 
-    def prepare(self) -> None:
-        """Open ahead the levels after the first that the client can open early.
+    def prepare(self) -> Message:
+        """Open ahead, and return, the levels after the first that the client can open early.
 
         They need neither the server nor the input, so a client calls this before its rows
-        are known and keeps the work out of the query's latency; :meth:`start` does it
-        otherwise.
+        are known, and can even send them then (``sealfl.fl.infer`` sends them with its
+        prefetch): the work and the bytes leave the query's latency. :meth:`start` then
+        returns level 0 alone; without ``prepare`` it returns these levels too.
         """
+        out: Message = {}
         level = 1
         while level < self._levels and self.party.can_open_early(level):
             if level not in self._opened:
-                self._opened[level] = self.party.open(level)
+                self._open(level, out)
             level += 1
+        self._prepared = True
+        return out
 
     def start(self) -> Message:
-        """Return the client's first message: every level it can open without the server."""
-        self.prepare()
-        self._opened[0] = self.party.open(0)
-        return {level: self._opened[level] for level in sorted(self._opened)}
+        """Return the client's first message: level 0, and the early levels unless prepared."""
+        out = {} if self._prepared else self.prepare()
+        self._open(0, out)
+        return dict(sorted(out.items()))
 
     def receive(self, message: Mapping[int, Sequence[Arr]]) -> Message:
         """Close the levels the peer sent and return this party's next message."""

@@ -21,7 +21,7 @@ from sealfl.fl.infer.protos import infer_pb2
 from sealfl.models import sigmoid
 from sealfl.mpc import Linear, Output, QueryPlan
 from sealfl.mpc.protos import mpc_pb2
-from sealfl.mpc.wire import describe_array, encode_frame, header_to_proto
+from sealfl.mpc.wire import describe_array, encode_frame, fill_message, header_to_proto
 from sealfl.tee import SimulatedTee, create_ratls_certificate
 
 
@@ -248,9 +248,34 @@ def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
             client._channel.call(client._step, encode_frame(orphan, []))
         with pytest.raises(ChannelError, match="not a valid StepRequest"):
             client._channel.call(client._step, (2).to_bytes(4, "little") + b"\xff\xff" + bytes(2))
+        _refuses_rows_sent_ahead_and_levels_sent_twice(client)
         ok = client.query(test_x[:5], Output.LOGIT)
     assert ok.probabilities is not None
     assert np.abs(ok.probabilities - federation.model.predict_proba(test_x[:5])).max() <= 1e-4
+
+
+def _refuses_rows_sent_ahead_and_levels_sent_twice(client: InferenceClient) -> None:
+    """Prefetch may carry only the openings that need no rows, and the first Step not again."""
+    assert client._session is not None and client._dealer is not None
+    assert client._dealer_stub is not None
+    plan = QueryPlan(rows=2, features=30, output=Output.PROBABILITY)
+    header = header_to_proto(plan, session_id=client._session.session_id, query_id="")
+    seed = client._dealer.call(client._dealer_stub.Prepare, infer_pb2.PrepareRequest(header=header))
+    header.query_id = seed.query_id
+
+    def framed(request: Any, message: dict[int, list[np.ndarray]]) -> bytes:
+        return encode_frame(request, fill_message(request.message, message))
+
+    rows = {0: [np.zeros((2, 30), np.uint64)]}
+    early = {1: [np.zeros(2, np.uint64)]}
+    with pytest.raises(ChannelError, match=r"level 0 .* cannot be sent ahead"):
+        client._channel.call(
+            client._prefetch, framed(infer_pb2.PrefetchRequest(header=header), rows)
+        )
+    client._channel.call(client._prefetch, framed(infer_pb2.PrefetchRequest(header=header), early))
+    step = infer_pb2.StepRequest(header=header, query_id=header.query_id)
+    with pytest.raises(ChannelError, match="repeats a level sent with the prefetch"):
+        client._channel.call(client._step, framed(step, {**rows, **early}))
 
 
 def test_dealer_that_disappears_fails_the_query_quickly(
@@ -276,7 +301,7 @@ def test_dealer_that_disappears_fails_the_query_quickly(
             started = time.monotonic()
             with pytest.raises(ChannelError, match="material from the dealer"):
                 client._channel.call(
-                    client._stub.Prefetch, infer_pb2.PrefetchRequest(header=header)
+                    client._prefetch, encode_frame(infer_pb2.PrefetchRequest(header=header), [])
                 )
             with pytest.raises(ChannelError, match="Prepare"):
                 client.query(test_x[:3], Output.PROBABILITY)

@@ -142,6 +142,7 @@ class InferenceClient:
         # The framed calls: raw bytes at the gRPC layer (sealfl.mpc.wire.encode_frame).
         self._predict = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Predict", None, None)
         self._step = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Step", None, None)
+        self._prefetch = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Prefetch", None, None)
         self.mode = mode
         self.features = features
         self._session: infer_pb2.SessionInfo | None = None
@@ -305,18 +306,18 @@ class InferenceClient:
             what=f"dealer {self._session.dealer_address} Prepare",
         )
         header.query_id = seed.query_id
-        self._channel.call(
-            self._stub.Prefetch, infer_pb2.PrefetchRequest(header=header), what="Prefetch"
-        )
         party = ClientParty(plan, expand_client(plan, bytes(seed.seed)), self._masked_model)
         endpoint = Endpoint(party)
-        endpoint.prepare()
+        early = endpoint.prepare()  # needs no rows: it goes to the server with the prefetch
+        prefetch = infer_pb2.PrefetchRequest(header=header)
+        frame = encode_frame(prefetch, fill_message(prefetch.message, early))
+        self._channel.call(self._prefetch, frame, what="Prefetch")
         online_start = time.perf_counter()
         # Online: the two-party protocol, one call per client message.
         party.load(x)
         request = infer_pb2.StepRequest(header=header, query_id=header.query_id)
         outgoing = endpoint.start()
-        sent = received = trips = 0
+        sent, received, trips = _payload(early), 0, 0
         while True:
             frame = encode_frame(request, fill_message(request.message, outgoing))
             sent += _payload(outgoing)

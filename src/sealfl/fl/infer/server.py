@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from sealfl.errors import ChannelError, ProtocolError
 from sealfl.fl.infer.common import (
@@ -97,9 +98,18 @@ class _Session:
 
 
 @dataclass
+class _Prefetched:
+    """A query's party, made ahead, and the openings its client sent ahead."""
+
+    party: ServerParty
+    early: dict[int, list[npt.NDArray[Any]]]
+
+
+@dataclass
 class _Query:
     endpoint: Endpoint
     started: float
+    early: dict[int, list[npt.NDArray[Any]]]
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -236,7 +246,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
 
         return refuse_bad_input(context, body, what="OpenSession")
 
-    def _party(self, plan: QueryPlan, session_id: str, query_id: str) -> ServerParty:
+    def _party(self, plan: QueryPlan, session_id: str, query_id: str) -> _Prefetched:
         """Take the prefetched party of a query, or fetch its material and make it now.
 
         Making the party expands the dealer's material and precomputes what does not depend
@@ -245,10 +255,11 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         with self._lock:
             ready = self._prefetched.pop(query_id, None)
             session = self._sessions.get(session_id)
-        if isinstance(ready, ServerParty):
-            if ready.plan != plan:
+        if isinstance(ready, _Prefetched):
+            if ready.party.plan != plan:
                 raise ProtocolError(
-                    f"query {query_id}: header {plan} differs from the prefetched {ready.plan}"
+                    f"query {query_id}: header {plan} differs from the prefetched "
+                    f"{ready.party.plan}"
                 )
             return ready
         if not isinstance(session, _Session):
@@ -263,21 +274,28 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             raise ProtocolError(
                 f"query {query_id}: client header {plan} differs from the dealer's {dealt_plan}"
             )
-        return ServerParty(plan, expand_server(plan, deal_from_proto(deal_msg)), self._w)
+        party = ServerParty(plan, expand_server(plan, deal_from_proto(deal_msg)), self._w)
+        return _Prefetched(party, {})
 
-    def Prefetch(  # noqa: N802
-        self, request: infer_pb2.PrefetchRequest, context: grpc.ServicerContext
-    ) -> infer_pb2.PrefetchReply:
-        """Fetch this server's material for a query and make its party ahead of it (offline)."""
+    def prefetch(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
+        """Make a query's party ahead of it, and keep the client's early openings (offline).
 
-        def body() -> infer_pb2.PrefetchReply:
+        ``frame`` is a ``PrefetchRequest`` frame: the query's header and the openings the
+        client could make without its rows (its first comparison round), which the first
+        ``Step`` of the query then combines with the masked rows.
+        """
+
+        def body() -> bytes:
             self._require((Mode.MPC,), "Prefetch")
+            request, arrays = decode_frame(frame, infer_pb2.PrefetchRequest, _prefetch_of)
+            early = message_from_frame(request.message, arrays)
+            if 0 in early:
+                raise ProtocolError("level 0 (the masked rows) cannot be sent ahead of the query")
             header = request.header
-            plan = plan_from_header(header)
-            party = self._party(plan, header.session_id, header.query_id)
+            made = self._party(plan_from_header(header), header.session_id, header.query_id)
             with self._lock:
-                self._prefetched.put(header.query_id, party)
-            return infer_pb2.PrefetchReply()
+                self._prefetched.put(header.query_id, _Prefetched(made.party, early))
+            return encode_frame(infer_pb2.PrefetchReply(), [])
 
         return refuse_bad_input(context, body, what="Prefetch")
 
@@ -294,8 +312,8 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             raise ProtocolError(
                 f"query has {plan.features} features, the model expects {self._model.n_features}"
             )
-        party = self._party(plan, header.session_id, header.query_id)
-        query = _Query(Endpoint(party), time.monotonic())
+        made = self._party(plan, header.session_id, header.query_id)
+        query = _Query(Endpoint(made.party), time.monotonic(), made.early)
         with self._lock:
             if header.query_id in self._running:
                 raise ProtocolError(f"query {header.query_id!r} is already running")
@@ -320,8 +338,13 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
                         "the first message of a query must carry its header"
                     )
                 query = found
+            message = message_from_frame(request.message, arrays)
             with query.lock:
-                out = query.endpoint.receive(message_from_frame(request.message, arrays))
+                if query.early:  # the first Step: add what the client sent with its prefetch
+                    if set(message) & set(query.early):
+                        raise ProtocolError("the first Step repeats a level sent with the prefetch")
+                    message, query.early = {**message, **query.early}, {}
+                out = query.endpoint.receive(message)
             reply = infer_pb2.StepReply(done=query.endpoint.done)
             answer = encode_frame(reply, fill_message(reply.message, out))
         except Exception:
@@ -354,6 +377,10 @@ def _message_of(request: infer_pb2.StepRequest) -> list[tuple[str, mpc_pb2.Array
     return message_arrays(request.message)
 
 
+def _prefetch_of(request: infer_pb2.PrefetchRequest) -> list[tuple[str, mpc_pb2.Array]]:
+    return message_arrays(request.message)
+
+
 def frame_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     """Return the framed methods of :data:`FRAME_SERVICE`: raw bytes in and out."""
     return grpc.method_handlers_generic_handler(
@@ -361,5 +388,6 @@ def frame_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         {
             "Predict": grpc.unary_unary_rpc_method_handler(servicer.predict),
             "Step": grpc.unary_unary_rpc_method_handler(servicer.step),
+            "Prefetch": grpc.unary_unary_rpc_method_handler(servicer.prefetch),
         },
     )

@@ -53,10 +53,12 @@ class SessionInfo(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., masked_model: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ..., frac_bits: _Optional[int] = ..., dealer_address: _Optional[str] = ..., dealer_fingerprint: _Optional[str] = ...) -> None: ...
 
 class PrefetchRequest(_message.Message):
-    __slots__ = ("header",)
+    __slots__ = ("header", "message")
     HEADER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     header: _mpc_pb2.QueryHeader
-    def __init__(self, header: _Optional[_Union[_mpc_pb2.QueryHeader, _Mapping]] = ...) -> None: ...
+    message: _mpc_pb2.Message
+    def __init__(self, header: _Optional[_Union[_mpc_pb2.QueryHeader, _Mapping]] = ..., message: _Optional[_Union[_mpc_pb2.Message, _Mapping]] = ...) -> None: ...
 
 class PrefetchReply(_message.Message):
     __slots__ = ()

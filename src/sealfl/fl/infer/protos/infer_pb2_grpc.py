@@ -45,11 +45,6 @@ class InferenceStub:
                 request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.OpenSessionRequest.SerializeToString,
                 response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.SessionInfo.FromString,
                 _registered_method=True)
-        self.Prefetch = channel.unary_unary(
-                '/sealfl.infer.Inference/Prefetch',
-                request_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.SerializeToString,
-                response_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.FromString,
-                _registered_method=True)
 
 
 class InferenceServicer:
@@ -67,12 +62,6 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Prefetch(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,11 +74,6 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.OpenSession,
                     request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.OpenSessionRequest.FromString,
                     response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.SessionInfo.SerializeToString,
-            ),
-            'Prefetch': grpc.unary_unary_rpc_method_handler(
-                    servicer.Prefetch,
-                    request_deserializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.FromString,
-                    response_serializer=sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,33 +130,6 @@ class Inference:
             '/sealfl.infer.Inference/OpenSession',
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.OpenSessionRequest.SerializeToString,
             sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.SessionInfo.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Prefetch(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sealfl.infer.Inference/Prefetch',
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchRequest.SerializeToString,
-            sealfl_dot_fl_dot_infer_dot_protos_dot_infer__pb2.PrefetchReply.FromString,
             options,
             channel_credentials,
             insecure,
