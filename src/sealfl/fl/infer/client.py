@@ -101,8 +101,9 @@ class QueryResult:
     round_trips
         Client-server round trips in the online phase.
     bytes_sent, bytes_received
-        Array payload bytes the client sent to and received from the server online (protobuf
-        and TLS framing add a few bytes per array and per record).
+        Array payload bytes the client sent to and received from the server for the query,
+        the first comparison round it sends ahead with the prefetch included (framing and TLS
+        add a few bytes per array and per record).
     dealer_bytes
         Bytes the client received from the dealer (its seed).
     """
