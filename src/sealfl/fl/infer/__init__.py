@@ -20,7 +20,9 @@ Modules: :mod:`.server` (the model server), :mod:`.dealer` (the dealer service),
 :mod:`.run` (start servers), :mod:`.launch` (separate processes), :mod:`.demo`.
 
 Phases of an MPC query: *offline* (not needing the rows) — the client asks the dealer to prepare
-the query and gets a 32-byte seed, the server fetches its part; *online* — one call per client
-message (``Step``): two round trips with the sigmoid inside MPC, one for the revealed logit.
+the query and gets a 32-byte seed, expands it and computes its first comparison round, which it
+sends with ``Prefetch``; the server fetches its part from the dealer and precomputes what it can;
+*online* — the masked rows, then one call per client message (``Step``): two round trips with
+the sigmoid inside MPC, one for the revealed logit.
 A dealer that is gone makes the query fail within the dealer deadline with a message naming it.
 """
