@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,15 +119,28 @@ QUERY_TTL_S = 60.0
 
 
 class _Bounded(OrderedDict[str, object]):
-    """An insertion-ordered dict that forgets its oldest entries beyond ``limit``."""
+    """An insertion-ordered dict that forgets its oldest entries beyond ``limit``.
 
-    def __init__(self, limit: int) -> None:
+    With ``rows``, it also forgets them while the entries' rows add up to more than
+    ``max_rows`` (a prefetched query holds about 2.5 kB a row: its dealer material, the
+    precomputed spline terms and the client's early openings).
+    """
+
+    def __init__(
+        self, limit: int, *, rows: Callable[[object], int] | None = None, max_rows: int = 0
+    ) -> None:
         super().__init__()
         self.limit = limit
+        self._rows = rows
+        self._max_rows = max_rows
 
     def put(self, key: str, value: object) -> None:
         self[key] = value
-        while len(self) > self.limit:
+        while len(self) > self.limit or (
+            len(self) > 1  # the newest entry stays, however large
+            and self._rows is not None
+            and sum(map(self._rows, self.values())) > self._max_rows
+        ):
             self.popitem(last=False)
 
 
@@ -142,7 +156,10 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
     dealer
         The dealer link (MPC mode only).
     max_sessions, max_prefetched, max_running
-        Bounds on MPC sessions, on prefetched per-query material, and on queries in flight.
+        Bounds on MPC sessions, on prefetched queries, and on queries in flight.
+    max_prefetched_rows
+        Bound on the rows of all prefetched queries together (the oldest are forgotten
+        first; such a query then fails with a clear error at its first step).
     """
 
     def __init__(
@@ -153,6 +170,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         dealer: DealerLink | None = None,
         max_sessions: int = 256,
         max_prefetched: int = 16,
+        max_prefetched_rows: int = 1 << 18,
         max_running: int = 64,
     ) -> None:
         if (mode is Mode.MPC) != (dealer is not None):
@@ -162,7 +180,9 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         self._w: U64 = encode(model.weights, FRAC_BITS)
         self._dealer = dealer
         self._sessions = _Bounded(max_sessions)
-        self._prefetched = _Bounded(max_prefetched)
+        self._prefetched = _Bounded(
+            max_prefetched, rows=_prefetched_rows, max_rows=max_prefetched_rows
+        )
         self._running = _Bounded(max_running)
         self._lock = threading.Lock()
         self.served = 0
@@ -375,6 +395,10 @@ def _inputs_of(request: infer_pb2.PredictRequest) -> list[tuple[str, mpc_pb2.Arr
 
 def _message_of(request: infer_pb2.StepRequest) -> list[tuple[str, mpc_pb2.Array]]:
     return message_arrays(request.message)
+
+
+def _prefetched_rows(entry: object) -> int:
+    return entry.party.plan.rows if isinstance(entry, _Prefetched) else 0
 
 
 def _prefetch_of(request: infer_pb2.PrefetchRequest) -> list[tuple[str, mpc_pb2.Array]]:
