@@ -6,7 +6,7 @@ from sealfl.fl.infer.server import _Bounded
 
 
 def test_prefetched_queries_are_forgotten_oldest_first_beyond_the_row_budget() -> None:
-    store = _Bounded(10, rows=lambda rows: int(rows), max_rows=1000)  # type: ignore[call-overload]
+    store = _Bounded(10, rows=lambda rows: int(rows), max_rows=1000)
     store.put("a", 400)
     store.put("b", 400)
     assert list(store) == ["a", "b"]
