@@ -29,12 +29,9 @@ def main() -> None:
     """Run the ``sealfl`` command line, mapping sealfl errors to a message and an exit code."""
     try:
         app()
-    except ConfigError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
     except SealflError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 if __name__ == "__main__":
