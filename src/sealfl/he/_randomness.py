@@ -135,15 +135,12 @@ _cache: OrderedDict[tuple[str, int, bool], ResidueSource] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def residue_source(
+def check_randomness(
     public_key: PaillierPublicKey,
     randomness: Randomness,
     private_key: PaillierPrivateKey | None = None,
-) -> ResidueSource:
-    """Return a (cached) source of random ``n``-th residues for this key and mode.
-
-    DJN tables take a fraction of a second to build and 8-16 MiB each, so the last few sources
-    are kept per process.
+) -> None:
+    """Refuse arguments :func:`residue_source` cannot serve, without building a source.
 
     Raises
     ------
@@ -158,6 +155,24 @@ def residue_source(
         )
     if randomness is Randomness.CRT and private_key is None:
         raise ConfigError("CRT randomness needs the private key; use DJN or TEXTBOOK instead")
+
+
+def residue_source(
+    public_key: PaillierPublicKey,
+    randomness: Randomness,
+    private_key: PaillierPrivateKey | None = None,
+) -> ResidueSource:
+    """Return a (cached) source of random ``n``-th residues for this key and mode.
+
+    DJN tables take a fraction of a second to build and up to 64 MiB, so the last few sources
+    are kept per process.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`check_randomness`.
+    """
+    check_randomness(public_key, randomness, private_key)
     use_crt = private_key is not None and randomness is not Randomness.TEXTBOOK
     cache_key = (randomness.value, public_key.n, use_crt)
     with _cache_lock:
