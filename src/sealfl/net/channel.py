@@ -333,8 +333,6 @@ def connect_pinned(
     timeout_s: float = 10.0,
     default_timeout_s: float = DEFAULT_TIMEOUT_S,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    front_door: str | None = None,
-    enrolment: EnrolmentReceipt | None = None,
 ) -> SecureChannel[IdentityT]:
     """Open a mutual-TLS channel that trusts exactly ``server_certificate_pem``.
 
@@ -358,18 +356,42 @@ def connect_pinned(
         server_certificate_pem, what="server certificate"
     ).public_bytes(serialization.Encoding.PEM)
     identity = _verify_server(server_verifier, server_certificate_pem, address)
+    return _connect(
+        address,
+        server_certificate_pem,
+        identity,
+        credentials,
+        timeout_s=timeout_s,
+        default_timeout_s=default_timeout_s,
+        max_message_bytes=max_message_bytes,
+    )
+
+
+def _connect(
+    address: str,
+    server_pem: bytes,
+    identity: IdentityT,
+    credentials: Credentials,
+    *,
+    timeout_s: float,
+    default_timeout_s: float,
+    max_message_bytes: int,
+    front_door: str | None = None,
+    enrolment: EnrolmentReceipt | None = None,
+) -> SecureChannel[IdentityT]:
+    """Pin ``server_pem`` (one certificate, verified as ``identity``), then handshake now."""
     tls = grpc.ssl_channel_credentials(
-        root_certificates=server_certificate_pem,
+        root_certificates=server_pem,
         private_key=credentials.key_pem,
         certificate_chain=credentials.cert_pem,
     )
     channel = grpc.secure_channel(
-        address, tls, options=_channel_options(server_certificate_pem, max_message_bytes)
+        address, tls, options=_channel_options(server_pem, max_message_bytes)
     )
     secure = SecureChannel(
         channel=channel,
         address=address,
-        server_certificate_pem=server_certificate_pem,
+        server_certificate_pem=server_pem,
         server_identity=identity,
         client_certificate_pem=credentials.cert_pem,
         default_timeout_s=default_timeout_s,
@@ -443,11 +465,12 @@ def open_secure_channel(
     server_pem = _fetch_with_retry(address, timeout_s, retry)
     identity = _verify_server(server_verifier, server_pem, address)
     receipt = _enrol(address, server_pem, credentials, timeout_s, retry, max_message_bytes)
-    channel = connect_pinned(
+    # The fetched PEM holds exactly the one certificate verified above: it is pinned as it is.
+    channel = _connect(
         receipt.service_address,
-        server_certificate_pem=server_pem,
-        server_verifier=lambda pem: identity,  # verified above; the same bytes are pinned
-        credentials=credentials,
+        server_pem,
+        identity,
+        credentials,
         timeout_s=timeout_s,
         default_timeout_s=default_timeout_s,
         max_message_bytes=max_message_bytes,
