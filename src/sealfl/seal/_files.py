@@ -8,7 +8,7 @@ or truncated) leaves the destination exactly as it was, and no partial plaintext
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +16,13 @@ from sealfl._files import atomic_output
 from sealfl.errors import ConfigError
 from sealfl.seal._format import DEFAULT_CHUNK_SIZE, SealedHeader, check_chunk_size, read_header
 from sealfl.seal._keys import SealingKey
-from sealfl.seal._stream import exact_reader, open_chunks, seal_chunks
+from sealfl.seal._stream import (
+    exact_reader,
+    open_chunks,
+    open_sealed_stream,
+    seal_chunks,
+    seal_stream,
+)
 
 StrPath = str | os.PathLike[str]
 _WHOLE = (bytes, bytearray, memoryview)  # data given whole, not as an iterable of pieces
@@ -32,12 +38,6 @@ def _open_input(path: Path, what: str) -> BinaryIO:
         raise ConfigError(f"{what} {path} is a directory, not a file") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-
-
-def _file_pieces(stream: BinaryIO, name: str, size: int) -> Iterator[bytes]:
-    read = exact_reader(stream, name)
-    while piece := read(size):
-        yield piece
 
 
 def write_sealed(
@@ -126,14 +126,8 @@ def seal_file(
     """
     check_chunk_size(chunk_size)  # before it sizes any read
     source = Path(src)
-    with _open_input(source, "input file") as stream:
-        write_sealed(
-            dst,
-            _file_pieces(stream, str(source), chunk_size),
-            key,
-            chunk_size=chunk_size,
-            label=label,
-        )
+    with _open_input(source, "input file") as stream, atomic_output(Path(dst)) as out:
+        seal_stream(stream, out, key, chunk_size=chunk_size, label=label, name=str(source))
 
 
 def open_sealed_file(
@@ -153,11 +147,8 @@ def open_sealed_file(
         If ``src`` is not a sealed file or fails to verify anywhere.
     """
     source = Path(src)
-    with _open_input(source, "sealed file") as stream:
-        read = exact_reader(stream, str(source))
-        with atomic_output(Path(dst)) as out:
-            for plaintext in open_chunks(read, key, name=str(source), label=label):
-                out.write(plaintext)
+    with _open_input(source, "sealed file") as stream, atomic_output(Path(dst)) as out:
+        open_sealed_stream(stream, out, key, label=label, name=str(source))
 
 
 def inspect_sealed(path: StrPath) -> SealedHeader:
