@@ -175,11 +175,10 @@ class SecureChannel(Generic[IdentityT]):
             server now presents a different certificate.
         """
         timeout = self._timeout(timeout_s)
-        label = what or _method_name(method)
         return run_with_retry(
             lambda: method(request, timeout=timeout),
             retry=retry,
-            describe=lambda exc: self.diagnose(exc, what=label),
+            describe=self._describer(method, what),
         )
 
     def call_stream(
@@ -193,11 +192,10 @@ class SecureChannel(Generic[IdentityT]):
     ) -> Resp:
         """Make a client-streaming call; ``requests()`` makes a fresh iterator per attempt."""
         timeout = self._timeout(timeout_s)
-        label = what or _method_name(method)
         return run_with_retry(
             lambda: method(requests(), timeout=timeout),
             retry=retry,
-            describe=lambda exc: self.diagnose(exc, what=label),
+            describe=self._describer(method, what),
         )
 
     def stream(
@@ -209,11 +207,16 @@ class SecureChannel(Generic[IdentityT]):
         what: str | None = None,
     ) -> Iterator[Resp]:
         """Make a server-streaming call with a deadline over the whole stream (no retries)."""
-        label = what or _method_name(method)
         return iterate_stream(
             method(request, timeout=self._timeout(timeout_s)),
-            describe=lambda exc: self.diagnose(exc, what=label),
+            describe=self._describer(method, what),
         )
+
+    def _describer(
+        self, method: Callable[..., Any], what: str | None
+    ) -> Callable[[grpc.RpcError], ChannelError]:
+        # The call's name is worked out only when a call fails, not on every call.
+        return lambda exc: self.diagnose(exc, what=what or _method_name(method))
 
     def _timeout(self, timeout_s: float | None) -> float:
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
