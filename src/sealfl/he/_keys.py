@@ -180,7 +180,17 @@ class PaillierPrivateKey:
         If ``p·q != n``, ``p == q``, or either factor is not a probable prime.
     """
 
-    __slots__ = ("_hp", "_hq", "_p", "_psquare", "_q", "_q_inv_p", "_qsquare", "public_key")
+    __slots__ = (
+        "_hp",
+        "_hq",
+        "_p",
+        "_psquare",
+        "_q",
+        "_q2_inv_p2",
+        "_q_inv_p",
+        "_qsquare",
+        "public_key",
+    )
 
     def __init__(self, public_key: PaillierPublicKey, p: int, q: int) -> None:
         p_mpz, q_mpz = mpz(p), mpz(q)
@@ -197,6 +207,7 @@ class PaillierPrivateKey:
         self._p, self._q = p_mpz, q_mpz
         self._psquare, self._qsquare = p_mpz * p_mpz, q_mpz * q_mpz
         self._q_inv_p = gmpy2.invert(q_mpz, p_mpz)
+        self._q2_inv_p2 = gmpy2.invert(self._qsquare, self._psquare)
         self._hp = self._h_constant(p_mpz, self._psquare)
         self._hq = self._h_constant(q_mpz, self._qsquare)
 
@@ -238,9 +249,9 @@ class PaillierPrivateKey:
         """Return the unique ``x mod n`` with ``x ≡ mod_p (mod p)`` and ``x ≡ mod_q (mod q)``."""
         return mod_q + self._q * ((mod_p - mod_q) * self._q_inv_p % self._p)
 
-    def crt_combine_square(self, mod_p2: mpz, mod_q2: mpz, q2_inv_p2: mpz) -> mpz:
+    def crt_combine_square(self, mod_p2: mpz, mod_q2: mpz) -> mpz:
         """Return ``x mod n²`` from its residues modulo ``p²`` and ``q²``."""
-        return mod_q2 + self._qsquare * ((mod_p2 - mod_q2) * q2_inv_p2 % self._psquare)
+        return mod_q2 + self._qsquare * ((mod_p2 - mod_q2) * self._q2_inv_p2 % self._psquare)
 
     def decrypt_residues(self, powered_p: Sequence[mpz], powered_q: Sequence[mpz]) -> list[mpz]:
         """Finish CRT decryption from ``c^(p-1) mod p²`` and ``c^(q-1) mod q²``.

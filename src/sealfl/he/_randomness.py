@@ -84,15 +84,13 @@ class _CRTSource:
 
     def __init__(self, private_key: PaillierPrivateKey) -> None:
         self._key = private_key
-        _p, _q, psquare, qsquare = private_key.crt_moduli
-        self._q2_inv_p2 = gmpy2.invert(qsquare, psquare)
 
     def draw(self, count: int) -> list[mpz]:
         p, q, psquare, qsquare = self._key.crt_moduli
         rp = gmpy2.powmod_base_list([_random_unit(p) for _ in range(count)], p, psquare)
         rq = gmpy2.powmod_base_list([_random_unit(q) for _ in range(count)], q, qsquare)
-        inv = self._q2_inv_p2
-        return [self._key.crt_combine_square(a, b, inv) for a, b in zip(rp, rq, strict=True)]
+        combine = self._key.crt_combine_square
+        return [combine(a, b) for a, b in zip(rp, rq, strict=True)]
 
 
 class _DJNSource:
@@ -117,15 +115,14 @@ class _DJNCRTSource:
         h = _djn_generator(n)
         self._table_p = FixedBaseTable(gmpy2.powmod(h, n, psquare), psquare, self._exponent_bits)
         self._table_q = FixedBaseTable(gmpy2.powmod(h, n, qsquare), qsquare, self._exponent_bits)
-        self._q2_inv_p2 = gmpy2.invert(qsquare, psquare)
 
     def draw(self, count: int) -> list[mpz]:
-        bits, tp, tq, inv = self._exponent_bits, self._table_p, self._table_q, self._q2_inv_p2
+        bits, tp, tq = self._exponent_bits, self._table_p, self._table_q
         combine = self._key.crt_combine_square
         out = []
         for _ in range(count):
             a = secrets.randbits(bits)
-            out.append(combine(tp.pow(a), tq.pow(a), inv))
+            out.append(combine(tp.pow(a), tq.pow(a)))
         return out
 
 
