@@ -8,6 +8,7 @@ quotes (collateral, a pinned root, the time). :meth:`Verifier.appraise` returns 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -164,12 +165,14 @@ class Verifier:
             debug=report.debug,
         )
         if not self._collateral:
-            return _refuse(partial, "no collateral given: real quotes cannot be verified")
+            return dataclasses.replace(
+                partial, reasons=("no collateral given: real quotes cannot be verified",)
+            )
         try:
             collateral = select_collateral(evidence, report.tee, self._collateral)
             result = verify_dcap_quote(evidence, collateral, now=at, root_ca_der=self._root_ca_der)
         except AttestationError as exc:
-            return _refuse(partial, str(exc))
+            return dataclasses.replace(partial, reasons=(str(exc),))
         reasons = self._policy.platform_refusals(
             tee=report.tee,
             tcb_status=result.tcb_status,
@@ -179,27 +182,11 @@ class Verifier:
         )
         if check_identity:
             reasons += self._policy.identity_refusals(report.tee, report.measurements)
-        return Verdict(
+        return dataclasses.replace(
+            partial,
             accepted=not reasons,
             reasons=tuple(reasons),
-            backend=report.tee,
-            quote_version=report.version,
             tcb_status=result.tcb_status,
             advisories=result.advisories,
-            measurements=report.measurements,
-            report_data=report.report_data,
-            debug=report.debug,
             platform_flags=result.platform_flags,
         )
-
-
-def _refuse(partial: Verdict, reason: str) -> Verdict:
-    return Verdict(
-        accepted=False,
-        reasons=(reason,),
-        backend=partial.backend,
-        quote_version=partial.quote_version,
-        measurements=partial.measurements,
-        report_data=partial.report_data,
-        debug=partial.debug,
-    )
