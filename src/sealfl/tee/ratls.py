@@ -453,23 +453,19 @@ def verify_ratls_certificate(
     evidence.check_key_binding(verdict.report_data)
     issued_at = _issued_at(evidence.claims)
     _check_freshness(issued_at, verifier.policy.max_evidence_age, at)
-    claims = _user_claims(evidence.claims)
-    if expected_nonce is not None and claims.get(NONCE_CLAIM) != expected_nonce:
-        found = claims.get(NONCE_CLAIM)
-        raise AttestationError(
-            f"claim {NONCE_CLAIM!r}: expected {expected_nonce.hex()}, "
-            f"found {'nothing' if found is None else found.hex()}"
-        )
-    return VerifiedPeer(
+    peer = VerifiedPeer(
         backend=verdict.backend,
         measurements=dict(verdict.measurements),
-        claims=claims,
+        claims=_user_claims(evidence.claims),
         tcb_status=verdict.tcb_status or "Unknown",
         cert_pem=bytes(cert_pem),
         evidence_format=evidence.format,
         issued_at=issued_at,
         advisories=verdict.advisories,
     )
+    if expected_nonce is not None:
+        peer.require_claim(NONCE_CLAIM, expected_nonce)
+    return peer
 
 
 @dataclass(frozen=True)
