@@ -70,6 +70,12 @@ def _fingerprint_of_pem(pem: bytes) -> str:
     return certificate_fingerprint(pem)
 
 
+def _peer_fingerprint(context: grpc.ServicerContext) -> str | None:
+    """Fingerprint of the client certificate authenticated for this call, or None."""
+    pems = context.auth_context().get("x509_pem_cert")
+    return _fingerprint_of_pem(pems[0]) if pems else None
+
+
 # grpc-stubs type the fetcher as never returning None, but None is how it says "no change".
 _Fetcher = Callable[[], grpc.ServerCertificateConfiguration]
 
@@ -411,20 +417,19 @@ class SecureServer(Generic[IdentityT]):
         return grpc.ssl_server_certificate_configuration([(creds.key_pem, creds.cert_pem)])
 
     def _lookup(self, context: grpc.ServicerContext) -> Enrolment[IdentityT] | None:
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
+        fingerprint = _peer_fingerprint(context)
+        if fingerprint is None:
             return None
-        return self._allowlist.lookup(_fingerprint_of_pem(pems[0]), self._clock())
+        return self._allowlist.lookup(fingerprint, self._clock())
 
     def _check_peer(self, context: grpc.ServicerContext) -> None:
         """Per-RPC check: abort unless the peer certificate is enrolled right now."""
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
+        fingerprint = _peer_fingerprint(context)
+        if fingerprint is None:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"caller {context.peer()} presented no client certificate",
             )
-        fingerprint = _fingerprint_of_pem(pems[0])
         if self._allowlist.lookup(fingerprint, self._clock()) is None:
             _log.warning(
                 "refused RPC from %s: certificate sha256:%s not enrolled",
