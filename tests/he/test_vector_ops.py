@@ -148,6 +148,8 @@ def test_bound_growth_is_refused_before_wrapping(key1024: PaillierPrivateKey) ->
     a = he.encrypt_vector(key1024.public_key, [1.0], fraction_bits=900, integer_bits=20)
     with pytest.raises(EncodingOverflowError, match=f"more than the {capacity} bits"):
         a.rescale_up(capacity - 900)
+    with pytest.raises(EncodingOverflowError, match=f"more than the {capacity} bits"):
+        a.mul(2.0**200, fraction_bits=0)
     with pytest.raises(EncodingOverflowError, match="exceeds"):
         he.encrypt_vector(key1024.public_key, [1.0], fraction_bits=capacity, integer_bits=1)
 

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from sealfl.errors import HEError
 from sealfl.he._encoding import scaled_integers
 from sealfl.he._multiexp import EXPONENT_LIMIT_BITS, multi_exponentiate
-from sealfl.he._vector import EncryptedVector
+from sealfl.he._vector import EncryptedVector, check_bound
 
 DEFAULT_MATRIX_FRACTION_BITS = 16
 
@@ -59,8 +59,7 @@ def _product(
     vector: EncryptedVector, exponents: NDArray[np.int64], fraction_bits: int, cores: int | None
 ) -> EncryptedVector:
     bound = vector.bound_bits + _row_sum_bits(exponents)
-    # Constructing the result checks the bound, so refuse before the expensive part.
-    EncryptedVector(vector.public_key, [], scale_bits=0, bound_bits=bound)
+    check_bound(vector.public_key, bound)  # refuse before the expensive part
     ciphertexts = multi_exponentiate(
         vector.ciphertexts, exponents, vector.public_key.nsquare, cores=cores
     )

@@ -39,6 +39,23 @@ def capacity_bits(public_key: PaillierPublicKey) -> int:
     return public_key.bits - 2
 
 
+def check_bound(public_key: PaillierPublicKey, bound_bits: int) -> None:
+    """Refuse a plaintext bound of ``2^bound_bits`` that could wrap modulo ``n``.
+
+    Raises
+    ------
+    EncodingOverflowError
+        If ``bound_bits`` exceeds :func:`capacity_bits` of the key.
+    """
+    capacity = capacity_bits(public_key)
+    if bound_bits > capacity:
+        raise EncodingOverflowError(
+            f"result could need {bound_bits} bits, more than the {capacity} bits a "
+            f"{public_key.bits}-bit key holds without wrapping; decrypt and re-encrypt, "
+            "or use fewer fraction bits"
+        )
+
+
 def _check_same_key(a: PaillierPublicKey, b: PaillierPublicKey, operation: str) -> None:
     if a != b:
         raise HEError(
@@ -89,13 +106,8 @@ class EncryptedVector:
     ) -> None:
         if scale_bits < 0:
             raise HEError(f"scale_bits must be >= 0, got {scale_bits}")
+        check_bound(public_key, bound_bits)
         capacity = capacity_bits(public_key)
-        if bound_bits > capacity:
-            raise EncodingOverflowError(
-                f"result could need {bound_bits} bits, more than the {capacity} bits a "
-                f"{public_key.bits}-bit key holds without wrapping; decrypt and re-encrypt, "
-                "or use fewer fraction bits"
-            )
         if scale_bits > capacity:
             # Operations keep bound_bits >= scale_bits, so only a forged header gets here;
             # left in, decryption would build 2**scale_bits (gigabytes for a 32-bit field).
@@ -211,6 +223,8 @@ class EncryptedVector:
         ints = scaled_integers(
             plain, fraction_bits, capacity_bits(self.public_key), what="mul factor"
         )
+        bound = self.bound_bits + max_abs_bits(ints)
+        check_bound(self.public_key, bound)  # refuse before the exponentiations
         nsquare = self.public_key.nsquare
         factors = np.asarray(ints, dtype=object).tolist()
         if np.ndim(factor) == 0:
@@ -223,11 +237,7 @@ class EncryptedVector:
         else:
             pairs = zip(self.ciphertexts, factors, strict=True)
             out = [gmpy2.powmod(c, k, nsquare) for c, k in pairs]
-        return self._derive(
-            out,
-            scale_bits=self.scale_bits + fraction_bits,
-            bound_bits=self.bound_bits + max_abs_bits(ints),
-        )
+        return self._derive(out, scale_bits=self.scale_bits + fraction_bits, bound_bits=bound)
 
     def __mul__(self, factor: ArrayLike) -> EncryptedVector:
         return self.mul(factor)
@@ -241,6 +251,7 @@ class EncryptedVector:
             raise HEError(f"rescale_up: bits must be >= 0, got {bits}")
         if bits == 0:
             return self
+        check_bound(self.public_key, self.bound_bits + bits)  # refuse before the exponentiations
         nsquare = self.public_key.nsquare
         return self._derive(
             list(gmpy2.powmod_base_list(self.ciphertexts, 1 << bits, nsquare)),
