@@ -39,14 +39,15 @@ def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
     """
     arr = np.asarray(x, dtype=np.float64)
     limit = 2.0 ** (62 - frac_bits)
-    if arr.size and not (-limit < arr.min() and arr.max() < limit):  # NaN fails both
+    scale = float(1 << frac_bits)
+    lo, hi = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)  # one pass each, used twice
+    if not (-limit < lo and hi < limit):  # NaN fails both
         bad = arr.flat[int(np.argmax(~(np.abs(arr) < limit)))]
         raise ConfigError(
             f"value {bad!r} cannot be encoded with {frac_bits} fractional bits: expected a "
             f"finite value of magnitude below {limit:.3g}"
         )
-    scale = float(1 << frac_bits)
-    if arr.ndim and arr.size and max(-arr.min(), arr.max()) * scale < _MAGIC_LIMIT:
+    if arr.ndim and arr.size and max(-lo, hi) * scale < _MAGIC_LIMIT:
         # Adding 1.5 * 2^52 leaves round(v) in the low mantissa bits (the FPU rounds to
         # nearest), so the float64 bits minus the constant's bits are the int64 result: two
         # passes over the data instead of a rint and a slow float-to-int cast.
