@@ -213,6 +213,21 @@ def test_a_replayed_enrolment_is_refused(make_server: Any, server_creds: TlsCred
     channel.close()
 
 
+def test_enrolling_what_is_not_a_certificate_is_refused_and_recorded(
+    make_server: Any, server_creds: TlsCredentials
+) -> None:
+    server = make_server()
+    channel, stub = _bootstrap(server, server_creds.cert_pem)
+    request = enrolment_pb2.EnrolRequest(certificate_pem=b"junk", nonce=b"n", signature=b"s")
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Enrol(request, timeout=5)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "certificate_pem: not a PEM X.509 certificate" in refused.value.details()
+    (refusal,) = server.refusals()
+    assert (refusal.fingerprint, refusal.subject) == ("?", "?")
+    channel.close()
+
+
 def test_enrolling_a_certificate_without_its_key_is_refused(
     make_server: Any, server_creds: TlsCredentials
 ) -> None:

@@ -141,11 +141,9 @@ class EnrolmentDesk(Generic[IdentityT]):
         fingerprint, subject = "?", "?"
         try:
             try:
-                cert = x509.load_pem_x509_certificate(cert_pem)
-            except ValueError as exc:
-                raise EnrolmentRefusedError(
-                    f"certificate_pem: not a PEM X.509 certificate ({exc})"
-                ) from exc
+                cert = load_certificate(cert_pem, what="certificate_pem")
+            except ConfigError as exc:  # the client's fault here, not the configuration's
+                raise EnrolmentRefusedError(str(exc)) from exc
             fingerprint = certificate_fingerprint(cert_pem)
             subject = cert.subject.rfc4514_string()
             if not self._challenges.consume(nonce):
