@@ -144,6 +144,23 @@ def test_cczoo_unfilled_template_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("lists", "message"),
+    [
+        ("", "c.json: sgx_mrs: expected a non-empty list of measurements, got nothing"),
+        ('"sgx_mrs": []', "c.json: sgx_mrs: expected a non-empty list of measurements, got []"),
+        ('"mrs": {}', "c.json: mrs: expected a non-empty list of measurements, got {}"),
+    ],
+)
+def test_cczoo_without_measurements_names_the_list(
+    tmp_path: Path, lists: str, message: str
+) -> None:
+    text = '{"verify_mr_signer": "on"' + (f", {lists}" if lists else "") + "}"
+    with pytest.raises(ConfigError) as info:
+        load_policy(write(tmp_path, "c.json", text))
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("switch", "value", "message"),
     [
         ("verify_mr_enclave", "true", 'verify_mr_enclave: expected "on" or "off", got True'),

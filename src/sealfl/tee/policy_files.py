@@ -284,10 +284,11 @@ def policy_from_cczoo_json(text: str, *, source: str = "<string>") -> Policy:
             "verify_config_svn",
             'sealfl does not check config_svn, so "on" would be silently ignored; set it to "off"',
         )
-    list_key = next((key for key in _CCZOO_LISTS if key in document), None)
-    entries = document.get(list_key) if list_key else None
+    list_key = next((key for key in _CCZOO_LISTS if key in document), _CCZOO_LISTS[0])
+    entries = document.get(list_key)
     if not isinstance(entries, list) or not entries:
-        raise reader.fail("sgx_mrs", "expected a non-empty list of measurements")
+        found = "nothing" if entries is None else repr(entries)
+        raise reader.fail(list_key, f"expected a non-empty list of measurements, got {found}")
     identities: list[SgxIdentity] = []
     for index, raw in enumerate(entries):
         where = f"{list_key}[{index}]"
