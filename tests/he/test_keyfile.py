@@ -12,6 +12,7 @@ from sealfl.errors import ConfigError
 from sealfl.he import (
     PaillierPrivateKey,
     WeakKeyWarning,
+    load_key,
     load_private_key,
     load_public_key,
     public_key_from_json,
@@ -87,6 +88,16 @@ def test_corrupt_files_are_refused(tmp_path: Path, content: bytes, message: str)
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
         load_public_key(path)
+
+
+def test_load_key_returns_either_kind(key1024: PaillierPrivateKey, tmp_path: Path) -> None:
+    save_private_key(key1024, tmp_path / "private.json")
+    save_public_key(key1024.public_key, tmp_path / "public.json")
+    assert load_key(tmp_path / "private.json") == key1024
+    assert load_key(tmp_path / "public.json") == key1024.public_key
+    (tmp_path / "bad.json").write_text('{"format": "sealfl-paillier-key", "version": 1}')
+    with pytest.raises(ConfigError, match=r"bad.json: field 'kind' is None, expected 'public'"):
+        load_key(tmp_path / "bad.json")
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -56,14 +56,11 @@ def inspect(
     key_file: Annotated[Path, typer.Argument(help="A Paillier key file.", show_default=False)],
 ) -> None:
     """Validate a key file and print its kind, size and fingerprint (never the secret)."""
-    try:
-        public_key = he.load_public_key(key_file)
-        kind = "public"
-    except ConfigError as exc:
-        if "is a private key file" not in str(exc):
-            raise
-        public_key = he.load_private_key(key_file).public_key
-        kind = "private (p·q = n and both primes checked)"
+    key = he.load_key(key_file)
+    if isinstance(key, he.PaillierPrivateKey):
+        public_key, kind = key.public_key, "private (p·q = n and both primes checked)"
+    else:
+        public_key, kind = key, "public"
     typer.echo(f"kind:        {kind}")
     typer.echo(f"bits:        {public_key.bits}")
     typer.echo(f"fingerprint: {public_key.fingerprint_hex}")

@@ -54,6 +54,7 @@ from __future__ import annotations
 from sealfl.he._encoding import DEFAULT_FRACTION_BITS, DEFAULT_INTEGER_BITS, PackedLayout
 from sealfl.he._encrypt import decrypt_vector, encrypt_packed, encrypt_vector
 from sealfl.he._keyfile import (
+    load_key,
     load_private_key,
     load_public_key,
     private_key_from_json,
@@ -101,6 +102,7 @@ __all__ = [
     "encrypt_packed",
     "encrypt_vector",
     "generate_keypair",
+    "load_key",
     "load_private_key",
     "load_public_key",
     "matvec",

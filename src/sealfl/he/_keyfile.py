@@ -151,6 +151,10 @@ def private_key_from_json(data: bytes, *, source: str = "private key") -> Pailli
     kind, document = _parse(data, source)
     if kind != "private":
         raise ConfigError(f"{source}: is a public key file, expected a private key")
+    return _private_from_document(document, source)
+
+
+def _private_from_document(document: dict[str, Any], source: str) -> PaillierPrivateKey:
     public_key = _public_from_document(document, source)
     p = _hex_field(document, "p", source)
     q = _hex_field(document, "q", source)
@@ -175,3 +179,16 @@ def load_public_key(path: str | os.PathLike[str]) -> PaillierPublicKey:
 def load_private_key(path: str | os.PathLike[str]) -> PaillierPrivateKey:
     """Read and validate a private key file (see the module docstring)."""
     return private_key_from_json(_read(path), source=str(path))
+
+
+def load_key(path: str | os.PathLike[str]) -> PaillierPublicKey | PaillierPrivateKey:
+    """Read and validate a key file of either kind; the type of the result says which.
+
+    For tools that inspect any key file. Code that needs one kind should call
+    :func:`load_public_key` or :func:`load_private_key`, which refuse the other.
+    """
+    source = str(path)
+    kind, document = _parse(_read(path), source)
+    if kind == "private":
+        return _private_from_document(document, source)
+    return _public_from_document(document, source)
