@@ -41,8 +41,7 @@ class TensorStore:
     def room_for(self, name: str) -> int:
         """Bytes a tensor stored under ``name`` may take (what it would replace counts free)."""
         with self._lock:
-            used = sum(t.array.nbytes for n, t in self._tensors.items() if n != name)
-        return max(0, self.max_total_bytes - used)
+            return max(0, self.max_total_bytes - self._used_by_others(name))
 
     def put(self, tensor: ReceivedTensor) -> None:
         """Store ``tensor`` under its name, replacing any earlier one.
@@ -53,13 +52,17 @@ class TensorStore:
             If it no longer fits (another upload took the room meanwhile).
         """
         with self._lock:
-            used = sum(t.array.nbytes for n, t in self._tensors.items() if n != tensor.name)
+            used = self._used_by_others(tensor.name)
             if used + tensor.array.nbytes > self.max_total_bytes:
                 raise ConfigError(
                     f"tensor store: {tensor.array.nbytes} bytes for {tensor.name!r} do not fit "
                     f"({used} of {self.max_total_bytes} used)"
                 )
             self._tensors[tensor.name] = tensor
+
+    def _used_by_others(self, name: str) -> int:
+        """Bytes held under names other than ``name`` (the caller holds the lock)."""
+        return sum(t.array.nbytes for n, t in self._tensors.items() if n != name)
 
     def get(self, name: str) -> ReceivedTensor | None:
         """Return the tensor stored under ``name``, or None."""
