@@ -68,11 +68,6 @@ class FixedBaseTable:
             row_base = row[-1] * row_base % modulus
         self._rows = rows
 
-    @property
-    def window(self) -> int:
-        """Digit width of the table."""
-        return self._window
-
     def pow(self, exponent: int) -> mpz:
         """Return ``base^exponent mod modulus`` for ``0 <= exponent < 2^(w·rows)``."""
         if exponent < 0 or exponent >> (self._window * len(self._rows)):

@@ -105,10 +105,6 @@ class PaillierPublicKey:
     def __repr__(self) -> str:
         return f"PaillierPublicKey(bits={self.bits}, fingerprint={self.fingerprint_hex})"
 
-    def encode_message(self, m: int) -> mpz:
-        """Return ``g^m mod n² = 1 + (m mod n)·n``: the message part of a ciphertext."""
-        return self.times_message(mpz(1), m)
-
     def times_message(self, c: mpz, m: int) -> mpz:
         """Return ``c·g^m mod n²``: ``c`` with the plaintext ``m`` added (or encrypted in).
 
