@@ -64,8 +64,3 @@ def decode(v: npt.ArrayLike, frac_bits: int) -> FloatArray:
     """Decode ring elements at scale ``2^frac_bits`` back to reals (two's complement)."""
     signed = np.asarray(v, dtype=np.uint64).view(np.int64)
     return signed.astype(np.float64) / float(1 << frac_bits)
-
-
-def reconstruct(share0: U64, share1: U64) -> U64:
-    """Return ``share0 + share1 mod 2^64``, the secret of two additive shares."""
-    return share0 + share1

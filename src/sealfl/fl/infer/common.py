@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -68,11 +68,3 @@ def refuse_bad_input(context: grpc.ServicerContext, call: Callable[[], T], *, wh
         _log.warning("%s failed: %s", what, exc)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
-
-
-def grpc_options() -> list[tuple[str, Any]]:
-    """Channel options for the plain gRPC stubs the workload builds on a secure channel."""
-    return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ]

@@ -62,7 +62,6 @@ class Running:
     address: str
     fingerprint: str
     details: dict[str, str] = field(default_factory=dict)
-    servicer: object | None = None
 
     def ready_line(self) -> dict[str, str]:
         """Return what a launched process prints once it serves (one JSON object)."""
@@ -177,6 +176,4 @@ def start_model_server(
     server.add_servicer(infer_pb2_grpc.add_InferenceServicer_to_server, servicer)
     server.add_handler(frame_handlers(servicer))
     details["features"] = str(model.n_features)
-    return Running(
-        server, server.start(), certificate_fingerprint(creds.cert_pem), details, servicer
-    )
+    return Running(server, server.start(), certificate_fingerprint(creds.cert_pem), details)
