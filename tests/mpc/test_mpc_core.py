@@ -112,9 +112,7 @@ def test_carry_gate_combines_shared_groups(seed: int, shape: tuple[int, bool]) -
         gate.material(1, masks[1], gate.correction(masks[0], masks[1], prod_0)),
     ]
     opened = [gate.open(shares[i], mats[i]) for i in (0, 1)]
-    got = gate.close(0, opened[0], opened[1], mats[0]) ^ gate.close(
-        1, opened[1], opened[0], mats[1]
-    )
+    got = gate.close(opened[0], opened[1], mats[0]) ^ gate.close(opened[1], opened[0], mats[1])
     carry = g[0]
     for j in range(1, radix):
         carry = g[j] | (p[j] & carry)

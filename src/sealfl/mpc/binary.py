@@ -295,10 +295,10 @@ class CarryGate:
         """Return the planes this party opens: its input shares XOR its mask shares."""
         return inputs ^ material.masks
 
-    def close(self, party: int, own: Words, peer: Words, material: GateMaterial) -> Words:
+    def close(self, own: Words, peer: Words, material: GateMaterial) -> Words:
         """Return this party's shares of ``G ^ G_(r-1)`` and, with ``P``, of ``P``: (1|2, ...).
 
-        ``party`` is implied by ``material`` (see :meth:`material`).
+        Which party's is implied by ``material`` (see :meth:`material`).
         """
         d = own ^ peer
         blocks = material.products

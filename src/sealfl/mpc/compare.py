@@ -267,15 +267,12 @@ class Comparator:
             self._g, self._p = leaves[0], leaves[1]
             return
         radix = self._plan.radices[rnd - 1]
-        out = gate.close(self._party, own, peer, material)
-        lanes, cols = self._g.shape
-        # Each group's top G enters linearly; a padded top lane has G = 0.
-        g = np.zeros((-(-lanes // radix) * radix, cols), dtype=np.uint64)
-        g[:lanes] = self._g
-        g = g.reshape(-1, radix, cols)[:, radix - 1]
-        g ^= out[0]
-        self._g = g
-        self._p = out[1] if len(out) == 2 else np.zeros_like(g)
+        out = gate.close(own, peer, material)
+        # Each group's top G enters linearly; a padded top lane (past the last) has G = 0.
+        top = self._g[radix - 1 :: radix]
+        out[0, : len(top)] ^= top
+        self._g = out[0]
+        self._p = out[1] if len(out) == 2 else np.zeros_like(out[0])
 
     def result(self) -> npt.NDArray[np.uint8]:
         """Return this party's XOR share of ``[z >= t_k]``, shape (n, K), after the last round."""
