@@ -17,6 +17,7 @@ from sealfl.seal import (
     open_sealed_bytes,
     seal_bytes,
 )
+from sealfl.tee.simulated import MEASUREMENT_SIZE, SimulatedPlatform, SimulatedTee
 
 
 def write_key_file(path: Path, document: Any, mode: int = 0o600) -> Path:
@@ -163,19 +164,12 @@ def test_a_tee_source_returning_the_wrong_length_is_refused() -> None:
 
 
 def test_the_simulated_tee_seals_for_its_own_measurement_only(tmp_path: Path) -> None:
-    simulated = pytest.importorskip(
-        "sealfl.tee.simulated", reason="sealfl.tee (simulated backend) has not landed yet"
-    )
-    platform = simulated.SimulatedPlatform.create(tmp_path / "platform")
-    size = simulated.MEASUREMENT_SIZE
-    tee = simulated.SimulatedTee(platform, b"\x01" * size)
-    key = SealingKey.from_tee(tee)
+    platform = SimulatedPlatform.create(tmp_path / "platform")
+    key = SealingKey.from_tee(SimulatedTee(platform, b"\x01" * MEASUREMENT_SIZE))
     again = SealingKey.from_tee(
-        simulated.SimulatedTee(
-            simulated.SimulatedPlatform.load(tmp_path / "platform"), b"\x01" * size
-        )
+        SimulatedTee(SimulatedPlatform.load(tmp_path / "platform"), b"\x01" * MEASUREMENT_SIZE)
     )
-    other_code = SealingKey.from_tee(simulated.SimulatedTee(platform, b"\x02" * size))
+    other_code = SealingKey.from_tee(SimulatedTee(platform, b"\x02" * MEASUREMENT_SIZE))
     assert again == key
     assert other_code != key
     blob = seal_bytes(b"model", key)
