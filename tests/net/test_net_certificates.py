@@ -7,10 +7,11 @@ import socket
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
-from x509_factory import self_signed_certificate
+from x509_factory import private_key_pem, self_signed_certificate
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.net import (
@@ -84,38 +85,19 @@ def test_fingerprint_verifier_accepts_only_listed_certificates() -> None:
         verify(stranger.cert_pem)
 
 
-def _key_pem(kind: str) -> bytes:
-    key = {
+def _key(kind: str) -> CertificateIssuerPrivateKeyTypes:
+    return {
         "ec": lambda: ec.generate_private_key(ec.SECP384R1()),
         "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
         "ed25519": ed25519.Ed25519PrivateKey.generate,
     }[kind]()
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert_for(key_pem: bytes) -> x509.Certificate:
-    key = serialization.load_pem_private_key(key_pem, None)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
-    now = datetime.datetime.now(datetime.UTC)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())  # type: ignore[union-attr]
-        .serial_number(2)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, algorithm)  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.parametrize("kind", ["ec", "rsa", "ed25519"])
 def test_possession_proofs_verify_for_each_key_type_and_bind_the_nonce(kind: str) -> None:
-    key_pem = _key_pem(kind)
-    cert = _cert_for(key_pem)
+    key = _key(kind)
+    key_pem = private_key_pem(key)
+    cert = x509.load_pem_x509_certificate(self_signed_certificate(key=key, subject="k"))
     server = make_self_signed_credentials("server").cert_pem
     client = cert.public_bytes(serialization.Encoding.PEM)
     message = possession_message(b"n" * 32, server, client)

@@ -359,36 +359,19 @@ def test_only_the_verified_certificate_of_a_pem_bundle_is_pinned(
     server_creds: TlsCredentials,
 ) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+    from x509_factory import private_key_pem, self_signed_certificate
 
     from sealfl.net.certificates import pinning_name
 
     # An impostor's certificate for the genuine server's name, appended to the genuine one.
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "impostor")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(pinning_name(server_creds.cert_pem))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    genuine_name = x509.DNSName(pinning_name(server_creds.cert_pem))
     impostor = TlsCredentials(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+        self_signed_certificate(
+            key=key, subject="impostor", extensions=[x509.SubjectAlternativeName([genuine_name])]
         ),
+        private_key_pem(key),
     )
     client = make_self_signed_credentials("client")
     server: SecureServer[Any] = SecureServer(
