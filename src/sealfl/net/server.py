@@ -88,6 +88,12 @@ class _CredentialSource:
         self._seen: object = None
         self._lock = threading.Lock()
 
+    def first(self, key: object) -> grpc.ServerCertificateConfiguration:
+        """Build the configuration gRPC starts with, for the state ``key`` names."""
+        with self._lock:
+            self._seen = key
+            return self._build()
+
     def fetch(self, key: object) -> grpc.ServerCertificateConfiguration | None:
         with self._lock:
             if key == self._seen:
@@ -278,17 +284,15 @@ class SecureServer(Generic[IdentityT]):
         """
         self._require(ServerState.CREATED, "start")
         service_credentials = grpc.dynamic_ssl_server_credentials(
-            self._service_configuration(),
+            self._service_source.first(self._service_key()),
             cast(_Fetcher, lambda: self._service_source.fetch(self._service_key())),
             require_client_authentication=True,
         )
         front_credentials = grpc.dynamic_ssl_server_credentials(
-            self._front_configuration(),
+            self._front_source.first(self._credentials_version),
             cast(_Fetcher, lambda: self._front_source.fetch(self._credentials_version)),
             require_client_authentication=False,
         )
-        self._service_source.fetch(self._service_key())  # the initial configuration is current
-        self._front_source.fetch(self._credentials_version)
         try:
             self._service_port = self._bind(
                 self._service, self._service_requested, service_credentials
