@@ -395,7 +395,7 @@ def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
         server_verifier=worker_tee.verify_peer,
     )
     try:
-        link = GrpcPsLink(channel.channel, address=address)
+        link = GrpcPsLink(channel)
         info = link.join(1, Hyperparameters(iterations=1), 30, 10)
         worker = PaillierWorkerCrypto.from_public_key_bytes(info.public_key)
         view = link.get_model(1, 0)

@@ -295,7 +295,7 @@ def run_worker(
         worker_id=options.worker_id,
         data=data,
         hp=options.hp,
-        link=GrpcPsLink(channel.channel, address=options.server),
+        link=GrpcPsLink(channel),
         open_key=open_key,
         metrics=metrics,
         on_line=on_line,

@@ -2,13 +2,13 @@
 
 Refusals travel as data in the replies (``refused``, ``REFUSED``), so a refused call does not
 break a worker's channel; transport failures are mapped to :class:`ChannelError` by
-:mod:`sealfl.net.calls`. A worker's identity on the PS is the SHA-256 of the client certificate
-gRPC authenticated for the call, so one party cannot submit under another's id.
+:meth:`sealfl.net.SecureChannel.call`. A worker's identity on the PS is the fingerprint of the
+client certificate gRPC authenticated for the call, so one party cannot submit under another's
+id.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, cast
 
 import grpc
@@ -19,7 +19,7 @@ from sealfl.fl.homo_lr.evaluation import Evaluation
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
 from sealfl.fl.homo_lr.server import JoinInfo, ModelView, ParameterServer
-from sealfl.net.calls import RetryPolicy, describe_rpc_error, run_with_retry
+from sealfl.net import RetryPolicy, SecureChannel, certificate_fingerprint
 
 _STATES = {"ready": pb.ModelReply.READY, "waiting": pb.ModelReply.WAITING}
 _STATE_NAMES = {pb.ModelReply.READY: "ready", pb.ModelReply.WAITING: "waiting"}
@@ -66,7 +66,10 @@ def settings_from_proto(msg: pb.TrainingSettings) -> tuple[Hyperparameters, int]
 
 
 def peer_fingerprint(context: grpc.ServicerContext) -> str:
-    """Return the SHA-256 (hex) of the client certificate authenticated for this call.
+    """Return the fingerprint of the client certificate authenticated for this call.
+
+    The same value as :func:`sealfl.net.certificate_fingerprint` (SHA-256 of the DER, hex), so
+    a worker's identity here is the fingerprint the server's enrolment log and allow-list show.
 
     Raises
     ------
@@ -77,7 +80,7 @@ def peer_fingerprint(context: grpc.ServicerContext) -> str:
     certs = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
     if not certs:
         raise ProtocolError("call without an authenticated client certificate")
-    return hashlib.sha256(certs[0]).hexdigest()
+    return certificate_fingerprint(certs[0])
 
 
 class HomoLrService(pb_grpc.HomoLrServicer):
@@ -156,23 +159,30 @@ class HomoLrService(pb_grpc.HomoLrServicer):
 
 
 class GrpcPsLink:
-    """A worker's calls to the PS over an open (RA-TLS) gRPC channel.
+    """A worker's calls to the PS over an open (RA-TLS) channel.
+
+    Calls go through :meth:`sealfl.net.SecureChannel.call`, which adds the deadline, retries
+    idempotent calls on ``UNAVAILABLE`` and explains failures (a swapped server certificate
+    included).
 
     Parameters
     ----------
     channel
         The secure channel (from :func:`sealfl.net.open_secure_channel`).
-    address
-        The PS's address, for error messages.
     call_timeout_s
         Deadline of each call; ``GetModel`` gets the PS's poll time on top.
     """
 
-    def __init__(self, channel: grpc.Channel, *, address: str, call_timeout_s: float = 30.0):
-        self._stub = pb_grpc.HomoLrStub(channel)
-        self._address = address
+    def __init__(self, channel: SecureChannel[Any], *, call_timeout_s: float = 30.0):
+        self._channel = channel
+        self._stub = channel.stub(pb_grpc.HomoLrStub)
+        # Name the address the operator gave (the front door), not the mutual-TLS listener.
+        self._address = channel.front_door or channel.address
         self._timeout = call_timeout_s
         self._retry = RetryPolicy(attempts=5, max_backoff_s=2.0)
+
+    def _what(self, method: str) -> str:
+        return f"homo-lr {method} to the PS at {self._address}"
 
     def join(
         self, worker_id: int, hp: Hyperparameters, n_features: int, n_samples: int
@@ -183,10 +193,12 @@ class GrpcPsLink:
             settings=settings_to_proto(hp, n_features),
             n_samples=n_samples,
         )
-        reply: pb.JoinReply = run_with_retry(
-            lambda: self._stub.Join(request, timeout=self._timeout),
+        reply: pb.JoinReply = self._channel.call(
+            self._stub.Join,
+            request,
+            timeout_s=self._timeout,
             retry=self._retry,
-            describe=lambda exc: describe_rpc_error(exc, what="homo-lr Join", peer=self._address),
+            what=self._what("Join"),
         )
         if reply.refused:
             raise ProtocolError(
@@ -202,10 +214,8 @@ class GrpcPsLink:
     def submit(self, worker_id: int, iteration: int, data: bytes) -> None:
         """Submit (never retried: a retry could count as a second submission)."""
         request = pb.SubmitRequest(worker_id=worker_id, iteration=iteration, encrypted_weights=data)
-        reply: pb.SubmitReply = run_with_retry(
-            lambda: self._stub.Submit(request, timeout=self._timeout),
-            retry=None,
-            describe=lambda exc: describe_rpc_error(exc, what="homo-lr Submit", peer=self._address),
+        reply: pb.SubmitReply = self._channel.call(
+            self._stub.Submit, request, timeout_s=self._timeout, what=self._what("Submit")
         )
         if reply.status != pb.SubmitReply.ACCEPTED:
             raise ProtocolError(
@@ -216,12 +226,12 @@ class GrpcPsLink:
     def get_model(self, worker_id: int, version: int) -> ModelView:
         """Ask for a model version (idempotent, retried on UNAVAILABLE)."""
         request = pb.ModelRequest(worker_id=worker_id, version=version)
-        reply: pb.ModelReply = run_with_retry(
-            lambda: self._stub.GetModel(request, timeout=self._timeout + 30.0),
+        reply: pb.ModelReply = self._channel.call(
+            self._stub.GetModel,
+            request,
+            timeout_s=self._timeout + 30.0,
             retry=self._retry,
-            describe=lambda exc: describe_rpc_error(
-                exc, what="homo-lr GetModel", peer=self._address
-            ),
+            what=self._what("GetModel"),
         )
         evaluation = None
         if reply.HasField("evaluation"):
