@@ -6,7 +6,7 @@ from sealfl.fl.infer.server import _Bounded
 
 
 def test_prefetched_queries_are_forgotten_oldest_first_beyond_the_row_budget() -> None:
-    store = _Bounded(10, rows=lambda rows: int(rows), max_rows=1000)
+    store: _Bounded[int] = _Bounded(10, rows=int, max_rows=1000)
     store.put("a", 400)
     store.put("b", 400)
     assert list(store) == ["a", "b"]
@@ -17,7 +17,7 @@ def test_prefetched_queries_are_forgotten_oldest_first_beyond_the_row_budget() -
 
 
 def test_entries_are_forgotten_beyond_the_count() -> None:
-    store = _Bounded(2)
+    store: _Bounded[str] = _Bounded(2)
     for key in "abc":
         store.put(key, key)
     assert list(store) == ["b", "c"]

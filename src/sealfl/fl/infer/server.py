@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import numpy as np
@@ -118,7 +118,10 @@ QUERY_TTL_S = 60.0
 """An MPC query unfinished after this long is dropped (its client went away)."""
 
 
-class _Bounded(OrderedDict[str, object]):
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[str, V], Generic[V]):
     """An insertion-ordered dict that forgets its oldest entries beyond ``limit``.
 
     With ``rows``, it also forgets them while the entries' rows add up to more than
@@ -127,14 +130,14 @@ class _Bounded(OrderedDict[str, object]):
     """
 
     def __init__(
-        self, limit: int, *, rows: Callable[[object], int] | None = None, max_rows: int = 0
+        self, limit: int, *, rows: Callable[[V], int] | None = None, max_rows: int = 0
     ) -> None:
         super().__init__()
         self.limit = limit
         self._rows = rows
         self._max_rows = max_rows
 
-    def put(self, key: str, value: object) -> None:
+    def put(self, key: str, value: V) -> None:
         self[key] = value
         while len(self) > self.limit or (
             len(self) > 1  # the newest entry stays, however large
@@ -179,11 +182,11 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         self._model = model
         self._w: U64 = encode(model.weights, FRAC_BITS)
         self._dealer = dealer
-        self._sessions = _Bounded(max_sessions)
-        self._prefetched = _Bounded(
-            max_prefetched, rows=_prefetched_rows, max_rows=max_prefetched_rows
+        self._sessions: _Bounded[_Session] = _Bounded(max_sessions)
+        self._prefetched: _Bounded[_Prefetched] = _Bounded(
+            max_prefetched, rows=lambda ready: ready.party.plan.rows, max_rows=max_prefetched_rows
         )
-        self._running = _Bounded(max_running)
+        self._running: _Bounded[_Query] = _Bounded(max_running)
         self._lock = threading.Lock()
         self.served = 0
         self.refused = 0
@@ -275,14 +278,14 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
         with self._lock:
             ready = self._prefetched.pop(query_id, None)
             session = self._sessions.get(session_id)
-        if isinstance(ready, _Prefetched):
+        if ready is not None:
             if ready.party.plan != plan:
                 raise ProtocolError(
                     f"query {query_id}: header {plan} differs from the prefetched "
                     f"{ready.party.plan}"
                 )
             return ready
-        if not isinstance(session, _Session):
+        if session is None:
             raise ProtocolError(f"unknown or expired MPC session {session_id!r}")
         assert self._dealer is not None
         try:
@@ -351,13 +354,12 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             else:
                 with self._lock:
                     self._purge_running()
-                    found = self._running.get(query_id)
-                if not isinstance(found, _Query):
+                    query = self._running.get(query_id)
+                if query is None:
                     raise ProtocolError(
                         f"unknown MPC query {query_id!r} (never started, finished or expired); "
                         "the first message of a query must carry its header"
                     )
-                query = found
             message = message_from_frame(request.message, arrays)
             with query.lock:
                 if query.early:  # the first Step: add what the client sent with its prefetch
@@ -383,7 +385,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
 
     def _purge_running(self) -> None:
         limit = time.monotonic() - QUERY_TTL_S
-        stale = [k for k, q in self._running.items() if isinstance(q, _Query) and q.started < limit]
+        stale = [k for k, q in self._running.items() if q.started < limit]
         for key in stale:
             del self._running[key]
             self.refused += 1
@@ -395,10 +397,6 @@ def _inputs_of(request: infer_pb2.PredictRequest) -> list[tuple[str, mpc_pb2.Arr
 
 def _message_of(request: infer_pb2.StepRequest) -> list[tuple[str, mpc_pb2.Array]]:
     return message_arrays(request.message)
-
-
-def _prefetched_rows(entry: object) -> int:
-    return entry.party.plan.rows if isinstance(entry, _Prefetched) else 0
 
 
 def _prefetch_of(request: infer_pb2.PrefetchRequest) -> list[tuple[str, mpc_pb2.Array]]:
