@@ -28,6 +28,16 @@ def test_layout_for_a_number_of_summands(summands: int, headroom: int) -> None:
     assert layout.max_summands >= summands > layout.max_summands // 2 or summands == 1
 
 
+@pytest.mark.parametrize(
+    ("count", "bits"),
+    [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (2**50, 50), (2**50 + 1, 51)],
+)
+def test_bits_for_sum_is_exact(count: int, bits: int) -> None:
+    from sealfl.he._encoding import bits_for_sum
+
+    assert bits_for_sum(count) == bits
+
+
 def test_layout_for_summands_refuses_zero() -> None:
     with pytest.raises(ConfigError, match="summands must be a positive integer, got 0"):
         PackedLayout.for_summands(0)

@@ -265,5 +265,5 @@ class PackedLayout:
 
 
 def bits_for_sum(count: int) -> int:
-    """Extra bits a sum of ``count`` terms may need over its largest term."""
-    return max(0, math.ceil(math.log2(count))) if count > 0 else 0
+    """Extra bits a sum of ``count`` terms may need over its largest term: ``⌈log2(count)⌉``."""
+    return (count - 1).bit_length() if count > 0 else 0
