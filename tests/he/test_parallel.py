@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -21,6 +22,8 @@ def test_split_evenly_covers_the_range_once() -> None:
 
 def test_jobs_run_in_worker_processes() -> None:
     assert _parallel.run_in_processes(_square, [(2,), (3,)], workers=2) == [4, 9]
+    pids = _parallel.run_in_processes(os.getpid, [(), (), ()], workers=2)
+    assert os.getpid() not in pids  # the results above could have come from the fallback
 
 
 def test_falls_back_in_process_when_no_pool(
