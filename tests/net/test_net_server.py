@@ -355,6 +355,29 @@ def test_a_replaced_server_key_breaks_the_pin(
     channel.close()
 
 
+def test_a_server_key_replaced_between_verification_and_enrolment_breaks_the_pin(
+    make_server: Any,
+) -> None:
+    server = make_server()
+
+    def verify_then_swap(cert_pem: bytes) -> CertificateIdentity:
+        server.replace_credentials(make_self_signed_credentials("impostor"))
+        return accept_any_certificate(cert_pem)
+
+    with pytest.raises(
+        CertificatePinError,
+        match=r"enrolment: server at .* changed after verification: pinned sha256:[0-9a-f]{64}, "
+        r"found sha256:[0-9a-f]{64}",
+    ):
+        open_secure_channel(
+            server.address,
+            credentials=make_self_signed_credentials(),
+            server_verifier=verify_then_swap,
+            retry=RetryPolicy(attempts=3),  # a broken pin ends the retries at once
+        )
+    assert server.enrolments() == [] and server.refusals() == []
+
+
 def test_only_the_verified_certificate_of_a_pem_bundle_is_pinned(
     server_creds: TlsCredentials,
 ) -> None:

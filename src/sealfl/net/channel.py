@@ -243,13 +243,9 @@ class SecureChannel(Generic[IdentityT]):
             if self.front_door is None:
                 raise
             current = fetch_server_certificate(self.front_door, timeout=timeout_s)
-        found = certificate_fingerprint(current)
-        if found != self.server_fingerprint:
-            raise CertificatePinError(
-                f"server at {self.address}: certificate changed after verification: pinned "
-                f"sha256:{self.server_fingerprint}, found sha256:{found}; its key was swapped, "
-                "so the connection is refused (verify the server again to trust the new key)"
-            )
+        broken = _broken_pin(self.address, self.server_fingerprint, current)
+        if broken is not None:
+            raise broken
 
     def diagnose(self, exc: grpc.RpcError, *, what: str) -> ChannelError:
         """Explain a failed call; on ``UNAVAILABLE`` look at what the server presents now."""
@@ -287,6 +283,18 @@ class SecureChannel(Generic[IdentityT]):
             f"certificate sha256:{self.client_fingerprint} (not enrolled, or its enrolment "
             f"lapsed or was revoked) (gRPC: {details})"
         )
+
+
+def _broken_pin(address: str, pinned: str, presented_pem: bytes) -> CertificatePinError | None:
+    """Return the error for a server presenting another certificate than the pinned one."""
+    found = certificate_fingerprint(presented_pem)
+    if found == pinned:
+        return None
+    return CertificatePinError(
+        f"server at {address}: certificate changed after verification: pinned "
+        f"sha256:{pinned}, found sha256:{found}; its key was swapped, "
+        "so the connection is refused (verify the server again to trust the new key)"
+    )
 
 
 def _method_name(method: Callable[..., Any]) -> str:
@@ -516,6 +524,7 @@ def _enrol(
     )
     stub = enrolment_pb2_grpc.EnrolmentStub(bootstrap)
     fingerprint = certificate_fingerprint(credentials.cert_pem)
+    server_fingerprint = certificate_fingerprint(server_pem)
 
     def attempt() -> enrolment_pb2.EnrolReply:
         # A fresh nonce per attempt: a retried Enrol must not reuse a consumed one.
@@ -537,15 +546,11 @@ def _enrol(
         if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNAVAILABLE:
             try:
                 current = fetch_server_certificate(address, timeout=timeout_s)
-            except ChannelError:
+            except ChannelError:  # unreachable: the plain description below fits
                 current = None
-            if current is not None and certificate_fingerprint(current) != certificate_fingerprint(
-                server_pem
-            ):
-                return CertificatePinError(
-                    f"enrolling at {address}: server certificate changed between verification "
-                    "and enrolment"
-                )
+            broken = None if current is None else _broken_pin(address, server_fingerprint, current)
+            if broken is not None:
+                return CertificatePinError(f"enrolment: {broken}")
         return describe_rpc_error(exc, what="enrolment", peer=f"server at {address}")
 
     try:
