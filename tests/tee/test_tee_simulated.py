@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee import Policy, SimulatedPlatform, SimulatedTee, Verifier, measure_code
@@ -29,6 +32,24 @@ def test_platform_files_are_private_and_never_overwritten(tmp_path: Path) -> Non
 def test_load_names_the_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=str(tmp_path / "absent")):
         SimulatedPlatform.load(tmp_path / "absent")
+
+
+def test_load_names_the_file_that_does_not_fit(tmp_path: Path) -> None:
+    SimulatedPlatform.create(tmp_path / "p")
+    secret = tmp_path / "p" / "sealing_secret.bin"
+    secret.write_bytes(bytes(16))
+    with pytest.raises(
+        ConfigError, match=re.escape(f"{secret}: expected a 32-byte sealing secret, got 16 bytes")
+    ):
+        SimulatedPlatform.load(tmp_path / "p")
+    key = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "p" / "platform_key.pem").write_bytes(key)
+    with pytest.raises(
+        ConfigError, match=r"platform_key\.pem: expected a P-256 key, got secp384r1"
+    ):
+        SimulatedPlatform.load(tmp_path / "p")
 
 
 def test_measurement_depends_on_configuration_not_its_order() -> None:

@@ -165,6 +165,13 @@ class SimulatedPlatform:
             raise ConfigError(f"{key_path}: not an unencrypted PEM private key ({exc})") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ConfigError(f"{key_path}: expected an EC private key, got {type(key).__name__}")
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ConfigError(f"{key_path}: expected a P-256 key, got {key.curve.name}")
+        if len(secret) != _SECRET_SIZE:
+            raise ConfigError(
+                f"{secret_path}: expected a {_SECRET_SIZE}-byte sealing secret, got {len(secret)} "
+                "bytes"
+            )
         return cls(signing_key=key, sealing_secret=secret)
 
     @property
