@@ -187,7 +187,7 @@ class SealingKey:
         except FileNotFoundError as exc:
             raise ConfigError(f"key file {source} does not exist") from exc
         except OSError as exc:
-            raise ConfigError(f"cannot read key file {source}: {exc.strerror}") from exc
+            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"key file {source} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
@@ -204,7 +204,7 @@ class SealingKey:
         try:
             raw = source.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read key file {source}: {exc.strerror}") from exc
+            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
         return cls.from_key_file_bytes(raw, name=str(source))
 
     @classmethod
