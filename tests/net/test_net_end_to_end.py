@@ -8,15 +8,16 @@ the client; a 200 MB tensor arriving intact with bounded memory on both ends.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
+
+from net_peer import measurement
 
 TENSOR_MB = 200
 
 
 def _measurement(role: str) -> str:
-    return hashlib.sha256(b"sealfl net e2e measurement:" + role.encode()).hexdigest()
+    return measurement(role).hex()  # as the peers report it
 
 
 def _server(spawn: Any, platform: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
