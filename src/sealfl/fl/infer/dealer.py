@@ -25,6 +25,7 @@ from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.infer.common import refuse_bad_input
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.mpc import ServerDeal, deal_query, session_mask
+from sealfl.mpc.plan import MAX_FEATURES
 from sealfl.mpc.protos import mpc_pb2
 from sealfl.mpc.ring import U64
 from sealfl.mpc.wire import array_to_proto, deal_to_proto, plan_from_header
@@ -84,8 +85,10 @@ class DealerStore:
 
     def open_session(self, features: int) -> tuple[str, _Session]:
         """Draw a session's mask and token."""
-        if not 1 <= features <= 1 << 16:
-            raise ConfigError(f"session features must be between 1 and 65536, got {features}")
+        if not 1 <= features <= MAX_FEATURES:
+            raise ConfigError(
+                f"session features must be between 1 and {MAX_FEATURES}, got {features}"
+            )
         session_id = secrets.token_hex(16)
         session = _Session(secrets.token_bytes(32), session_mask(features), self._clock())
         with self._lock:
