@@ -53,4 +53,4 @@ def test_a_server_that_never_finishes_cannot_keep_the_client_querying() -> None:
     client, server = _client(reply)
     with client, pytest.raises(ProtocolError, match="2 round trips"):
         client.query(np.ones((2, 3)), Output.PROBABILITY)
-    assert server.calls <= 1 + 2 + 1  # Prefetch, the plan's round trips, one over
+    assert server.calls == 1 + 2  # Prefetch, then exactly the plan's round trips

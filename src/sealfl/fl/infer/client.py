@@ -319,6 +319,7 @@ class InferenceClient:
         request = infer_pb2.StepRequest(header=header, query_id=header.query_id)
         outgoing = endpoint.start()
         sent, received, trips = _payload(early), 0, 0
+        max_trips = plan.round_trips()
         while True:
             frame = encode_frame(request, fill_message(request.message, outgoing))
             sent += _payload(outgoing)
@@ -332,10 +333,10 @@ class InferenceClient:
                 break
             if reply.done:
                 raise ProtocolError("the server ended the query before the result")
-            if trips >= plan.round_trips():
+            if trips >= max_trips:
                 raise ProtocolError(
-                    f"no result after {trips} calls: the plan takes {plan.round_trips()} round "
-                    "trips, and the server's replies did not complete it"
+                    f"no result after {trips} calls: the plan takes {max_trips} round trips, "
+                    "and the server's replies did not complete it"
                 )
             request = infer_pb2.StepRequest(query_id=header.query_id)
         result = party.result
