@@ -164,15 +164,7 @@ def main(
     crypten_python: Path | None = None,
 ) -> list[dict[str, Any]]:
     batch_sizes = batch_sizes or [1, 10, 100, 1000, 10000]
-    modes = modes or [
-        "plaintext",
-        "tee",
-        "mpc",
-        "mpc-logit",
-        "mpc-label",
-        "mpc-beaver",
-        "mpc-local",
-    ]
+    modes = modes or list(MODES)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         from sealfl.errors import ConfigError

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sealfl.data import breast
-from sealfl.fl.infer.launch import launch_server
+from sealfl.fl.infer.launch import PartyProcess, launch_server
 
 SEALFL = [sys.executable, "-m", "sealfl.cli.main"]
 
@@ -15,6 +15,16 @@ SEALFL = [sys.executable, "-m", "sealfl.cli.main"]
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SEALFL, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _query(
+    mode: str, server: PartyProcess, data: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``sealfl infer query`` of ``data`` at ``server`` in ``mode``, with further ``options``."""
+    address = server.ready["address"]
+    return _run(
+        "infer", "query", "--mode", mode, "--server", address, "--data", str(data), *options
     )
 
 
@@ -27,17 +37,13 @@ def test_train_serve_query(tmp_path: Path) -> None:
     assert "training accuracy" in trained.stdout and model.is_file()
     server = launch_server("plaintext", model=model, log_dir=tmp_path)
     try:
-        queried = _run(
-            "infer",
-            "query",
-            "--mode",
+        test = tmp_path / "test.csv"
+        queried = _query(
             "plaintext",
-            "--server",
-            server.ready["address"],
+            server,
+            test,
             "--server-fingerprint",
             server.ready["fingerprint"],
-            "--data",
-            str(tmp_path / "test.csv"),
             "--out",
             str(tmp_path / "pred.csv"),
         )
@@ -46,29 +52,11 @@ def test_train_serve_query(tmp_path: Path) -> None:
         assert accuracy > 0.9
         lines = (tmp_path / "pred.csv").read_text().splitlines()
         assert lines[0] == "id,probability,label" and len(lines) == 1 + 114
-        missing = _run(
-            "infer",
-            "query",
-            "--mode",
-            "mpc",
-            "--server",
-            server.ready["address"],
-            "--data",
-            str(tmp_path / "test.csv"),
-        )
+        missing = _query("mpc", server, test)
         assert missing.returncode == 2
         assert "mpc mode needs --server-fingerprint" in missing.stderr
-        unpinned_dealer = _run(
-            "infer",
-            "query",
-            "--mode",
-            "mpc",
-            "--server",
-            server.ready["address"],
-            "--server-fingerprint",
-            server.ready["fingerprint"],
-            "--data",
-            str(tmp_path / "test.csv"),
+        unpinned_dealer = _query(
+            "mpc", server, test, "--server-fingerprint", server.ready["fingerprint"]
         )
         assert unpinned_dealer.returncode == 2
         assert "mpc mode needs --dealer-fingerprint" in unpinned_dealer.stderr
@@ -100,21 +88,16 @@ def test_mpc_query_from_the_command_line(tmp_path: Path) -> None:
     server = launch_server("mpc", model=model, log_dir=tmp_path, dealer=dealer)
     try:
         for output in ("probability", "label"):
-            queried = _run(
-                "infer",
-                "query",
-                "--mode",
+            queried = _query(
                 "mpc",
-                "--server",
-                server.ready["address"],
+                server,
+                tmp_path / "test.csv",
                 "--server-fingerprint",
                 server.ready["fingerprint"],
                 "--dealer-fingerprint",
                 dealer.ready["fingerprint"],
                 "--output",
                 output,
-                "--data",
-                str(tmp_path / "test.csv"),
             )
             assert queried.returncode == 0, queried.stderr
             assert "2 round trips" in queried.stdout and "accuracy 0.9" in queried.stdout
