@@ -518,10 +518,7 @@ def inspect_ratls_certificate(cert_pem: bytes) -> CertificateInspection:
     if evidence.format == FORMAT_SIMULATED:
         simulated = verify_simulated_quote(evidence.quote)
         backend, version = "simulated", None
-        measurements = {
-            "measurement": simulated.measurement.hex(),
-            "platform": simulated.platform_fingerprint,
-        }
+        measurements = simulated.measurements
         report_data = simulated.report_data
     else:
         report = parse_quote_report(evidence.quote)

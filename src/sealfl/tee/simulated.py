@@ -249,6 +249,11 @@ class SimulatedQuote:
     report_data: bytes
     platform_fingerprint: str
 
+    @property
+    def measurements(self) -> dict[str, str]:
+        """The quote's identity as verdicts and inspections report it (hex strings)."""
+        return {"measurement": self.measurement.hex(), "platform": self.platform_fingerprint}
+
 
 def is_simulated_quote(quote: bytes) -> bool:
     """Tell whether ``quote`` carries the simulated marker."""

@@ -142,10 +142,7 @@ class Verifier:
             reasons=tuple(reasons),
             backend="simulated",
             tcb_status=SIMULATED_TCB_STATUS,
-            measurements={
-                "measurement": quote.measurement.hex(),
-                "platform": quote.platform_fingerprint,
-            },
+            measurements=quote.measurements,
             report_data=quote.report_data,
             debug=False,
         )
