@@ -75,11 +75,15 @@ def test_wrong_type_is_named(key1024: PaillierPrivateKey, tmp_path: Path) -> Non
     [
         (b"\x80\x04pickle", "invalid JSON"),
         (b"{not json", "invalid JSON"),
-        (b"[1, 2]", "format is not"),
-        (b'{"format": "pem"}', "format is not"),
+        (b"[1, 2]", "a JSON list, expected an object"),
+        (b'{"format": "pem"}', "field 'format' is 'pem', expected 'sealfl-paillier-key'"),
         (b'{"format": "sealfl-paillier-key", "version": 2, "kind": "public"}', "version 2"),
         (b'{"format": "sealfl-paillier-key", "version": 1, "kind": "shared"}', "'kind'"),
-        (b'{"format": "sealfl-paillier-key", "version": 1, "kind": "public"}', "'n'"),
+        (b'{"format": "sealfl-paillier-key", "version": 1, "kind": "public"}', "'n' is missing"),
+        (
+            b'{"format": "sealfl-paillier-key", "version": 1, "kind": "public", "n": 5}',
+            "'n' is int",
+        ),
         (b'{"format": "sealfl-paillier-key", "version": 1, "kind": "public", "n": "xyz"}', "hex"),
     ],
 )

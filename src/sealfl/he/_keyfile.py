@@ -75,9 +75,8 @@ def save_private_key(private_key: PaillierPrivateKey, path: str | os.PathLike[st
 def _hex_field(document: dict[str, Any], name: str, source: str) -> int:
     value = document.get(name)
     if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"{source}: field {name!r} must be a hexadecimal string, got {type(value).__name__}"
-        )
+        got = "missing" if value is None else "empty" if value == "" else type(value).__name__
+        raise ConfigError(f"{source}: field {name!r} is {got}, expected a hexadecimal string")
     try:
         return int(value, 16)
     except ValueError:
@@ -89,8 +88,16 @@ def _parse(data: bytes, source: str) -> tuple[str, dict[str, Any]]:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{source}: not a Paillier key file (invalid JSON: {exc})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise ConfigError(f"{source}: not a Paillier key file (format is not {FORMAT!r})")
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{source}: not a Paillier key file (a JSON {type(document).__name__}, expected an "
+            "object)"
+        )
+    if document.get("format") != FORMAT:
+        raise ConfigError(
+            f"{source}: not a Paillier key file (field 'format' is {document.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
     if document.get("version") != VERSION:
         raise ConfigError(
             f"{source}: key file version {document.get('version')!r}, expected {VERSION}"
