@@ -55,6 +55,7 @@ from sealfl.net import (
     open_secure_channel,
     put_tensor,
 )
+from sealfl.net.addresses import split_address
 from sealfl.net.certificates import pinning_name
 from sealfl.net.protos import transfer_pb2, transfer_pb2_grpc
 
@@ -151,13 +152,16 @@ def _recv_exact(tls: ssl.SSLSocket, size: int) -> bytes | None:
     return data
 
 
-def serve_raw(workdir: Path) -> None:
-    """Server process for the raw TLS socket alone (no gRPC threads competing with it)."""
-    tls_creds = TlsCredentials(
+def _plain_server_credentials(workdir: Path) -> TlsCredentials:
+    return TlsCredentials(
         cert_pem=(workdir / "tls-server-cert.pem").read_bytes(),
         key_pem=(workdir / "tls-server-key.pem").read_bytes(),
     )
-    listener, raw_port = _raw_tls_server(tls_creds, workdir)
+
+
+def serve_raw(workdir: Path) -> None:
+    """Server process for the raw TLS socket alone (no gRPC threads competing with it)."""
+    listener, raw_port = _raw_tls_server(_plain_server_credentials(workdir), workdir)
     print(json.dumps({"raw": f"127.0.0.1:{raw_port}"}), flush=True)
     sys.stdin.read()
     listener.close()
@@ -194,10 +198,7 @@ def serve(workdir: Path, store_mb: int) -> None:
     ratls.add_servicer(transfer_pb2_grpc.add_TransferServicer_to_server, TransferServicer(store))
     ratls_address = ratls.start()
 
-    tls_creds = TlsCredentials(
-        cert_pem=(workdir / "tls-server-cert.pem").read_bytes(),
-        key_pem=(workdir / "tls-server-key.pem").read_bytes(),
-    )
+    tls_creds = _plain_server_credentials(workdir)
     # Two identical plain servers: the second is the A/A control, which shows how much two
     # servers that do exactly the same work differ on this machine (threads, cores, caches).
     vanilla = [_vanilla_server(tls_creds, client_tls_pem, store_mb) for _ in range(2)]
@@ -330,10 +331,10 @@ def _raw_tls_send(address: str, server_pem: bytes, data: np.ndarray) -> float:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cadata=server_pem.decode())
     context.check_hostname = False  # pinned: the only trusted certificate is the server's
-    host, port = address.rsplit(":", 1)
+    host, port = split_address(address)
     expected = hashlib.sha256(data).digest()
     with (
-        socket.create_connection((host, int(port))) as sock,
+        socket.create_connection((host, port)) as sock,
         context.wrap_socket(sock) as tls,
     ):
         started = time.perf_counter()
