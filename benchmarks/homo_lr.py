@@ -36,6 +36,7 @@ from sealfl.data import breast
 from sealfl.fl.homo_lr.algorithm import REFERENCE, affine_from_gram, gram_statistics, with_bias
 from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
+from sealfl.fl.homo_lr.launch import PS_METRICS_FILE
 
 RESULTS = Path("bench-results") / "homo_lr.jsonl"
 PLOT = Path("bench-results") / "homo_lr.png"
@@ -71,7 +72,7 @@ def full_run(console: Console, iterations: int) -> dict[str, object]:
         log = (Path(tmp) / "run" / "logs" / "worker-1.log").read_text()
         records = [
             json.loads(line)
-            for line in (Path(tmp) / "run" / "ps" / "ps_metrics.jsonl").read_text().splitlines()
+            for line in (Path(tmp) / "run" / "ps" / PS_METRICS_FILE).read_text().splitlines()
         ]
     _plot(records, iterations)
     last = [line for line in log.splitlines() if line.startswith("iter:")]

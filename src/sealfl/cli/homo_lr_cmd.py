@@ -271,8 +271,6 @@ def demo(
     ] = None,
 ) -> None:
     """Run the PS and the workers as separate processes on loopback with the breast splits."""
-    if preset not in PRESETS:
-        raise ConfigError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     code = run_demo(
         DemoOptions(
             workers=workers,

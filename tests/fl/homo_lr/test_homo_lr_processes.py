@@ -30,6 +30,7 @@ from sealfl.fl.homo_lr.launch import (
     ADDRESS_FILE,
     MODEL_FILE,
     MODEL_LABEL,
+    PS_METRICS_FILE,
     PUBKEY_HASH_CLAIM,
     TeeContext,
 )
@@ -228,7 +229,7 @@ def test_two_workers_train_and_the_sealed_model_matches_plaintext(
     ]
     *_, last = train_plaintext(parts, Hyperparameters(iterations=11))
     np.testing.assert_allclose(np.array(model.weights), last.weights, rtol=0, atol=1e-6)
-    metrics = (run["root"] / "ps" / "ps_metrics.jsonl").read_text().splitlines()
+    metrics = (run["root"] / "ps" / PS_METRICS_FILE).read_text().splitlines()
     assert sum('"event":"round"' in line for line in metrics) == 11
 
 

@@ -37,7 +37,7 @@ from rich.progress import (
 from sealfl.data import breast
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS
-from sealfl.fl.homo_lr.launch import ADDRESS_FILE, role_measurement
+from sealfl.fl.homo_lr.launch import ADDRESS_FILE, MODEL_FILE, PS_METRICS_FILE, role_measurement
 from sealfl.tee import SimulatedPlatform
 
 _SPLITS_BY_WORKER = ("homo_guest", "homo_host")
@@ -207,7 +207,7 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
                 logs,
                 lines,
             )
-        last_line = _follow(procs, lines, ps_out / "ps_metrics.jsonl", iterations, console)
+        last_line = _follow(procs, lines, ps_out / PS_METRICS_FILE, iterations, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping every party[/yellow]")
         return 130
@@ -222,13 +222,13 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
                 proc.kill()
     codes = {name: proc.returncode for name, proc in procs.items()}
     elapsed = time.monotonic() - started
-    sealed = ps_out / "homo_lr_model.sealed"
+    sealed = ps_out / MODEL_FILE
     if all(code == 0 for code in codes.values()):
         console.rule("[green]done")
         console.print(
             f"[bold]{last_line}[/bold] (validation on the test split, decrypted inside the PS)\n"
             f"wall time {elapsed:.1f} s ({elapsed / iterations:.3f} s/iteration)\n"
-            f"sealed model: {sealed}\nmetrics: {ps_out / 'ps_metrics.jsonl'}, "
+            f"sealed model: {sealed}\nmetrics: {ps_out / PS_METRICS_FILE}, "
             f"{run_dir}/worker-K_metrics.jsonl\nlogs: {logs}"
         )
         return 0

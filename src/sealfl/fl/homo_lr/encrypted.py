@@ -118,10 +118,12 @@ class PaillierServerCrypto:
         self._public_bytes = he.public_key_to_json(self.public_key)
 
     @classmethod
-    def generate(cls, bits: int = he.DEFAULT_KEY_BITS) -> PaillierServerCrypto:
+    def generate(
+        cls, bits: int = he.DEFAULT_KEY_BITS, *, cores: int | None = None
+    ) -> PaillierServerCrypto:
         """Generate a key pair (2048 bits by default; 1024 warns and is for tests only)."""
         public_key, private_key = he.generate_keypair(bits)
-        return cls(public_key=public_key, private_key=private_key)
+        return cls(public_key=public_key, private_key=private_key, cores=cores)
 
     def public_key_bytes(self) -> bytes:
         """Return the serialised public key (what workers get and the RA-TLS claim hashes)."""

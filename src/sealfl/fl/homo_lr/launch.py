@@ -51,6 +51,9 @@ UINT32_MAX = 2**32 - 1
 """Largest worker id or iteration count the protocol's messages carry."""
 
 MODEL_FILE = "homo_lr_model.sealed"
+"""The sealed model, in the PS's ``--out`` directory."""
+PS_METRICS_FILE = "ps_metrics.jsonl"
+"""The PS's JSON-lines metrics, in its ``--out`` directory."""
 ADDRESS_FILE = "ps.address"
 """Written into ``--out`` once the PS listens: its front-door address (readiness signal)."""
 
@@ -188,9 +191,8 @@ def run_parameter_server(
     )
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    metrics = MetricsLog(out / "ps_metrics.jsonl", party="ps")
-    crypto = PaillierServerCrypto.generate(options.key_bits)
-    crypto.cores = options.cores
+    metrics = MetricsLog(out / PS_METRICS_FILE, party="ps")
+    crypto = PaillierServerCrypto.generate(options.key_bits, cores=options.cores)
     key_hash = hashlib.sha256(crypto.public_key_bytes()).digest()
     credentials = create_ratls_certificate(
         tee.provider,

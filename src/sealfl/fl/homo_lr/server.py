@@ -385,12 +385,6 @@ class ParameterServer(Generic[V]):
                     return
                 self._cond.wait(timeout=remaining)
 
-    @property
-    def hyperparameters(self) -> Hyperparameters | None:
-        """Settings of the federation, once the first worker has joined."""
-        with self._cond:
-            return self._hp
-
     # ---- internals ----------------------------------------------------------------------
 
     def _check_identity(self, worker_id: int, peer: str) -> None:
