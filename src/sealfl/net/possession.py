@@ -7,14 +7,13 @@ and the server certificate's hash makes it useless at any other server.
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from sealfl.errors import AttestationError, ConfigError
+from sealfl.net.certificates import certificate_fingerprint
 
 __all__ = ["possession_message", "sign_possession", "verify_possession"]
 
@@ -23,12 +22,10 @@ _DOMAIN = b"sealfl-net-enrolment-v1\x00"
 
 def possession_message(nonce: bytes, server_cert_pem: bytes, client_cert_pem: bytes) -> bytes:
     """Return the bytes a client signs to enrol ``client_cert_pem`` at that server."""
-
-    def digest(pem: bytes) -> bytes:
-        der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-        return hashlib.sha256(der).digest()
-
-    return _DOMAIN + nonce + digest(server_cert_pem) + digest(client_cert_pem)
+    # Each certificate by its fingerprint, the SHA-256 of its DER: PEM formatting cannot matter.
+    server = bytes.fromhex(certificate_fingerprint(server_cert_pem))
+    client = bytes.fromhex(certificate_fingerprint(client_cert_pem))
+    return _DOMAIN + nonce + server + client
 
 
 def sign_possession(key_pem: bytes, message: bytes) -> bytes:
