@@ -92,3 +92,12 @@ def test_a_bare_npy_array_is_not_a_model(tmp_path) -> None:  # type: ignore[no-u
     np.save(path, np.ones(30))
     with pytest.raises(ConfigError, match=r"not a sealfl model archive \(a single \.npy array"):
         LogisticRegression.load(path)
+
+
+def test_save_into_a_missing_directory_names_the_file(
+    tmp_path, trained: LogisticRegression
+) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "no-such-dir" / "m.npz"
+    with pytest.raises(ConfigError, match=f"cannot write {target}"):
+        trained.save(target)
+    assert not target.parent.exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sealfl._files import write_atomic
 from sealfl.errors import ConfigError
 
 FORMAT = "sealfl-logreg-v1"
@@ -178,10 +179,18 @@ class LogisticRegression:
         return cls(w), losses
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as an ``.npz`` archive (no pickled objects) and return its path."""
+        """Write the model as an ``.npz`` archive (no pickled objects) and return its path.
+
+        The file is replaced atomically (:func:`sealfl._files.write_atomic`), so a reader never
+        sees half a model.
+
+        Raises
+        ------
+        ConfigError
+            If the file cannot be written.
+        """
         out = Path(path)
-        with out.open("wb") as fh:
-            np.savez(fh, format=np.array(FORMAT), weights=self._w)
+        write_atomic(out, self.to_bytes(), mode=0o644)
         return out
 
     def to_bytes(self) -> bytes:
