@@ -49,19 +49,8 @@ from sealfl.fl.infer.common import Mode, tee_measurement
 from sealfl.fl.infer.demo import connect
 from sealfl.fl.infer.launch import PartyProcess, launch_dealer, launch_server
 from sealfl.models import LogisticRegression
-from sealfl.mpc import (
-    ClientParty,
-    Endpoint,
-    Linear,
-    Output,
-    QueryPlan,
-    ServerParty,
-    deal_query,
-    encode,
-    expand_client,
-    expand_server,
-    session_mask,
-)
+from sealfl.mpc import Endpoint, Linear, Output, QueryPlan, encode, session_mask
+from sealfl.mpc.parties import deal_locally
 from sealfl.net import freeze_startup_objects, keep_freed_memory
 from sealfl.tee import SimulatedPlatform
 
@@ -84,10 +73,8 @@ def _local_query(model: LogisticRegression, X: np.ndarray) -> QueryResult:
     w = encode(model.weights)
     mask = session_mask(plan.features)
     start = time.perf_counter()
-    seed, deal = deal_query(plan, mask)
-    client_m, server_m = expand_client(plan, seed), expand_server(plan, deal)
-    client = ClientParty(plan, client_m, w - mask)
-    c_end, s_end = Endpoint(client), Endpoint(ServerParty(plan, server_m, w))
+    client, server = deal_locally(plan, w, mask)
+    c_end, s_end = Endpoint(client), Endpoint(server)
     early = c_end.prepare()  # sent ahead, with the prefetch, by the remote client
     mid = time.perf_counter()
     client.load(X)

@@ -4,8 +4,8 @@ import pytest
 from sealfl.data import breast
 from sealfl.errors import ProtocolError
 from sealfl.models import LogisticRegression, TrainConfig
-from sealfl.mpc.dealer import deal_query, expand_client, expand_server, session_mask
-from sealfl.mpc.parties import ClientParty, Endpoint, ServerParty, evaluate_locally
+from sealfl.mpc.dealer import deal_query, expand_client, session_mask
+from sealfl.mpc.parties import ClientParty, Endpoint, deal_locally, evaluate_locally
 from sealfl.mpc.plan import Output, QueryPlan
 from sealfl.mpc.ring import encode
 
@@ -60,12 +60,8 @@ def test_wide_random_model(seed: int) -> None:
 
 
 def _parties(plan: QueryPlan, x: np.ndarray, w: np.ndarray) -> tuple[Endpoint, Endpoint]:
-    w_enc = encode(w)
-    b = session_mask(plan.features)
-    seed, deal = deal_query(plan, b)
-    client = ClientParty(plan, expand_client(plan, seed), w_enc - b)
+    client, server = deal_locally(plan, encode(w), session_mask(plan.features))
     client.load(x)
-    server = ServerParty(plan, expand_server(plan, deal), w_enc)
     return Endpoint(client), Endpoint(server)
 
 

@@ -418,6 +418,17 @@ class Endpoint:
         return out
 
 
+def deal_locally(plan: QueryPlan, model: U64, session_b: U64) -> tuple[ClientParty, ServerParty]:
+    """Deal one query and make both of its parties in this process (the offline phase).
+
+    ``model`` is the encoded weights ``w``, ``session_b`` the session's weight mask ``B``
+    (:func:`~sealfl.mpc.dealer.session_mask`); the client gets ``F = w - B``.
+    """
+    seed, deal = deal_query(plan, session_b)
+    client = ClientParty(plan, expand_client(plan, seed), model - session_b)
+    return client, ServerParty(plan, expand_server(plan, deal), model)
+
+
 def evaluate_locally(plan: QueryPlan, inputs: Arr, weights: Arr) -> tuple[Arr, int]:
     """Run the whole protocol in one process: dealer, client and server.
 
@@ -426,12 +437,10 @@ def evaluate_locally(plan: QueryPlan, inputs: Arr, weights: Arr) -> tuple[Arr, i
     tuple
         The client's result and the number of messages exchanged.
     """
-    w = encode(weights, plan.frac_bits)
-    b = session_mask(plan.features)
-    seed, deal = deal_query(plan, b)
-    client = ClientParty(plan, expand_client(plan, seed), w - b)
+    client, server = deal_locally(
+        plan, encode(weights, plan.frac_bits), session_mask(plan.features)
+    )
     client.load(np.asarray(inputs, np.float64))
-    server = ServerParty(plan, expand_server(plan, deal), w)
     c_end, s_end = Endpoint(client), Endpoint(server)
     msg = c_end.start()
     messages = 1
