@@ -322,15 +322,21 @@ class CarryGate:
         return np.stack(out)
 
     def correction(self, masks_0: Words, masks_1: Words, products_0: Words) -> Words:
-        """Return party 1's shares of the mask products given party 0's (the dealer's)."""
+        """Return party 1's shares of the mask products given party 0's (the dealer's).
+
+        The products are built in the rows of :meth:`material`'s table (:attr:`_rows`), each one
+        AND of its prefix (all its inputs but the last: a mask, or a smaller closure product,
+        since the closure holds every subset of a monomial) and its last mask.
+        """
         full = masks_0 ^ masks_1
-        out = np.empty_like(products_0)
-        for i, s in enumerate(self.closure):
-            prod = full[s[0]] & full[s[1]]
-            for v in s[2:]:
-                prod &= full[v]
-            out[i] = prod ^ products_0[i]
-        return out
+        first = 1 + self.variables  # row 0, the empty product, is not needed here
+        table = np.empty((first + len(self.closure), *full.shape[1:]), dtype=np.uint64)
+        table[1:first] = full
+        for i, s in enumerate(self.closure, start=first):
+            np.bitwise_and(table[self._rows[s[:-1]]], full[s[-1]], out=table[i])
+        products = table[first:]
+        products ^= products_0
+        return products
 
 
 @cache
