@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import pytest
 
-from sealfl.he import _parallel
+from sealfl import he
+from sealfl.he import PaillierPrivateKey, _parallel
 
 
 def _square(x: int) -> int:
@@ -54,3 +56,13 @@ def test_a_forked_child_starts_its_own_pool() -> None:
 
 def _pools_after_fork() -> int:
     return len(_parallel._pools)
+
+
+def test_one_pool_per_core_budget_whatever_the_job_count(key1024: PaillierPrivateKey) -> None:
+    """Pools are sized by ``cores``, not by how many shares one call happens to have."""
+    _parallel.shutdown_pools()
+    for n in (100, 150, 200):  # 2, 3 and 4 shares of 48 plaintexts
+        he.encrypt_vector(key1024.public_key, np.zeros(n), cores=4)
+    enc_w = he.encrypt_vector(key1024.public_key, np.ones(3))
+    he.matvec(np.ones((300, 3)), enc_w, cores=4)  # 900 entries, split over the 3 bases
+    assert list(_parallel._pools) == [4]

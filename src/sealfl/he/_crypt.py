@@ -78,7 +78,8 @@ def encrypt_plaintexts(
     # Fail on a mismatched key or mode here, before any worker starts; only check, since on
     # the parallel path the workers build the (0.6 s, up to 64 MiB) DJN tables, not this process.
     check_randomness(public_key, randomness, private_key)
-    workers = min(resolve_cores(cores), len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS)
+    budget = resolve_cores(cores)
+    workers = min(budget, len(plaintexts) // PARALLEL_MIN_CIPHERTEXTS)
     if workers <= 1:
         return _encrypt_here(public_key, plaintexts, randomness, private_key)
     # More shares than workers, so that a busy core simply takes fewer of them.
@@ -92,7 +93,8 @@ def encrypt_plaintexts(
         (public_key.n, p, q, randomness.value, list(plaintexts[start:stop]))
         for start, stop in shares
     ]
-    results = run_in_processes(_encrypt_job, jobs, workers=workers)
+    # At most `workers` shares run at once, as there are no more; the pool is the budget's.
+    results = run_in_processes(_encrypt_job, jobs, workers=budget)
     return [c for share in results for c in share]
 
 

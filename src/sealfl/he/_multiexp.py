@@ -296,7 +296,7 @@ def multi_exponentiate(
     else:
         shares = [(0, len(bases))]
     jobs = [(list(bases[start:stop]), exponents[:, start:stop], modulus) for start, stop in shares]
-    partials = run_in_processes(_multi_exponentiate_here, jobs, workers=len(jobs))
+    partials = run_in_processes(_multi_exponentiate_here, jobs, workers=workers)
     out = partials[0]
     for partial in partials[1:]:
         out = [a * b % modulus for a, b in zip(out, partial, strict=True)]

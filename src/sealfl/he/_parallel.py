@@ -99,7 +99,12 @@ def _run(executor: Executor, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...
 def run_in_processes(
     fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, workers: int
 ) -> list[T]:
-    """Run ``fn(*job)`` for every job in ``workers`` worker processes; results in job order.
+    """Run ``fn(*job)`` for every job in a pool of ``workers`` processes; results in job order.
+
+    ``workers`` sizes the pool, which is kept for later calls of the same size and starts its
+    processes only as jobs need them: pass the caller's core budget (:func:`resolve_cores`),
+    not the number of jobs. No more than ``len(jobs)`` run at once anyway, and a pool per job
+    count would leave a set of idle processes per size, each with its own DJN tables.
 
     The calling process only waits. It used to take a share itself, but then its threads that
     feed the workers and read their results had to win the GIL from a loop of big-integer
