@@ -320,8 +320,11 @@ def main(
     console.print(f"key generation ({bits} bits): {keygen.wall:.2f} s; {cores} cores in use")
     public_key = private_key.public_key
 
+    # Two shares of 48 ciphertexts per core, so that every worker process gets one.
+    warm_floats = he.PackedLayout().slots_for(bits) * 48 * 2 * cores
+
     def warm_up() -> None:
-        he.encrypt_packed(public_key, np.zeros(45 * 48 * 8), cores=cores)  # every worker
+        he.encrypt_packed(public_key, np.zeros(warm_floats), cores=cores)  # every worker
         he.encrypt_packed(public_key, np.zeros(1), cores=1)  # this process, for the 1-core runs
 
     warm, _ = once(warm_up)
