@@ -102,18 +102,25 @@ def _worker(
     )
 
 
-def test_encrypted_run_matches_plaintext_run(crypto: PaillierServerCrypto) -> None:
-    guest, host = breast.load_split("homo_guest"), breast.load_split("homo_host")
-    ps = _server(crypto)
+def _federate(
+    ps: ParameterServer[EncryptedVector], workers: list[Worker], *, timeout: float
+) -> tuple[list[TrainingResult], list[str]]:
+    """Run the PS and every worker on threads to the end; return its result and worker 1's lines."""
     thread, result = _start(ps)
     lines: list[str] = []
-    workers = [_worker(ps, 1, guest), _worker(ps, 2, host)]
     workers[0].on_line = lines.append
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for t in threads:
         t.start()
     for t in [*threads, thread]:
-        t.join(timeout=120)
+        t.join(timeout=timeout)
+    return result, lines
+
+
+def test_encrypted_run_matches_plaintext_run(crypto: PaillierServerCrypto) -> None:
+    guest, host = breast.load_split("homo_guest"), breast.load_split("homo_host")
+    ps = _server(crypto)
+    result, lines = _federate(ps, [_worker(ps, 1, guest), _worker(ps, 2, host)], timeout=120)
     assert result and result[0].completed, result
     parties = [(with_bias(d.X), d.labels().astype(np.float64)) for d in (guest, host)]
     *_, expected = train_plaintext(parties, HP)
@@ -201,18 +208,11 @@ def test_dead_worker_round_deadline(
 def test_encrypted_reference_run_prints_the_published_line(crypto: PaillierServerCrypto) -> None:
     """All 341 encrypted iterations, reference settings: ``iter: 340`` reads as published."""
     ps = _server(crypto)
-    thread, result = _start(ps)
-    lines: list[str] = []
     workers = [
         _worker(ps, 1, breast.load_split("homo_guest"), REFERENCE),
         _worker(ps, 2, breast.load_split("homo_host"), REFERENCE),
     ]
-    workers[0].on_line = lines.append
-    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    for t in threads:
-        t.start()
-    for t in [*threads, thread]:
-        t.join(timeout=240)
+    result, lines = _federate(ps, workers, timeout=240)
     assert result and result[0].completed
     assert "iter: 340  acc: 0.930  loss: 0.297" in lines
 

@@ -40,12 +40,14 @@ from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
 from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings, TrainingResult
 from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService
+from sealfl.he import EncryptedVector
 from sealfl.net import SecureServer, open_secure_channel
 from sealfl.seal import SealingKey, read_sealed
 from sealfl.tee import (
     EvidenceProvider,
     SimulatedPlatform,
     SimulatedTee,
+    VerifiedPeer,
     Verifier,
     create_ratls_certificate,
     load_policy,
@@ -202,6 +204,49 @@ def _worker(
     return party
 
 
+def _in_process_tee(run: dict[str, Path], role: str) -> TeeContext:
+    """A party of this test process, with the measurement the policies expect for ``role``."""
+    platform = SimulatedPlatform.load(run["platform"])
+    measurement = bytes.fromhex((run["root"] / f"measurement-{role}.hex").read_text())
+    return TeeContext(
+        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
+        verifier=Verifier(load_policy(run[f"policy-{role}"])),
+    )
+
+
+def _in_process_ps(
+    run: dict[str, Path],
+    crypto: PaillierServerCrypto,
+    *,
+    worker_num: int,
+    bound_key: bytes | None = None,
+) -> tuple[ParameterServer[EncryptedVector], SecureServer[VerifiedPeer]]:
+    """A PS core of this test process behind RA-TLS gRPC (not started).
+
+    Its certificate binds ``bound_key``, by default the public key of ``crypto``.
+    """
+    tee = _in_process_tee(run, "ps")
+    key = crypto.public_key_bytes() if bound_key is None else bound_key
+    test = breast.load_split("homo_test")
+    core: ParameterServer[EncryptedVector] = ParameterServer(
+        crypto=crypto,
+        validation=(test.X, test.labels().astype(np.float64)),
+        settings=ServerSettings(worker_num=worker_num, min_workers=worker_num, join_deadline_s=20),
+        metrics=MetricsLog(None, party="ps"),
+        on_line=lambda line: None,
+    )
+    server: SecureServer[VerifiedPeer] = SecureServer(
+        credentials=create_ratls_certificate(
+            tee.provider,
+            claims={PUBKEY_HASH_CLAIM: hashlib.sha256(key).digest()},
+            hostnames=("localhost", "127.0.0.1"),
+        ),
+        peer_verifier=tee.verify_peer,
+    )
+    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(core))
+    return core, server
+
+
 def test_two_workers_train_and_the_sealed_model_matches_plaintext(
     run: dict[str, Path], parties: list[Party]
 ) -> None:
@@ -265,35 +310,15 @@ def test_worker_stops_when_the_ps_key_binding_does_not_verify(
     run: dict[str, Path], parties: list[Party]
 ) -> None:
     # A PS that binds one Paillier key into its attested certificate but hands out another.
-    platform = SimulatedPlatform.load(run["platform"])
-    measurement = bytes.fromhex((run["root"] / "measurement-ps.hex").read_text())
-    tee = TeeContext(
-        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
-        verifier=Verifier(load_policy(run["policy-ps"])),
-    )
     bound, served = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
-    credentials = create_ratls_certificate(
-        tee.provider,
-        claims={PUBKEY_HASH_CLAIM: hashlib.sha256(bound.public_key_bytes()).digest()},
-        hostnames=("localhost", "127.0.0.1"),
-    )
-    test = breast.load_split("homo_test")
-    core = ParameterServer(
-        crypto=served,
-        validation=(test.X, test.labels().astype(np.float64)),
-        settings=ServerSettings(worker_num=1, min_workers=1, join_deadline_s=20),
-        metrics=MetricsLog(None, party="ps"),
-        on_line=lambda line: None,
-    )
-    server = SecureServer(credentials=credentials, peer_verifier=tee.verify_peer)
-    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(core))
+    _, server = _in_process_ps(run, served, worker_num=1, bound_key=bound.public_key_bytes())
     address = server.start()
     try:
         worker = _worker(run, parties, 1, address, 5)
         assert worker.finish() == 1
         output = worker.words()
+        assert f"PS at {address} attested" in output, output  # refused for the key only
         assert "is not the one bound into its attested RA-TLS certificate" in output, output
-        assert platform.fingerprint  # the PS itself was genuinely attested
     finally:
         server.stop(grace=0)
 
@@ -354,38 +379,12 @@ def test_demo_runs_every_party_and_reports(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "worker-1_metrics.jsonl").read_text().count('"evaluation"') == 2
 
 
-def _in_process_tee(run: dict[str, Path], role: str) -> TeeContext:
-    """A party of this test process, with the measurement the policies expect for ``role``."""
-    platform = SimulatedPlatform.load(run["platform"])
-    measurement = bytes.fromhex((run["root"] / f"measurement-{role}.hex").read_text())
-    return TeeContext(
-        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
-        verifier=Verifier(load_policy(run[f"policy-{role}"])),
-    )
-
-
 def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
     """Duplicate, foreign-key and malformed submissions over real RA-TLS gRPC are refused."""
-    ps_tee, worker_tee = _in_process_tee(run, "ps"), _in_process_tee(run, "worker")
+    worker_tee = _in_process_tee(run, "worker")
     crypto, foreign = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
-    test = breast.load_split("homo_test")
-    core = ParameterServer(
-        crypto=crypto,
-        validation=(test.X, test.labels().astype(np.float64)),
-        settings=ServerSettings(worker_num=2, min_workers=2, join_deadline_s=20),
-        metrics=MetricsLog(None, party="ps"),
-        on_line=lambda line: None,
-    )
+    core, server = _in_process_ps(run, crypto, worker_num=2)
     core.join(2, Hyperparameters(iterations=1), 30, 10, "second-worker")  # joins in-process
-    server = SecureServer(
-        credentials=create_ratls_certificate(
-            ps_tee.provider,
-            claims={PUBKEY_HASH_CLAIM: hashlib.sha256(crypto.public_key_bytes()).digest()},
-            hostnames=("localhost", "127.0.0.1"),
-        ),
-        peer_verifier=ps_tee.verify_peer,
-    )
-    server.add_servicer(pb_grpc.add_HomoLrServicer_to_server, HomoLrService(core))
     address = server.start()
     results: list[TrainingResult] = []
     driver = threading.Thread(target=lambda: results.append(core.run()), daemon=True)
