@@ -9,7 +9,6 @@ written as JSON lines.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -41,8 +40,8 @@ PolicyOption = Annotated[
     Path | None,
     typer.Option(
         "--policy",
-        help="Attestation policy (TOML, or cczoo JSON) for the peers' evidence. "
-        "Default: $SEALFL_POLICY.",
+        envvar="SEALFL_POLICY",
+        help="Attestation policy (TOML, or cczoo JSON) for the peers' evidence.",
         show_default=False,
     ),
 ]
@@ -59,16 +58,14 @@ PlatformOption = Annotated[
     Path | None,
     typer.Option(
         "--simulated-platform",
-        help="Directory of the simulated TEE platform this party runs on (development TEE). "
-        "Default: $SEALFL_SIMULATED_PLATFORM.",
+        envvar="SEALFL_SIMULATED_PLATFORM",
+        help="Directory of the simulated TEE platform this party runs on (development TEE).",
         show_default=False,
     ),
 ]
 
 
 def _tee(role: str, policy: Path | None, platform: Path | None) -> TeeContext:
-    policy = policy or _env_path("SEALFL_POLICY")
-    platform = platform or _env_path("SEALFL_SIMULATED_PLATFORM")
     if policy is None:
         raise ConfigError("a policy is needed to verify peers: pass --policy FILE")
     if platform is None:
@@ -77,11 +74,6 @@ def _tee(role: str, policy: Path | None, platform: Path | None) -> TeeContext:
             "`SimulatedPlatform.create`)"
         )
     return TeeContext.simulated(platform_dir=platform, role=role, policy_path=policy)
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def _echo(line: str) -> None:

@@ -140,3 +140,16 @@ def test_cores_below_one_is_refused_before_any_work(tmp_path: Path, role: str) -
     )
     exc = _invoke("homo-lr", *args, "--cores", "0")
     assert isinstance(exc, ConfigError) and "--cores must be at least 1, got 0" in str(exc), exc
+
+
+def test_policy_comes_from_the_environment_when_not_given(tmp_path: Path) -> None:
+    """$SEALFL_POLICY stands in for --policy: the next thing missing is the platform."""
+    csv = tmp_path / "v.csv"
+    csv.write_text("id,y,x0\n1,0,0.5\n")
+    result = CliRunner().invoke(
+        app,
+        ["homo-lr", "ps", "--worker-num", "1", "--validate-set", str(csv)],
+        env={"SEALFL_POLICY": str(tmp_path / "policy.toml"), "SEALFL_SIMULATED_PLATFORM": ""},
+    )
+    exc = result.exception
+    assert isinstance(exc, ConfigError) and "--simulated-platform DIR" in str(exc), exc
