@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -180,6 +182,9 @@ def test_server_refuses_dealer_material_of_the_wrong_shape() -> None:
     other = QueryPlan(rows=5, features=4, output=Output.PROBABILITY)
     with pytest.raises(ProtocolError, match=r"logit expected uint64\[5\], got uint64\[3\]"):
         expand_server(other, deal)
+    k = plan.columns
+    with pytest.raises(ProtocolError, match=rf"beta_add expected uint64\[3, {k}\], got none"):
+        expand_server(plan, dataclasses.replace(deal, beta_add=None))
     with pytest.raises(ProtocolError, match="session mask has 4 features"):
         deal_query(QueryPlan(rows=1, features=5, output=Output.LOGIT), session_mask(4))
 

@@ -100,6 +100,8 @@ def test_client_prepares_its_first_comparison_round_before_the_input() -> None:
     assert sorted(endpoint.start()) == [0]
     with pytest.raises(ProtocolError, match=r"client input expected shape \(2, 3\), got \(3, 2\)"):
         client.load(np.ones((3, 2)))
+    with pytest.raises(ProtocolError, match=r"masked model expected uint64\[3\], got int64\[3\]"):
+        ClientParty(plan, expand_client(plan, seed), np.ones(3, np.int64))
 
 
 @pytest.mark.parametrize("output", list(Output))

@@ -31,6 +31,7 @@ from sealfl.errors import ProtocolError
 from sealfl.mpc.binary import CarryGate, GateMaterial, Words
 from sealfl.mpc.plan import Linear, Output, QueryPlan
 from sealfl.mpc.prg import Prg, fresh_seed
+from sealfl.mpc.ring import check_array
 
 U64 = npt.NDArray[np.uint64]
 Arr = npt.NDArray[Any]
@@ -198,7 +199,7 @@ def expand_client(plan: QueryPlan, seed: bytes) -> PartyMaterial:
 def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
     """Expand the server's seed and attach the dealer's corrections, checking their shapes."""
     n, k = plan.rows, plan.columns
-    _check("logit", deal.logit, (n,), np.uint64)
+    check_array(deal.logit, (n,), np.uint64, what="dealer material: logit")
     cmp = plan.compare
     rounds = 0 if cmp is None else cmp.rounds
     if len(deal.products) != rounds:
@@ -207,10 +208,11 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
         )
     if cmp is not None:
         for r, arr in enumerate(deal.products):
-            _check(f"products[{r}]", arr, cmp.product_shape(r, n), np.uint64)
+            shape = cmp.product_shape(r, n)
+            check_array(arr, shape, np.uint64, what=f"dealer material: products[{r}]")
     if plan.output is Output.PROBABILITY:
-        _check("beta_add", deal.beta_add, (n, k), np.uint64)
-        _check("beta_rho", deal.beta_rho, (n, k), np.uint64)
+        check_array(deal.beta_add, (n, k), np.uint64, what="dealer material: beta_add")
+        check_array(deal.beta_rho, (n, k), np.uint64, what="dealer material: beta_rho")
     d = _shares(Prg(deal.seed), plan, client=False)
     return PartyMaterial(
         mask=d.get("mask"),
@@ -222,13 +224,3 @@ def expand_server(plan: QueryPlan, deal: ServerDeal) -> PartyMaterial:
         beta_add=deal.beta_add,
         beta_rho=deal.beta_rho,
     )
-
-
-def _check(name: str, arr: object, shape: tuple[int, ...], dtype: type) -> None:
-    if not isinstance(arr, np.ndarray):
-        raise ProtocolError(f"dealer material: {name} missing, expected an array {shape}")
-    if arr.shape != shape or arr.dtype != np.dtype(dtype):
-        raise ProtocolError(
-            f"dealer material: {name} expected {np.dtype(dtype).name}{list(shape)}, "
-            f"got {arr.dtype.name}{list(arr.shape)}"
-        )

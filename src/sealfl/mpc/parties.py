@@ -32,7 +32,7 @@ from sealfl.mpc.dealer import (
     session_mask,
 )
 from sealfl.mpc.plan import SPLINE_FRAC_BITS, Level, Linear, Output, QueryPlan
-from sealfl.mpc.ring import U64, decode, encode
+from sealfl.mpc.ring import U64, check_array, decode, encode
 
 Arr = npt.NDArray[Any]
 Message = dict[int, list[Arr]]
@@ -47,11 +47,7 @@ def _expect(
             f"{level}: expected {len(specs)} arrays from the peer, got {len(arrays)}"
         )
     for i, (arr, (shape, dtype)) in enumerate(zip(arrays, specs, strict=True)):
-        if arr.shape != shape or arr.dtype != np.dtype(dtype):
-            raise ProtocolError(
-                f"{level}: array {i} expected {np.dtype(dtype).name}{list(shape)}, "
-                f"got {arr.dtype.name}{list(arr.shape)}"
-            )
+        check_array(arr, shape, dtype, what=f"{level}: array {i}")
 
 
 class _Party:
@@ -236,11 +232,8 @@ class ClientParty(_Party):
         super().__init__(plan, material)
         assert material.mask is not None
         if plan.linear is Linear.INPUT_OWNER:
-            if masked_model is None or masked_model.shape != (plan.features,):
-                got = "none" if masked_model is None else list(masked_model.shape)
-                raise ProtocolError(f"masked model expected uint64[{plan.features}], got {got}")
-            if masked_model.dtype != np.uint64:
-                raise ProtocolError(f"masked model expected uint64, got {masked_model.dtype.name}")
+            check_array(masked_model, (plan.features,), np.uint64, what="masked model")
+            assert masked_model is not None
             self.logit_share = material.mask @ masked_model + material.logit
         self._masked_input: U64 | None = None
         self.result: Arr | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.errors import ConfigError
+from sealfl.errors import ConfigError, ProtocolError
 
 U64 = npt.NDArray[np.uint64]
 FloatArray = npt.NDArray[np.float64]
@@ -64,3 +64,17 @@ def decode(v: npt.ArrayLike, frac_bits: int) -> FloatArray:
     """Decode ring elements at scale ``2^frac_bits`` back to reals (two's complement)."""
     signed = np.asarray(v, dtype=np.uint64).view(np.int64)
     return signed.astype(np.float64) / float(1 << frac_bits)
+
+
+def check_array(arr: object, shape: tuple[int, ...], dtype: npt.DTypeLike, *, what: str) -> None:
+    """Raise :class:`ProtocolError` unless ``arr`` is an array of exactly ``shape`` and ``dtype``.
+
+    For arrays from a peer or the dealer; the message starts with ``what`` and says what was
+    expected and what arrived (``none`` for a missing array).
+    """
+    want = f"{np.dtype(dtype).name}{list(shape)}"
+    if not isinstance(arr, np.ndarray):
+        got = "none" if arr is None else type(arr).__name__
+        raise ProtocolError(f"{what} expected {want}, got {got}")
+    if arr.shape != shape or arr.dtype != np.dtype(dtype):
+        raise ProtocolError(f"{what} expected {want}, got {arr.dtype.name}{list(arr.shape)}")

@@ -31,6 +31,7 @@ from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
 from sealfl.mpc import ClientParty, Endpoint, Linear, Output, QueryPlan, expand_client
 from sealfl.mpc.protos import mpc_pb2
+from sealfl.mpc.ring import check_array
 from sealfl.mpc.wire import (
     array_from_proto,
     decode_frame,
@@ -214,11 +215,7 @@ class InferenceClient:
             self._stub.OpenSession, infer_pb2.OpenSessionRequest(), what="OpenSession"
         )
         masked = array_from_proto(info.masked_model, field="masked model")
-        if masked.shape != (self.features,) or masked.dtype != np.uint64:
-            raise ProtocolError(
-                f"masked model: expected uint64[{self.features}], "
-                f"got {masked.dtype.name}{list(masked.shape)}"
-            )
+        check_array(masked, (self.features,), np.uint64, what="masked model:")
         self._session = info
         self._masked_model = masked
         self._dealer = open_secure_channel(

@@ -45,7 +45,7 @@ from sealfl.mpc import (
     expand_server,
 )
 from sealfl.mpc.protos import mpc_pb2
-from sealfl.mpc.ring import U64
+from sealfl.mpc.ring import U64, check_array
 from sealfl.mpc.wire import (
     array_from_proto,
     array_to_proto,
@@ -252,11 +252,7 @@ class InferenceServicer(infer_pb2_grpc.InferenceServicer):
             assert self._dealer is not None
             grant = self._dealer.open_session(self._model.n_features)
             mask = array_from_proto(grant.mask, field="dealer session mask")
-            if mask.shape != self._w.shape or mask.dtype != np.uint64:
-                raise ProtocolError(
-                    f"dealer session mask: expected uint64[{self._w.shape[0]}], "
-                    f"got {mask.dtype.name}{list(mask.shape)}"
-                )
+            check_array(mask, self._w.shape, np.uint64, what="dealer session mask:")
             with self._lock:
                 self._sessions.put(grant.session_id, _Session(bytes(grant.token)))
             return infer_pb2.SessionInfo(
