@@ -94,6 +94,12 @@ def test_out_of_range_values_raise(key1024: PaillierPrivateKey, value: float) ->
         he.encrypt_packed(key1024.public_key, [0.0, value])
 
 
+def test_out_of_range_names_the_first_value_and_the_range(key1024: PaillierPrivateKey) -> None:
+    expected = r"values\[1\] = -1500.0 .* expected -2\^10 <= value < 2\^10 at 24 fraction bits"
+    with pytest.raises(EncodingOverflowError, match=expected):
+        he.encrypt_packed(key1024.public_key, [0.0, -1500.0, 1500.0])
+
+
 def test_incompatible_packed_vectors(
     key1024: PaillierPrivateKey, other_key1024: PaillierPrivateKey
 ) -> None:

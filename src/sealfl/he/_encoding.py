@@ -197,20 +197,16 @@ class PackedLayout:
         EncodingOverflowError
             If a value is outside ``[-2^integer_bits, 2^integer_bits)`` after rounding.
         """
-        limit = self.value_bits - 1
-        scaled = scaled_integers(values, self.fraction_bits, limit + 1, what="values")
+        # |x·2^f| < 2^value_bits makes int64 safe; the slot range [-bias, bias) is checked next.
+        scaled = scaled_integers(values, self.fraction_bits, self.value_bits, what="values")
         ints = np.asarray(scaled, dtype=np.int64)
-        if ints.size and int(ints.max()) >= self.bias:
-            i = int(np.argmax(ints))
+        outside = np.flatnonzero((ints < -self.bias) | (ints >= self.bias))
+        if outside.size:
+            i = int(outside[0])
             raise EncodingOverflowError(
                 f"values[{i}] = {float(values[i])!r} does not fit the packed encoding: expected "
-                f"value < 2^{self.integer_bits} at {self.fraction_bits} fraction bits"
-            )
-        if ints.size and int(ints.min()) < -self.bias:
-            i = int(np.argmin(ints))
-            raise EncodingOverflowError(
-                f"values[{i}] = {float(values[i])!r} does not fit the packed encoding: expected "
-                f"value >= -2^{self.integer_bits} at {self.fraction_bits} fraction bits"
+                f"-2^{self.integer_bits} <= value < 2^{self.integer_bits} at "
+                f"{self.fraction_bits} fraction bits"
             )
         biased = (ints + self.bias).tolist()
         width = self.slot_bits
