@@ -21,11 +21,11 @@ import numpy.typing as npt
 from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.infer.common import (
     CALL_TIMEOUT_S,
-    DEALER_TIMEOUT_S,
     FRAME_SERVICE,
     MAX_MESSAGE_BYTES,
     MODEL_CLAIM,
     Mode,
+    connect_dealer,
 )
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
@@ -218,13 +218,8 @@ class InferenceClient:
         check_array(masked, (self.features,), np.uint64, what="masked model:")
         self._session = info
         self._masked_model = masked
-        self._dealer = open_secure_channel(
-            info.dealer_address,
-            credentials=make_self_signed_credentials("infer-client"),
-            server_verifier=pinned_verifier(dealer_fingerprint),
-            timeout_s=timeout_s,
-            default_timeout_s=DEALER_TIMEOUT_S,
-            max_message_bytes=MAX_MESSAGE_BYTES,
+        self._dealer = connect_dealer(
+            info.dealer_address, dealer_fingerprint, party="infer-client", timeout_s=timeout_s
         )
         self._dealer_stub = infer_pb2_grpc.DealerStub(self._dealer.channel)
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from sealfl.errors import ConfigError, ProtocolError, SealflError
+from sealfl.net import (
+    SecureChannel,
+    fingerprint_verifier,
+    make_self_signed_credentials,
+    open_secure_channel,
+)
 from sealfl.tee import measure_code
 
 MAX_MESSAGE_BYTES = 256 << 20
@@ -68,3 +74,21 @@ def refuse_bad_input(context: grpc.ServicerContext, call: Callable[[], T], *, wh
         _log.warning("%s failed: %s", what, exc)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {exc}")
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def connect_dealer(
+    address: str, fingerprint: str, *, party: str, timeout_s: float = 10.0
+) -> SecureChannel[Any]:
+    """Open a channel to the dealer at ``address``, pinning its certificate's ``fingerprint``.
+
+    ``party`` names this end's fresh self-signed certificate; every call on the channel has
+    the dealer's deadline (:data:`DEALER_TIMEOUT_S`).
+    """
+    return open_secure_channel(
+        address,
+        credentials=make_self_signed_credentials(party),
+        server_verifier=fingerprint_verifier([fingerprint]),
+        timeout_s=timeout_s,
+        default_timeout_s=DEALER_TIMEOUT_S,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )

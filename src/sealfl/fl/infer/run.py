@@ -15,10 +15,10 @@ from typing import Any
 
 from sealfl.errors import ConfigError
 from sealfl.fl.infer.common import (
-    DEALER_TIMEOUT_S,
     MAX_MESSAGE_BYTES,
     MODEL_CLAIM,
     Mode,
+    connect_dealer,
     tee_measurement,
 )
 from sealfl.fl.infer.dealer import DealerServicer, DealerStore
@@ -29,9 +29,7 @@ from sealfl.net import (
     SecureServer,
     accept_any_certificate,
     certificate_fingerprint,
-    fingerprint_verifier,
     make_self_signed_credentials,
-    open_secure_channel,
 )
 from sealfl.seal import SealingKey, read_sealed, write_sealed
 from sealfl.tee import SimulatedPlatform, SimulatedTee, create_ratls_certificate
@@ -158,13 +156,7 @@ def start_model_server(
     if mode is Mode.MPC:
         if dealer_address is None or dealer_fingerprint is None:
             raise ConfigError("MPC mode needs --dealer and --dealer-fingerprint")
-        channel = open_secure_channel(
-            dealer_address,
-            credentials=make_self_signed_credentials("infer-server"),
-            server_verifier=fingerprint_verifier([dealer_fingerprint]),
-            default_timeout_s=DEALER_TIMEOUT_S,
-            max_message_bytes=MAX_MESSAGE_BYTES,
-        )
+        channel = connect_dealer(dealer_address, dealer_fingerprint, party="infer-server")
         dealer = DealerLink(channel, dealer_address, dealer_fingerprint)
     servicer = InferenceServicer(mode=mode, model=model, dealer=dealer)
     server: SecureServer[Any] = SecureServer(
