@@ -319,3 +319,21 @@ def test_average_of_many_submissions_grows_the_bound_by_log2(
     )
     averaged = crypto.average([submission] * 1000)
     np.testing.assert_allclose(averaged, np.linspace(-1.0, 1.0, 31) + 0.5, atol=1e-9)
+
+
+def test_join_refuses_a_full_federation_then_any_join_once_training(
+    crypto: PaillierServerCrypto,
+) -> None:
+    hp = Hyperparameters(iterations=1)
+    ps = _server(crypto, workers=1, min_workers=1)
+    ps.join(1, hp, 30, 10, "cert-1")
+    with pytest.raises(ProtocolError, match=r"worker 2: federation is full \(1 workers joined\)"):
+        ps.join(2, hp, 30, 10, "cert-2")
+    thread, result = _start(ps)
+    good = _first_submission(ps, crypto)  # model 0 is out: training has started
+    with pytest.raises(ProtocolError, match="worker 2: training has started; joining is closed"):
+        ps.join(2, hp, 30, 10, "cert-2")
+    ps.join(1, hp, 30, 10, "cert-1")  # a joined worker asking again is still answered
+    ps.submit(1, 0, good.to_bytes(), "cert-1")
+    thread.join(timeout=30)
+    assert result and result[0].completed

@@ -199,23 +199,10 @@ class ParameterServer(Generic[V]):
         """
         with self._cond:
             known = self._joined.get(worker_id)
-            if known is not None and known.fingerprint != peer:
-                raise ProtocolError(f"worker id {worker_id} is already taken by another party")
             if known is None:
-                # One seat per certificate: else one party could submit twice per round.
-                for other_id, other in self._joined.items():
-                    if other.fingerprint == peer:
-                        raise ProtocolError(
-                            f"worker {worker_id}: this certificate already joined as worker "
-                            f"{other_id}; one party takes one seat"
-                        )
-            if known is None and self._phase is not Phase.JOINING:
-                raise ProtocolError(f"worker {worker_id}: training has started; joining is closed")
-            if known is None and len(self._joined) >= self.settings.worker_num:
-                raise ProtocolError(
-                    f"worker {worker_id}: federation is full "
-                    f"({self.settings.worker_num} workers joined)"
-                )
+                self._check_free_seat(worker_id, peer)
+            elif known.fingerprint != peer:
+                raise ProtocolError(f"worker id {worker_id} is already taken by another party")
             if n_samples < 1:
                 raise ProtocolError(f"worker {worker_id}: no training rows (n_samples=0)")
             if n_features != self.validation[0].shape[1]:
@@ -284,20 +271,19 @@ class ParameterServer(Generic[V]):
         deadline = self.clock() + wait_s
         with self._cond:
             self._check_identity(worker_id, peer)
-            while True:
-                if version in self._models:
-                    return self._ready(worker_id, version)
-                if self._phase is Phase.STOPPED:
-                    return ModelView(
-                        state="aborted",
-                        version=version,
-                        reason=self._stop_reason,
-                        missing=self._missing,
-                    )
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    return ModelView(state="waiting", version=version)
-                self._cond.wait(timeout=remaining)
+            self._wait_until(
+                lambda: version in self._models or self._phase is Phase.STOPPED, deadline
+            )
+            if version in self._models:
+                return self._ready(worker_id, version)
+            if self._phase is Phase.STOPPED:
+                return ModelView(
+                    state="aborted",
+                    version=version,
+                    reason=self._stop_reason,
+                    missing=self._missing,
+                )
+            return ModelView(state="waiting", version=version)
 
     # ---- the round driver ---------------------------------------------------------------
 
@@ -379,13 +365,34 @@ class ParameterServer(Generic[V]):
         deadline = self.clock() + self.settings.final_grace_s
         with self._cond:
             active = self._book.active if self._book is not None else set()
-            while not active <= self._fetched_final:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    return
-                self._cond.wait(timeout=remaining)
+            self._wait_until(lambda: active <= self._fetched_final, deadline)
 
     # ---- internals ----------------------------------------------------------------------
+
+    def _wait_until(self, ready: Callable[[], bool], deadline: float) -> None:
+        """Wait on ``_cond`` (held by the caller) until ``ready()`` or ``deadline`` on ``clock``."""
+        while not ready():
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            self._cond.wait(timeout=remaining)
+
+    def _check_free_seat(self, worker_id: int, peer: str) -> None:
+        """Raise unless a new worker may take a seat now (called with ``_cond`` held)."""
+        # One seat per certificate: else one party could submit twice per round.
+        for other_id, other in self._joined.items():
+            if other.fingerprint == peer:
+                raise ProtocolError(
+                    f"worker {worker_id}: this certificate already joined as worker "
+                    f"{other_id}; one party takes one seat"
+                )
+        if self._phase is not Phase.JOINING:
+            raise ProtocolError(f"worker {worker_id}: training has started; joining is closed")
+        if len(self._joined) >= self.settings.worker_num:
+            raise ProtocolError(
+                f"worker {worker_id}: federation is full "
+                f"({self.settings.worker_num} workers joined)"
+            )
 
     def _check_identity(self, worker_id: int, peer: str) -> None:
         known = self._joined.get(worker_id)
@@ -397,11 +404,7 @@ class ParameterServer(Generic[V]):
     def _wait_for_joins(self) -> bool:
         deadline = self.clock() + self.settings.join_deadline_s
         with self._cond:
-            while len(self._joined) < self.settings.worker_num:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                self._cond.wait(timeout=remaining)
+            self._wait_until(lambda: len(self._joined) >= self.settings.worker_num, deadline)
             if len(self._joined) < self.settings.min_workers or self._hp is None:
                 self._stop_reason = (
                     f"only {len(self._joined)} of {self.settings.worker_num} workers joined "
@@ -429,14 +432,11 @@ class ParameterServer(Generic[V]):
 
     def _wait_for_round(self, t: int) -> RoundOutcome[V]:
         assert self._book is not None
+        book = self._book
         deadline = self.clock() + self.settings.round_deadline_s
         with self._cond:
-            while not self._book.is_complete():
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                self._cond.wait(timeout=remaining)
-            return self._book.close()
+            self._wait_until(book.is_complete, deadline)
+            return book.close()
 
     def _publish(
         self, version: int, data: bytes, evaluation: tuple[int, Evaluation] | None = None
