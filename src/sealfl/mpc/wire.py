@@ -256,16 +256,14 @@ def plan_from_header(header: mpc_pb2.QueryHeader) -> QueryPlan:
 
 
 def deal_to_proto(deal: ServerDeal, header: mpc_pb2.QueryHeader) -> mpc_pb2.ServerDeal:
-    """Encode the dealer's material for the server."""
-    msg = mpc_pb2.ServerDeal(
-        header=header,
-        seed=deal.seed,
-        logit=array_to_proto(deal.logit),
-        products=[array_to_proto(c) for c in deal.products],
-    )
+    """Encode the dealer's material for the server (arrays filled in place: one copy each)."""
+    msg = mpc_pb2.ServerDeal(header=header, seed=deal.seed)
+    fill_array(msg.logit, deal.logit)
+    for products in deal.products:
+        fill_array(msg.products.add(), products)
     if deal.beta_add is not None and deal.beta_rho is not None:
-        msg.beta_add.CopyFrom(array_to_proto(deal.beta_add))
-        msg.beta_rho.CopyFrom(array_to_proto(deal.beta_rho))
+        fill_array(msg.beta_add, deal.beta_add)
+        fill_array(msg.beta_rho, deal.beta_rho)
     return msg
 
 
