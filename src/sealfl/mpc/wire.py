@@ -96,11 +96,12 @@ def _view(
 def array_from_proto(msg: mpc_pb2.Array, *, field: str) -> Arr:
     """Decode an array, checking dtype, shape and length; the result is read-only."""
     dtype, shape, nbytes = _layout(msg, field=field)
-    if len(msg.data) != nbytes:
+    data = msg.data  # each read of a bytes field is a fresh copy: read it once
+    if len(data) != nbytes:
         raise ProtocolError(
-            f"{field}: shape {list(shape)} of {msg.dtype} needs {nbytes} bytes, got {len(msg.data)}"
+            f"{field}: shape {list(shape)} of {msg.dtype} needs {nbytes} bytes, got {len(data)}"
         )
-    return _view(msg.data, dtype, shape, field)
+    return _view(data, dtype, shape, field)
 
 
 _FRAME_PREFIX = 4
