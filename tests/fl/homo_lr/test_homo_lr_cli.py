@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 from typing import cast
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import sealfl.cli.main  # noqa: F401  (registers the command modules)
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule
-from sealfl.fl.homo_lr.demo import DemoOptions
+from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
 from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.service import settings_from_proto, settings_to_proto
@@ -153,3 +155,14 @@ def test_policy_comes_from_the_environment_when_not_given(tmp_path: Path) -> Non
     )
     exc = result.exception
     assert isinstance(exc, ConfigError) and "--simulated-platform DIR" in str(exc), exc
+
+
+def test_demo_shows_why_the_ps_did_not_start(tmp_path: Path) -> None:
+    """Every line the PS wrote before exiting reaches the console, and its exit status is kept."""
+    out = io.StringIO()
+    code = run_demo(
+        DemoOptions(key_bits=64, epochs=1, run_dir=tmp_path / "run"),
+        console=Console(file=out, width=200),
+    )
+    assert code == 2
+    assert "ps │ error: Paillier key size must be one of" in out.getvalue(), out.getvalue()

@@ -377,8 +377,14 @@ def _drain(
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-    time.sleep(0.2)
-    while not lines.empty():
-        name, line = lines.get()
-        if line is not None:
+    # Every process has ended, so each pump is about to report the end of its stream.
+    open_streams = set(procs)
+    while open_streams:
+        try:
+            name, line = lines.get(timeout=5)
+        except queue.Empty:
+            return
+        if line is None:
+            open_streams.discard(name)
+        else:
             console.print(_style(name, line), highlight=False)
