@@ -167,7 +167,6 @@ def test_refusals_leave_the_round_going(
 
 
 def test_join_refuses_mismatched_settings(crypto: PaillierServerCrypto) -> None:
-    guest = breast.load_split("homo_guest")
     ps = _server(crypto)
     ps.join(1, HP, 30, 10, "cert-1")
     with pytest.raises(ProtocolError, match="differ from the federation's"):
@@ -176,7 +175,9 @@ def test_join_refuses_mismatched_settings(crypto: PaillierServerCrypto) -> None:
         ps.join(1, HP, 30, 10, "cert-x")
     with pytest.raises(ProtocolError, match="validation set has 30"):
         ps.join(2, HP, 29, 10, "cert-2")
-    assert guest.n_features == 30
+    with pytest.raises(ProtocolError, match=r"no training rows \(n_samples=0\)"):
+        ps.join(2, HP, 30, 0, "cert-2")
+    ps.join(2, HP, 30, 10, "cert-2")  # the refusals took no seat and bound no certificate
 
 
 @pytest.mark.parametrize(("min_workers", "completes"), [(1, True), (2, False)])
