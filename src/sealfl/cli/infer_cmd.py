@@ -31,6 +31,7 @@ from sealfl.fl.infer.run import Running, start_dealer, start_model_server
 from sealfl.models import LogisticRegression, TrainConfig
 from sealfl.mpc import Linear, Output
 from sealfl.net import freeze_startup_objects, keep_freed_memory
+from sealfl.tee import SimulatedPlatform
 
 infer_app = typer.Typer(
     help="Private inference of a logistic-regression model: plaintext, TEE or MPC.",
@@ -119,6 +120,17 @@ def serve(
     _serve_until_terminated(running)
 
 
+def _sha256_option(text: str) -> bytes:
+    """Parse ``--model-sha256``: 64 hex digits."""
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ConfigError(f"--model-sha256 must be 64 hex digits, got {text!r}")
+    return digest
+
+
 @infer_app.command("query")
 def query(
     mode: ModeOption,
@@ -164,17 +176,10 @@ def query(
     if mode is Mode.TEE:
         if platform is None:
             raise ConfigError("tee mode needs --platform (the simulated platform to trust)")
-        from sealfl.tee import SimulatedPlatform
-
-        fp = SimulatedPlatform.load(platform).fingerprint
-        try:
-            pinned_model = None if model_sha256 is None else bytes.fromhex(model_sha256)
-        except ValueError:
-            pinned_model = b""
-        if pinned_model is not None and len(pinned_model) != 32:
-            raise ConfigError(f"--model-sha256 must be 64 hex digits, got {model_sha256!r}")
         verifier = tee_verifier(
-            platform_fingerprint=fp, measurement=tee_measurement(), model_sha256=pinned_model
+            platform_fingerprint=SimulatedPlatform.load(platform).fingerprint,
+            measurement=tee_measurement(),
+            model_sha256=None if model_sha256 is None else _sha256_option(model_sha256),
         )
     else:
         if server_fingerprint is None:

@@ -104,3 +104,28 @@ def test_mpc_query_from_the_command_line(tmp_path: Path) -> None:
     finally:
         server.stop()
         dealer.stop()
+
+
+def test_query_refuses_a_malformed_model_hash_before_connecting(tmp_path: Path) -> None:
+    from sealfl.tee import SimulatedPlatform
+
+    SimulatedPlatform.create(tmp_path / "platform")
+    breast.write_split("homo_test", tmp_path / "test.csv")
+    for bad in ("abc", "zz" * 32, "00" * 31):
+        result = _run(
+            "infer",
+            "query",
+            "--mode",
+            "tee",
+            "--server",
+            "127.0.0.1:9",
+            "--data",
+            str(tmp_path / "test.csv"),
+            "--platform",
+            str(tmp_path / "platform"),
+            "--model-sha256",
+            bad,
+        )
+        assert result.returncode == 2, result.stderr
+        message = " ".join(result.stderr.split())  # the console wraps long lines
+        assert f"--model-sha256 must be 64 hex digits, got {bad!r}" in message
