@@ -20,6 +20,7 @@ from sealfl.errors import ConfigError
 
 SEED_BYTES = 32
 _ZERO_NONCE = bytes(16)
+_AES_BLOCK = 16
 
 
 def fresh_seed() -> bytes:
@@ -42,10 +43,14 @@ class Prg:
             raise ConfigError(f"PRG seed must be {SEED_BYTES} bytes, got {got}")
         self._seed = seed
 
-    def _stream(self, name: str, nbytes: int) -> bytes:
+    def _stream(self, name: str, nbytes: int) -> npt.NDArray[np.uint8]:
+        """Return the first ``nbytes`` of stream ``name``, encrypted straight into a new array."""
         key = hashlib.sha256(self._seed + b"\x00" + name.encode()).digest()
         enc = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
-        return enc.update(bytes(nbytes)) + enc.finalize()
+        out = np.empty(nbytes + _AES_BLOCK - 1, dtype=np.uint8)  # the slack update_into asks
+        enc.update_into(bytes(nbytes), out.data)
+        enc.finalize()
+        return out[:nbytes]
 
     def words(
         self, name: str, shape: tuple[int, ...], dtype: type[np.unsignedinteger] = np.uint64
@@ -53,11 +58,9 @@ class Prg:
         """Return an array of uniform unsigned words of ``dtype`` drawn from stream ``name``."""
         dt = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
-        buf = self._stream(name, count * dt.itemsize)
-        return np.frombuffer(buf, dtype=dt).reshape(shape).copy()
+        return self._stream(name, count * dt.itemsize).view(dt).reshape(shape)
 
     def bits(self, name: str, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
         """Return an array of uniform bits (0 or 1, ``uint8``) drawn from stream ``name``."""
         count = int(np.prod(shape, dtype=np.int64))
-        raw = np.frombuffer(self._stream(name, count), dtype=np.uint8)
-        return np.asarray((raw & 1).reshape(shape), dtype=np.uint8)
+        return (self._stream(name, count) & np.uint8(1)).reshape(shape)
