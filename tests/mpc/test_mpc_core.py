@@ -194,6 +194,8 @@ def test_fast_encoding_rounds_like_rint(values: list[float]) -> None:
     x = np.array(values)
     want = np.rint(x * 2.0**20).astype(np.int64).view(np.uint64)
     assert np.array_equal(encode(x), want)
+    buffer = np.empty(x.shape, np.uint64)  # made ahead, as the client does for its rows
+    assert encode(x, out=buffer) is buffer and np.array_equal(buffer, want)
 
 
 def test_largest_query_fits_in_one_message() -> None:

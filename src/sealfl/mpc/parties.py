@@ -235,6 +235,10 @@ class ClientParty(_Party):
             check_array(masked_model, (plan.features,), np.uint64, what="masked model")
             assert masked_model is not None
             self.logit_share = material.mask @ masked_model + material.logit
+        # Where load() will encode the rows: made and written now (offline), so that encoding
+        # a large batch does not wait for the system to map fresh pages.
+        self._input_buffer = np.empty_like(material.mask)
+        self._input_buffer.fill(0)
         self._masked_input: U64 | None = None
         self.result: Arr | None = None
 
@@ -246,7 +250,7 @@ class ClientParty(_Party):
                 f"got {inputs.shape}"
             )
         assert self.material.mask is not None
-        masked = encode(inputs, self.plan.frac_bits)
+        masked = encode(inputs, self.plan.frac_bits, out=self._input_buffer)
         masked -= self.material.mask
         self._masked_input = masked
 

@@ -28,8 +28,11 @@ FRAC_BITS = 20
 """Fractional bits of an encoded input feature and of an encoded weight (logit scale 2^40)."""
 
 
-def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
+def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS, *, out: U64 | None = None) -> U64:
     """Encode reals as ring elements ``round(x * 2^frac_bits) mod 2^64``.
+
+    ``out``, of ``x``'s shape, receives the result (and is returned): a buffer made and
+    touched ahead of time, so that a large batch is not encoded into freshly mapped memory.
 
     Raises
     ------
@@ -38,6 +41,8 @@ def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
         no headroom for the sums the protocols compute).
     """
     arr = np.asarray(x, dtype=np.float64)
+    if out is not None and out.shape != arr.shape:
+        raise ValueError(f"encode: out has shape {out.shape}, the values {arr.shape}")
     limit = 2.0 ** (62 - frac_bits)
     scale = float(1 << frac_bits)
     lo, hi = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)  # one pass each, used twice
@@ -51,13 +56,16 @@ def encode(x: npt.ArrayLike, frac_bits: int = FRAC_BITS) -> U64:
         # Adding 1.5 * 2^52 leaves round(v) in the low mantissa bits (the FPU rounds to
         # nearest), so the float64 bits minus the constant's bits are the int64 result: two
         # passes over the data instead of a rint and a slow float-to-int cast.
-        shifted = arr * scale
+        shifted = np.multiply(arr, scale, out=None if out is None else out.view(np.float64))
         shifted += _MAGIC
-        out = shifted.view(np.int64)
-        out -= _MAGIC_BITS
-        return out.view(np.uint64)
-    scaled = np.rint(arr * scale)
-    return scaled.astype(np.int64).view(np.uint64)
+        ints = shifted.view(np.int64)
+        ints -= _MAGIC_BITS
+        return ints.view(np.uint64) if out is None else out
+    encoded = np.rint(arr * scale).astype(np.int64).view(np.uint64)
+    if out is None:
+        return encoded
+    out[...] = encoded
+    return out
 
 
 def decode(v: npt.ArrayLike, frac_bits: int) -> FloatArray:
