@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sealfl._files import write_atomic
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.data import read_fate_csv
@@ -201,11 +202,12 @@ def query(
     _console.print(line)
     if out is not None:
         probs = result.probabilities
-        with out.open("w") as fh:
-            fh.write("id,probability,label\n")
-            for i, ident in enumerate(ds.ids):
-                p = "" if probs is None else f"{probs[i]:.6f}"
-                fh.write(f"{ident},{p},{result.labels[i]}\n")
+        lines = ["id,probability,label"]
+        for i, ident in enumerate(ds.ids):
+            p = "" if probs is None else f"{probs[i]:.6f}"
+            lines.append(f"{ident},{p},{result.labels[i]}")
+        # All at once: an interrupted query never leaves half a predictions file.
+        write_atomic(out, ("\n".join(lines) + "\n").encode(), mode=0o644)
         _console.print(f"predictions written to {out}")
 
 

@@ -34,6 +34,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from sealfl._files import write_atomic
 from sealfl.data import breast
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS
@@ -113,9 +114,8 @@ def prepare_run_dir(
     paths = {"platform": platform_dir}
     for role, peer in (("ps", "worker"), ("worker", "ps")):
         path = run_dir / f"policy-{role}.toml"
-        path.write_text(
-            simulated_policy_toml(expected[peer], platform.fingerprint), encoding="utf-8"
-        )
+        policy = simulated_policy_toml(expected[peer], platform.fingerprint)
+        write_atomic(path, policy.encode("utf-8"), mode=0o644)
         paths[f"policy-{role}"] = path
     data = run_dir / "data"
     paths["test"] = breast.write_split("homo_test", data / "breast_homo_test.csv")
