@@ -349,25 +349,38 @@ def _report(results: list[dict[str, Any]], features: int, repeats: int, out_dir:
 
 
 def _targets(results: list[dict[str, Any]]) -> list[str]:
-    """Check the workload's targets at batch 1000 against this run: one line per target."""
+    """Check the workload's targets at batch 1000 against this run: one line per target.
+
+    The CrypTen target is the issue's (a tenth of its 134 ms); when CrypTen ran in this
+    invocation, the same ratio against that measurement is checked too, since the machine's
+    speed drifts between runs.
+    """
     at = {r["mode"]: r for r in results if r["batch"] == 1000}
-    crypten_ms = at["crypten"]["online_ms"] if "crypten" in at else CRYPTEN_REFERENCE_MS
-    source = "this run's" if "crypten" in at else "the issue's"
     checks = [
         ("mpc", "mpc <= 3x plaintext", lambda r: r.get("ratio_to_plaintext"), 3.0),
         ("tee", "tee <= 1.5x plaintext", lambda r: r.get("ratio_to_plaintext"), 1.5),
         (
             "mpc",
-            f"mpc <= 1/10 of CrypTen ({source} {crypten_ms:.1f} ms)",
-            lambda r: r["online_ms"] / crypten_ms,
+            f"mpc <= 1/10 of CrypTen (the issue's {CRYPTEN_REFERENCE_MS:.0f} ms)",
+            lambda r: r["online_ms"] / CRYPTEN_REFERENCE_MS,
             0.1,
         ),
     ]
+    if "crypten" in at:
+        same_run = at["crypten"]["online_ms"]
+        checks.append(
+            (
+                "mpc",
+                f"mpc <= 1/10 of CrypTen (this run's {same_run:.1f} ms)",
+                lambda r: r["online_ms"] / same_run,
+                0.1,
+            )
+        )
     lines = []
     for mode, target, value, limit in checks:
         got = value(at[mode]) if mode in at else None
         verdict = "not measured" if got is None else ("met" if got <= limit else "MISSED")
-        shown = "" if got is None else f": {got:.2f}"
+        shown = "" if got is None else f": {got:.3f}"
         lines.append(f"target at batch 1000, {target}{shown}, {verdict}")
     return lines
 
