@@ -19,16 +19,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.run_cmd import role
+from sealfl.cli.tee_options import (
+    CollateralOption,
+    PlatformOption,
+    PolicyOption,
+    TeeOption,
+    build_runtime,
+)
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS, Hyperparameters, Schedule
-from sealfl.fl.homo_lr.demo import DemoOptions, prepare_run_dir, run_demo
+from sealfl.fl.homo_lr.demo import DemoOptions, prepare_run_dir, run_demo, write_role_configs
 from sealfl.fl.homo_lr.launch import (
     PsOptions,
-    TeeContext,
     WorkerOptions,
+    role_measurement,
     run_parameter_server,
     run_worker,
 )
+from sealfl.fl.homo_lr.roles import ps_options, worker_options
+from sealfl.runtime import PartyRuntime, RoleConfig
 
 homo_lr_app = typer.Typer(
     help="Horizontal logistic regression on a Paillier-encrypted model with an attested PS.",
@@ -36,15 +46,6 @@ homo_lr_app = typer.Typer(
 )
 app.add_typer(homo_lr_app, name="homo-lr")
 
-PolicyOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--policy",
-        envvar="SEALFL_POLICY",
-        help="Attestation policy (TOML, or cczoo JSON) for the peers' evidence.",
-        show_default=False,
-    ),
-]
 CoresOption = Annotated[
     int | None,
     typer.Option(
@@ -54,26 +55,20 @@ CoresOption = Annotated[
         show_default=False,
     ),
 ]
-PlatformOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--simulated-platform",
-        envvar="SEALFL_SIMULATED_PLATFORM",
-        help="Directory of the simulated TEE platform this party runs on (development TEE).",
-        show_default=False,
-    ),
-]
 
 
-def _tee(role: str, policy: Path | None, platform: Path | None) -> TeeContext:
+def _tee(
+    role: str, policy: Path | None, platform: Path | None, tee: str | None, collateral: str | None
+) -> PartyRuntime:
     if policy is None:
         raise ConfigError("a policy is needed to verify peers: pass --policy FILE")
-    if platform is None:
-        raise ConfigError(
-            "no TEE to run in: pass --simulated-platform DIR (a platform made by the demo or by "
-            "`SimulatedPlatform.create`)"
-        )
-    return TeeContext.simulated(platform_dir=platform, role=role, policy_path=policy)
+    return build_runtime(
+        tee=tee,
+        platform=platform,
+        measurement=lambda: role_measurement(role),
+        policy=policy,
+        collateral=collateral,
+    )
 
 
 def _echo(line: str) -> None:
@@ -111,6 +106,8 @@ def ps(
     ] = 300.0,
     cores: CoresOption = None,
     simulated_platform: PlatformOption = None,
+    tee: TeeOption = None,
+    collateral: CollateralOption = None,
 ) -> None:
     """Run the parameter server: key pair in the TEE, encrypted averaging, sealed model."""
     options = PsOptions(
@@ -124,8 +121,8 @@ def ps(
         join_deadline_s=join_deadline,
         cores=cores,
     )
-    result = run_parameter_server(options, _tee("ps", policy, simulated_platform), on_line=_echo)
-    if not result.completed:
+    runtime = _tee("ps", policy, simulated_platform, tee, collateral)
+    if not run_parameter_server(options, runtime, on_line=_echo).completed:
         raise typer.Exit(code=1)
 
 
@@ -167,6 +164,8 @@ def worker(
     ] = None,
     cores: CoresOption = None,
     simulated_platform: PlatformOption = None,
+    tee: TeeOption = None,
+    collateral: CollateralOption = None,
 ) -> None:
     """Run a worker: attest the PS, then train on the encrypted model with local data."""
     if preset is not None:
@@ -185,25 +184,45 @@ def worker(
         metrics_path=metrics,
         cores=cores,
     )
-    tee = _tee("worker", policy, simulated_platform)
-    if sys.stderr.isatty():
-        with Progress(
-            TextColumn(f"worker {worker_id}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task("train", total=hp.iterations)
-            run_worker(
-                options,
-                tee,
-                on_line=lambda line: bar.console.print(line, markup=False, highlight=False),
-                on_progress=lambda done, total: bar.update(task, completed=done),
-            )
-    else:
-        run_worker(options, tee, on_line=_echo)
+    runtime = _tee("worker", policy, simulated_platform, tee, collateral)
+    _run_worker_showing_progress(options, runtime)
+
+
+def _run_worker_showing_progress(options: WorkerOptions, runtime: PartyRuntime) -> None:
+    """Run a worker; on a terminal, with a progress bar on standard error."""
+    if not sys.stderr.isatty():
+        run_worker(options, runtime, on_line=_echo)
+        return
+    with Progress(
+        TextColumn(f"worker {options.worker_id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("train", total=options.hp.iterations)
+        run_worker(
+            options,
+            runtime,
+            on_line=lambda line: bar.console.print(line, markup=False, highlight=False),
+            on_progress=lambda done, total: bar.update(task, completed=done),
+        )
+
+
+@role("homo-lr", "ps")
+def _ps_from_config(config: RoleConfig) -> None:
+    options = ps_options(config)
+    runtime = config.runtime(simulated_measurement=lambda: role_measurement("ps"))
+    if not run_parameter_server(options, runtime, on_line=_echo).completed:
+        raise typer.Exit(code=1)
+
+
+@role("homo-lr", "worker")
+def _worker_from_config(config: RoleConfig) -> None:
+    options = worker_options(config)
+    runtime = config.runtime(simulated_measurement=lambda: role_measurement("worker"))
+    _run_worker_showing_progress(options, runtime)
 
 
 @homo_lr_app.command("prepare")
@@ -213,25 +232,30 @@ def prepare(
     ] = Path("homo-lr-run"),
     workers: Annotated[int, typer.Option("--workers", help="Training splits (1 or 2).")] = 2,
 ) -> None:
-    """Make a simulated platform, a policy per role and the breast splits; print the commands.
+    """Make a simulated platform, policies, the breast splits and role configs; print commands.
 
-    For running the PS and each worker by hand (one terminal each). The policies pin the
-    simulated measurement of this checkout: prepare again after changing the code.
+    For running the PS and each worker by hand (one terminal each), from role configs as on real
+    TEEs. The policies pin the simulated measurement of this checkout: prepare again after
+    changing the code.
     """
     DemoOptions(workers=workers)  # the same checks as the demo
     paths = prepare_run_dir(run_dir, workers=workers)
-    common = f"--simulated-platform {paths['platform']}"
-    typer.echo(f"prepared {run_dir}; run each party in its own terminal:\n")
-    typer.echo(
-        f"sealfl homo-lr ps --worker-num {workers} --validate-set {paths['test']} "
-        f"--policy {paths['policy-ps']} --out {run_dir / 'ps'} {common}"
+    configs = write_role_configs(
+        run_dir,
+        paths,
+        workers=workers,
+        iterations=PRESETS["reference"].iterations,
+        preset="reference",
     )
-    for k in range(1, workers + 1):
-        typer.echo(
-            f"sealfl homo-lr worker --train-set {paths[f'train-{k}']} --id {k} "
-            f"--server 127.0.0.1:50070 --preset reference "
-            f"--policy {paths['policy-worker']} {common}"
-        )
+    typer.echo(f"prepared {run_dir}; run each party in its own terminal:\n")
+    for config in configs.values():
+        typer.echo(f"sealfl run --config {config}")
+    typer.echo(
+        "\nor with the development subcommands (flags instead of a role config):\n"
+        f"sealfl homo-lr ps --worker-num {workers} --validate-set {paths['test']} "
+        f"--policy {paths['policy-ps']} --out {run_dir / 'ps'} "
+        f"--simulated-platform {paths['platform']}"
+    )
 
 
 @demo_app.command("homo-lr")

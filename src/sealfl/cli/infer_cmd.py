@@ -23,16 +23,25 @@ from rich.table import Table
 from sealfl._files import write_atomic
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.run_cmd import role
+from sealfl.cli.tee_options import CollateralOption, TeeOption, build_runtime
 from sealfl.data import read_fate_csv
 from sealfl.errors import ConfigError
-from sealfl.fl.infer.client import InferenceClient, pinned_verifier, tee_verifier
+from sealfl.fl.infer.client import (
+    InferenceClient,
+    pinned_verifier,
+    policy_verifier,
+    tee_verifier,
+)
 from sealfl.fl.infer.common import Mode, tee_measurement
 from sealfl.fl.infer.demo import run_demo
 from sealfl.fl.infer.run import Running, start_dealer, start_model_server
 from sealfl.models import LogisticRegression, TrainConfig
 from sealfl.mpc import Linear, Output
 from sealfl.net import freeze_startup_objects, keep_freed_memory
-from sealfl.tee import SimulatedPlatform
+from sealfl.runtime import RoleConfig
+from sealfl.tee import SimulatedPlatform, Verifier, load_policy
+from sealfl.tee.collateral import collateral_source
 
 infer_app = typer.Typer(
     help="Private inference of a logistic-regression model: plaintext, TEE or MPC.",
@@ -98,8 +107,15 @@ def serve(
         Path | None, typer.Option("--sealed-model", help="TEE mode: the sealed model file.")
     ] = None,
     platform: Annotated[
-        Path | None, typer.Option("--platform", help="TEE mode: simulated platform directory.")
+        Path | None,
+        typer.Option(
+            "--platform",
+            "--simulated-platform",
+            envvar="SEALFL_SIMULATED_PLATFORM",
+            help="TEE mode: simulated platform directory.",
+        ),
     ] = None,
+    tee: TeeOption = None,
     dealer_address: Annotated[
         str | None, typer.Option("--dealer", help="MPC mode: the dealer's address.")
     ] = None,
@@ -109,12 +125,17 @@ def serve(
 ) -> None:
     """Serve the model in one mode; prints a JSON ready line, serves until terminated."""
     keep_freed_memory()  # megabyte messages per query: reuse buffers, don't fault them in
+    runtime = None
+    if mode is Mode.TEE:
+        runtime = build_runtime(tee=tee, platform=platform, measurement=tee_measurement)
+    elif tee is not None or platform is not None:
+        raise ConfigError(f"--tee and --platform apply to --mode tee only, not {mode.value}")
     running = start_model_server(
         mode=mode,
         address=address,
         model_path=model,
         sealed_model=sealed_model,
-        platform_dir=platform,
+        tee=runtime,
         dealer_address=dealer_address,
         dealer_fingerprint=dealer_fingerprint,
     )
@@ -145,6 +166,16 @@ def query(
         Path | None,
         typer.Option("--platform", help="tee: the simulated platform the server must run on."),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="tee: the policy the server's evidence must pass (instead of --platform; "
+            "needed for a server on SGX or TDX).",
+            show_default=False,
+        ),
+    ] = None,
+    collateral: CollateralOption = None,
     output: Annotated[
         Output, typer.Option("--output", help="mpc: probability, logit or label.")
     ] = Output.PROBABILITY,
@@ -171,21 +202,50 @@ def query(
     ] = None,
 ) -> None:
     """Query a server with the rows of a CSV; print accuracy if the CSV has labels."""
-    keep_freed_memory()
-    ds = read_fate_csv(data)
+    digest = None if model_sha256 is None else _sha256_option(model_sha256)
     verifier: Any
     if mode is Mode.TEE:
-        if platform is None:
-            raise ConfigError("tee mode needs --platform (the simulated platform to trust)")
-        verifier = tee_verifier(
-            platform_fingerprint=SimulatedPlatform.load(platform).fingerprint,
-            measurement=tee_measurement(),
-            model_sha256=None if model_sha256 is None else _sha256_option(model_sha256),
-        )
+        if (platform is None) == (policy is None):
+            raise ConfigError(
+                "tee mode needs exactly one of --policy (the server's evidence must pass it) and "
+                "--platform (trust the simulated platform, development only)"
+            )
+        if policy is not None:
+            source = None if collateral is None else collateral_source(collateral)
+            verifier = policy_verifier(
+                Verifier(load_policy(policy), collateral=source), model_sha256=digest
+            )
+        else:
+            assert platform is not None
+            verifier = tee_verifier(
+                platform_fingerprint=SimulatedPlatform.load(platform).fingerprint,
+                measurement=tee_measurement(),
+                model_sha256=digest,
+            )
     else:
-        if server_fingerprint is None:
-            raise ConfigError(f"{mode.value} mode needs --server-fingerprint")
-        verifier = pinned_verifier(server_fingerprint)
+        verifier = _pinned(mode, server_fingerprint)
+    _query(mode, server, data, verifier, output, linear, dealer_fingerprint, out)
+
+
+def _pinned(mode: Mode, server_fingerprint: str | None) -> Any:
+    if server_fingerprint is None:
+        raise ConfigError(f"{mode.value} mode needs --server-fingerprint")
+    return pinned_verifier(server_fingerprint)
+
+
+def _query(
+    mode: Mode,
+    server: str,
+    data: Path,
+    verifier: Any,
+    output: Output,
+    linear: Linear,
+    dealer_fingerprint: str | None,
+    out: Path | None,
+) -> None:
+    """Send the rows of ``data`` to ``server`` and report; write predictions to ``out``."""
+    keep_freed_memory()
+    ds = read_fate_csv(data)
     if mode is Mode.MPC and dealer_fingerprint is None:
         raise ConfigError("mpc mode needs --dealer-fingerprint (the dealer you trust)")
     with InferenceClient.connect(
@@ -209,6 +269,57 @@ def query(
         # All at once: an interrupted query never leaves half a predictions file.
         write_atomic(out, ("\n".join(lines) + "\n").encode(), mode=0o644)
         _console.print(f"predictions written to {out}")
+
+
+@role("infer", "dealer")
+def _dealer_from_config(config: RoleConfig) -> None:
+    config.options.finish()
+    keep_freed_memory()
+    _serve_until_terminated(start_dealer(address=config.require_listen()))
+
+
+@role("infer", "server")
+def _server_from_config(config: RoleConfig) -> None:
+    table = config.options
+    mode = table.choice("mode", Mode)
+    model = table.path("model")
+    sealed_model = table.path("sealed_model")
+    dealer_fingerprint = table.string("dealer_fingerprint")
+    table.finish()
+    runtime = None
+    if mode is Mode.TEE:
+        runtime = config.runtime(simulated_measurement=tee_measurement)
+    keep_freed_memory()
+    running = start_model_server(
+        mode=mode,
+        address=config.require_listen(),
+        model_path=model,
+        sealed_model=sealed_model,
+        tee=runtime,
+        dealer_address=config.peer("dealer") if mode is Mode.MPC else None,
+        dealer_fingerprint=dealer_fingerprint,
+    )
+    _serve_until_terminated(running)
+
+
+@role("infer", "client")
+def _client_from_config(config: RoleConfig) -> None:
+    table = config.options
+    mode = table.choice("mode", Mode)
+    data = table.path("data", required=True)
+    out = table.path("out")
+    output = table.choice("output", Output, Output.PROBABILITY)
+    linear = table.choice("linear", Linear, Linear.INPUT_OWNER)
+    server_fingerprint = table.string("server_fingerprint")
+    dealer_fingerprint = table.string("dealer_fingerprint")
+    model_sha256 = table.string("model_sha256")
+    table.finish()
+    if mode is Mode.TEE:
+        digest = None if model_sha256 is None else _sha256_option(model_sha256)
+        verifier = policy_verifier(config.peer_verifier(), model_sha256=digest)
+    else:
+        verifier = _pinned(mode, server_fingerprint)
+    _query(mode, config.peer("server"), data, verifier, output, linear, dealer_fingerprint, out)
 
 
 @demo_app.command("infer")

@@ -16,13 +16,26 @@ from sealfl.cli import (
     he_cmd,  # sealfl he ..., bench paillier
     homo_lr_cmd,  # sealfl homo-lr ..., demo homo-lr, bench homo-lr
     infer_cmd,  # sealfl infer ..., demo infer, bench infer
+    kbs_cmd,  # sealfl kbs ..., bench kbs
+    model_cmd,  # sealfl model ..., bench release
     net_cmd,  # sealfl bench ratls
+    run_cmd,  # sealfl run --config ROLE.toml
     seal_cmd,  # sealfl seal ...
 )
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError, SealflError
 
-COMMAND_MODULES = (attest_cmd, he_cmd, homo_lr_cmd, infer_cmd, net_cmd, seal_cmd)
+COMMAND_MODULES = (
+    attest_cmd,
+    he_cmd,
+    homo_lr_cmd,
+    infer_cmd,
+    kbs_cmd,
+    model_cmd,
+    net_cmd,
+    run_cmd,
+    seal_cmd,
+)
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ from sealfl.he._keys import (
     generate_keypair,
 )
 from sealfl.he._linalg import DEFAULT_MATRIX_FRACTION_BITS, matvec, vecmat
+from sealfl.he._parallel import forbid_process_pool, process_pool_refusal
 from sealfl.he._randomness import Randomness
 from sealfl.he._vector import (
     DEFAULT_PLAIN_FRACTION_BITS,
@@ -101,6 +102,7 @@ __all__ = [
     "decrypt_vector",
     "encrypt_packed",
     "encrypt_vector",
+    "forbid_process_pool",
     "generate_keypair",
     "load_key",
     "load_private_key",
@@ -108,6 +110,7 @@ __all__ = [
     "matvec",
     "private_key_from_json",
     "private_key_to_json",
+    "process_pool_refusal",
     "public_key_from_json",
     "public_key_to_json",
     "save_private_key",

@@ -6,6 +6,11 @@ multiplications run no faster than one. Work made of many small multiplications 
 encryption, multi-exponentiation) therefore runs in worker processes, one per core, while the
 caller waits. Only integers and numpy arrays cross to the workers, on this machine, never key
 objects and never the network.
+
+Some hosts cannot run such a pool: Gramine refuses the file-descriptor passing a forkserver needs,
+so inside a Gramine enclave the pool is never started (the party runtime calls
+:func:`forbid_process_pool`, and a ``/dev/attestation`` directory is taken as the same sign). The
+work then runs in the calling process, one core, which is said once in the log.
 """
 
 from __future__ import annotations
@@ -27,6 +32,43 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
+_GRAMINE_MARKER = "/dev/attestation"
+_forbidden: list[str] = []  # why worker processes may not be used here (first reason only)
+_forbidden_told = threading.Event()
+
+
+def forbid_process_pool(reason: str) -> None:
+    """Never start worker processes in this process again; parallel work runs here, one core.
+
+    Called by the party runtime when it runs under Gramine, whose enclaves refuse the fd
+    passing that a forkserver pool needs. Pools already started are stopped.
+    """
+    if not _forbidden:
+        _forbidden.append(reason)
+    shutdown_pools()
+
+
+def process_pool_refusal() -> str | None:
+    """Return why worker processes may not be used here, or ``None`` if they may."""
+    if _forbidden:
+        return _forbidden[0]
+    if os.path.isdir(_GRAMINE_MARKER):
+        return (
+            f"{_GRAMINE_MARKER} exists: running inside a Gramine enclave, which refuses fd passing"
+        )
+    return None
+
+
+def _pool_allowed() -> bool:
+    reason = process_pool_refusal()
+    if reason is None:
+        return True
+    if not _forbidden_told.is_set():
+        _forbidden_told.set()
+        _log.warning(
+            "Paillier work runs in this process on one core, without worker processes: %s", reason
+        )
+    return False
 
 
 def available_cores() -> int:
@@ -115,7 +157,7 @@ def run_in_processes(
     worker processes cannot be used (a daemonic caller may not have children; a worker died)
     the jobs run here instead, with a warning in the log: slower, never wrong.
     """
-    if len(jobs) <= 1 or workers <= 1:
+    if len(jobs) <= 1 or workers <= 1 or not _pool_allowed():
         return [fn(*job) for job in jobs]
     try:
         pool = _process_pool(workers)

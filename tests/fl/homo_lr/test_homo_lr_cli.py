@@ -20,6 +20,7 @@ from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
 from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.service import settings_from_proto, settings_to_proto
+from sealfl.runtime import load_role_config
 
 
 def _invoke(*args: str) -> Exception | None:
@@ -80,9 +81,17 @@ def test_metrics_lines_are_json_with_null_for_nan(tmp_path: Path) -> None:
 def test_prepare_writes_the_files_and_prints_the_commands(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["homo-lr", "prepare", "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert result.output.count("sealfl homo-lr worker") == 2
+    assert result.output.count("sealfl run --config") == 3
+    for name in ("ps.toml", "worker-1.toml", "worker-2.toml"):
+        assert f"sealfl run --config {tmp_path / 'r' / name}" in result.output
     for name in ("policy-ps.toml", "policy-worker.toml", "data/breast_homo_test.csv"):
         assert (tmp_path / "r" / name).is_file()
+    # Every role config it wrote loads, and names files that exist.
+    for name in ("ps.toml", "worker-1.toml", "worker-2.toml"):
+        config = load_role_config(tmp_path / "r" / name, environ={})
+        assert config.policy is not None and config.policy.is_file()
+        assert config.tee is not None and config.tee.simulated_platform is not None
+        assert config.tee.simulated_platform.is_dir()
 
 
 @pytest.mark.parametrize(
@@ -106,14 +115,15 @@ def test_labels_other_than_0_and_1_are_refused(tmp_path: Path, rows: str, messag
 
 def test_min_workers_zero_is_refused_not_replaced(tmp_path: Path) -> None:
     """``--min-workers 0`` is out of range; it must not silently mean ``--worker-num``."""
-    from sealfl.fl.homo_lr.launch import PsOptions, TeeContext, run_parameter_server
+    from sealfl.fl.homo_lr.launch import PsOptions, run_parameter_server
+    from sealfl.runtime import PartyRuntime
 
     csv = tmp_path / "v.csv"
     csv.write_text("id,y,x0\n1,0,0.5\n")
     options = PsOptions(
         worker_num=2, validate_set=csv, min_workers=0, key_bits=1024, out_dir=tmp_path / "o"
     )
-    no_tee = cast(TeeContext, None)  # refused before the TEE is used
+    no_tee = cast(PartyRuntime, None)  # refused before the TEE is used
     with pytest.raises(ConfigError, match=r"--min-workers must be between 1 .*got 0"):
         run_parameter_server(options, no_tee)
 

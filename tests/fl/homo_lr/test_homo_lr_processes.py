@@ -32,7 +32,6 @@ from sealfl.fl.homo_lr.launch import (
     MODEL_LABEL,
     PS_METRICS_FILE,
     PUBKEY_HASH_CLAIM,
-    TeeContext,
 )
 from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.plaintext import train_plaintext
@@ -42,15 +41,14 @@ from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings, TrainingRe
 from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService
 from sealfl.he import EncryptedVector
 from sealfl.net import SecureServer, open_secure_channel
+from sealfl.runtime import PartyRuntime, TeeChoice, TeeKind
 from sealfl.seal import SealingKey, read_sealed
 from sealfl.tee import (
     EvidenceProvider,
     SimulatedPlatform,
     SimulatedTee,
     VerifiedPeer,
-    Verifier,
     create_ratls_certificate,
-    load_policy,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::sealfl.he.WeakKeyWarning")
@@ -204,13 +202,13 @@ def _worker(
     return party
 
 
-def _in_process_tee(run: dict[str, Path], role: str) -> TeeContext:
+def _in_process_tee(run: dict[str, Path], role: str) -> PartyRuntime:
     """A party of this test process, with the measurement the policies expect for ``role``."""
-    platform = SimulatedPlatform.load(run["platform"])
     measurement = bytes.fromhex((run["root"] / f"measurement-{role}.hex").read_text())
-    return TeeContext(
-        provider=cast(EvidenceProvider, SimulatedTee(platform, measurement)),
-        verifier=Verifier(load_policy(run[f"policy-{role}"])),
+    return PartyRuntime.create(
+        TeeChoice(TeeKind.SIMULATED, simulated_platform=run["platform"]),
+        simulated_measurement=lambda: measurement,
+        policy=run[f"policy-{role}"],
     )
 
 

@@ -12,8 +12,13 @@ Layers, from pure to wired:
 
 Running a federation from Python::
 
-    from sealfl.fl.homo_lr import PsOptions, TeeContext, run_parameter_server
-    tee = TeeContext.simulated(platform_dir=..., role="ps", policy_path=...)
+    from sealfl.fl.homo_lr import PsOptions, role_measurement, run_parameter_server
+    from sealfl.runtime import PartyRuntime, TeeChoice, TeeKind
+    tee = PartyRuntime.create(
+        TeeChoice(TeeKind.SIMULATED, simulated_platform=...),
+        simulated_measurement=lambda: role_measurement("ps"),
+        policy=...,
+    )
     result = run_parameter_server(PsOptions(worker_num=2, validate_set=...), tee)
 """
 
@@ -26,8 +31,8 @@ from sealfl.fl.homo_lr.evaluation import Evaluation as Evaluation
 from sealfl.fl.homo_lr.evaluation import evaluate as evaluate
 from sealfl.fl.homo_lr.evaluation import format_iteration as format_iteration
 from sealfl.fl.homo_lr.launch import PsOptions as PsOptions
-from sealfl.fl.homo_lr.launch import TeeContext as TeeContext
 from sealfl.fl.homo_lr.launch import WorkerOptions as WorkerOptions
+from sealfl.fl.homo_lr.launch import role_measurement as role_measurement
 from sealfl.fl.homo_lr.launch import run_parameter_server as run_parameter_server
 from sealfl.fl.homo_lr.launch import run_worker as run_worker
 from sealfl.fl.homo_lr.plaintext import train_plaintext as train_plaintext
@@ -40,10 +45,10 @@ __all__ = [
     "Hyperparameters",
     "PsOptions",
     "Schedule",
-    "TeeContext",
     "WorkerOptions",
     "evaluate",
     "format_iteration",
+    "role_measurement",
     "run_parameter_server",
     "run_worker",
     "train_plaintext",

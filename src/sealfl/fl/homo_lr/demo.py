@@ -2,16 +2,19 @@
 
 The demo plays the operator of every party: it creates a simulated TEE platform in a run
 directory, writes one policy per role (workers trust the PS's measurement, the PS trusts the
-workers'), writes the breast-cancer splits from the package, then starts the PS and the
-workers as ``sealfl homo-lr ...`` processes on loopback and shows their output with a progress
-bar driven by the PS's JSON-lines metrics. Nothing is shared between the processes but files
-the demo wrote before they started and the network.
+workers'), the breast-cancer splits from the package and one role config per party, then starts
+each party as ``sealfl run --config <role>.toml`` on loopback, as a deployment would, and shows
+their output with a progress bar driven by the PS's JSON-lines metrics. The PS listens on a
+free port; the workers learn it the way a host tells a party where its peers are, through
+``SEALFL_PEERS``. Nothing is shared between the processes but files the demo wrote before they
+started and the network.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import subprocess
 import sys
@@ -39,6 +42,7 @@ from sealfl.data import breast
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS
 from sealfl.fl.homo_lr.launch import ADDRESS_FILE, MODEL_FILE, PS_METRICS_FILE, role_measurement
+from sealfl.runtime import LISTEN_ENV, PEERS_ENV
 from sealfl.tee import SimulatedPlatform
 
 _SPLITS_BY_WORKER = ("homo_guest", "homo_host")
@@ -92,6 +96,93 @@ def simulated_policy_toml(measurement: bytes, platform_fingerprint: str) -> str:
     )
 
 
+def _toml_string(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def role_config_toml(
+    role: str, *, policy: str, options: Mapping[str, str | int | float], peers: bool
+) -> str:
+    """Return a simulated-TEE role config for ``role`` (``sealfl run --config``).
+
+    Paths in ``options`` must already be relative to the run directory, where the file goes.
+    """
+    lines = [
+        "# Written by `sealfl homo-lr prepare` / `sealfl demo homo-lr`. On SGX or TDX, set",
+        '# kind = "gramine-sgx" or "tdx", drop simulated_platform, and point the policy at',
+        "# your peers' real identities (`sealfl attest policy-from-sig`).",
+        'workload = "homo-lr"',
+        f"role = {_toml_string(role)}",
+        "",
+        "[tee]",
+        'kind = "simulated"',
+        'simulated_platform = "platform"',
+        "",
+        "[attestation]",
+        f"policy = {_toml_string(policy)}",
+        "",
+    ]
+    if peers:
+        lines += ["[peers]", 'ps = "127.0.0.1:50070"      # or SEALFL_PEERS=ps=HOST:PORT', ""]
+    else:
+        lines += ["[listen]", 'address = "127.0.0.1:50070"  # or SEALFL_LISTEN=HOST:PORT', ""]
+    lines.append("[options]")
+    for key, value in options.items():
+        rendered = _toml_string(value) if isinstance(value, str | Path) else repr(value)
+        lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+def write_role_configs(
+    run_dir: Path,
+    paths: Mapping[str, Path],
+    *,
+    workers: int,
+    iterations: int,
+    preset: str,
+    key_bits: int = 2048,
+    round_deadline_s: float = 60.0,
+    ps_cores: int | None = None,
+    worker_cores: int | None = None,
+) -> dict[str, Path]:
+    """Write ``ps.toml`` and ``worker-K.toml`` into ``run_dir``; return them by party name."""
+    hp = PRESETS[preset]
+
+    def rel(path: Path) -> str:
+        return str(path.relative_to(run_dir))
+
+    ps_options: dict[str, str | int | float] = {
+        "worker_num": workers,
+        "validate_set": rel(paths["test"]),
+        "key_bits": key_bits,
+        "out": "ps",
+        "round_deadline": round_deadline_s,
+    }
+    if ps_cores is not None:
+        ps_options["cores"] = ps_cores
+    configs = {"ps": run_dir / "ps.toml"}
+    text = role_config_toml("ps", policy=rel(paths["policy-ps"]), options=ps_options, peers=False)
+    write_atomic(configs["ps"], text.encode("utf-8"), mode=0o644)
+    for k in range(1, workers + 1):
+        worker: dict[str, str | int | float] = {
+            "train_set": rel(paths[f"train-{k}"]),
+            "id": k,
+            "epochs": iterations,
+            "learning_rate": hp.learning_rate,
+            "alpha": hp.alpha,
+            "schedule": hp.schedule.value,
+            "metrics": f"worker-{k}_metrics.jsonl",
+        }
+        if worker_cores is not None:
+            worker["cores"] = worker_cores
+        configs[f"worker {k}"] = run_dir / f"worker-{k}.toml"
+        text = role_config_toml(
+            "worker", policy=rel(paths["policy-worker"]), options=worker, peers=True
+        )
+        write_atomic(configs[f"worker {k}"], text.encode("utf-8"), mode=0o644)
+    return configs
+
+
 def prepare_run_dir(
     run_dir: Path, *, workers: int, measurements: Mapping[str, bytes] | None = None
 ) -> dict[str, Path]:
@@ -137,76 +228,33 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
         f"alpha {hp.alpha}) · simulated TEE\nrun directory: {run_dir}"
     )
     paths = prepare_run_dir(run_dir, workers=options.workers)
+    configs = write_role_configs(
+        run_dir,
+        paths,
+        workers=options.workers,
+        iterations=iterations,
+        preset=options.preset,
+        key_bits=options.key_bits,
+        round_deadline_s=options.round_deadline_s,
+        ps_cores=options.ps_cores,
+        worker_cores=options.worker_cores,
+    )
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     ps_out = run_dir / "ps"
-    cli = [sys.executable, "-m", "sealfl.cli.main", "homo-lr"]
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     procs: dict[str, subprocess.Popen[str]] = {}
     started = time.monotonic()
     last_line = ""
     try:
-        procs["ps"] = _spawn(
-            "ps",
-            [
-                *cli,
-                "ps",
-                "--worker-num",
-                str(options.workers),
-                "--validate-set",
-                str(paths["test"]),
-                "--listen",
-                "127.0.0.1:0",
-                "--key-bits",
-                str(options.key_bits),
-                "--policy",
-                str(paths["policy-ps"]),
-                "--out",
-                str(ps_out),
-                "--round-deadline",
-                str(options.round_deadline_s),
-                "--simulated-platform",
-                str(paths["platform"]),
-                *_cores(options.ps_cores),
-            ],
-            logs,
-            lines,
-        )
+        procs["ps"] = _spawn("ps", configs["ps"], logs, lines, {LISTEN_ENV: "127.0.0.1:0"})
         address = _wait_for_address(ps_out / ADDRESS_FILE, procs["ps"], console)
         if address is None:
             _drain(lines, console, procs)
             return procs["ps"].wait() or 1
         for k in range(1, options.workers + 1):
-            procs[f"worker {k}"] = _spawn(
-                f"worker {k}",
-                [
-                    *cli,
-                    "worker",
-                    "--train-set",
-                    str(paths[f"train-{k}"]),
-                    "--id",
-                    str(k),
-                    "--server",
-                    address,
-                    "--epochs",
-                    str(iterations),
-                    "--learning-rate",
-                    str(hp.learning_rate),
-                    "--alpha",
-                    str(hp.alpha),
-                    "--schedule",
-                    hp.schedule.value,
-                    "--policy",
-                    str(paths["policy-worker"]),
-                    "--metrics",
-                    str(run_dir / f"worker-{k}_metrics.jsonl"),
-                    "--simulated-platform",
-                    str(paths["platform"]),
-                    *_cores(options.worker_cores),
-                ],
-                logs,
-                lines,
-            )
+            name = f"worker {k}"
+            procs[name] = _spawn(name, configs[name], logs, lines, {PEERS_ENV: f"ps={address}"})
         last_line = _follow(procs, lines, ps_out / PS_METRICS_FILE, iterations, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping every party[/yellow]")
@@ -238,16 +286,18 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
     return 1
 
 
-def _cores(cores: int | None) -> list[str]:
-    return [] if cores is None else ["--cores", str(cores)]
-
-
 def _spawn(
-    name: str, argv: list[str], logs: Path, lines: queue.Queue[tuple[str, str | None]]
+    name: str,
+    config: Path,
+    logs: Path,
+    lines: queue.Queue[tuple[str, str | None]],
+    addresses: Mapping[str, str],
 ) -> subprocess.Popen[str]:
+    """Start ``sealfl run --config CONFIG``, telling it only addresses through the environment."""
     log = (logs / f"{name.replace(' ', '-')}.log").open("w", encoding="utf-8")
     proc = subprocess.Popen(
-        argv,
+        [sys.executable, "-m", "sealfl.cli.main", "run", "--config", str(config)],
+        env={**os.environ, **addresses},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,9 +1,12 @@
 """Run a parameter server or a worker as a whole process: TEE, RA-TLS, keys, sealing, metrics.
 
 The wiring, and nothing else: the protocol lives in :mod:`.server` and :mod:`.worker`, the
-mathematics in :mod:`.algorithm`. Each party runs in a TEE (the simulated one here): the PS makes
-its Paillier key pair there and binds the public key's hash into its RA-TLS certificate; a worker
-verifies the PS's evidence against its policy, then checks that binding before it uses the key.
+mathematics in :mod:`.algorithm`, and the TEE (evidence, policy, sealing keys) in the
+:class:`~sealfl.runtime.PartyRuntime` each party is given. The PS makes its Paillier key pair
+in its TEE and binds the public key's hash into its RA-TLS certificate; a worker verifies the
+PS's evidence against its policy, then checks that binding before it uses the key. With a
+release list, the PS also writes the trained model in a release envelope that only the listed
+recipients can open, and its certificate carries the list's digest for the workers to see.
 """
 
 from __future__ import annotations
@@ -28,18 +31,10 @@ from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService, settings_to_pro
 from sealfl.fl.homo_lr.worker import Worker, WorkerResult
 from sealfl.he import EncryptedVector
 from sealfl.net import SecureServer, open_secure_channel
-from sealfl.seal import SealingKey, write_sealed
-from sealfl.tee import (
-    EvidenceProvider,
-    SimulatedPlatform,
-    SimulatedTee,
-    VerifiedPeer,
-    Verifier,
-    create_ratls_certificate,
-    load_policy,
-    measure_code,
-    verify_ratls_certificate,
-)
+from sealfl.runtime import RELEASE_LIST_CLAIM, PartyRuntime
+from sealfl.seal import write_sealed
+from sealfl.seal.release import write_release
+from sealfl.tee import VerifiedPeer, measure_code
 
 PUBKEY_HASH_CLAIM = "paillier-pubkey-hash"
 """RA-TLS claim in which the PS binds SHA-256 of its serialised Paillier public key."""
@@ -52,6 +47,8 @@ UINT32_MAX = 2**32 - 1
 
 MODEL_FILE = "homo_lr_model.sealed"
 """The sealed model, in the PS's ``--out`` directory."""
+RELEASE_FILE = "homo_lr_model.release"
+"""The model in a release envelope for the PS's release list (only when it has one)."""
 PS_METRICS_FILE = "ps_metrics.jsonl"
 """The PS's JSON-lines metrics, in its ``--out`` directory."""
 ADDRESS_FILE = "ps.address"
@@ -85,31 +82,6 @@ def role_measurement(role: str) -> bytes:
     the PS and the worker code for workers, and any change to either shows.
     """
     return measure_code({"workload": "homo-lr", "role": role})
-
-
-@dataclass(frozen=True)
-class TeeContext:
-    """The TEE a party runs in, and the verifier it applies to its peers' evidence."""
-
-    provider: EvidenceProvider
-    verifier: Verifier
-
-    @classmethod
-    def simulated(cls, *, platform_dir: Path, role: str, policy_path: Path) -> TeeContext:
-        """Run in the simulated TEE of the platform in ``platform_dir``.
-
-        Raises
-        ------
-        ConfigError
-            If the platform or the policy cannot be loaded.
-        """
-        platform = SimulatedPlatform.load(platform_dir)
-        tee = SimulatedTee(platform, role_measurement(role))
-        return cls(provider=tee, verifier=Verifier(load_policy(policy_path)))
-
-    def verify_peer(self, cert_pem: bytes) -> VerifiedPeer:
-        """Verify a peer's RA-TLS certificate against this party's policy (raises if refused)."""
-        return verify_ratls_certificate(cert_pem, self.verifier)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +143,7 @@ def _check_cores(cores: int | None) -> None:
 
 
 def run_parameter_server(
-    options: PsOptions, tee: TeeContext, *, on_line: Callable[[str], None] = print
+    options: PsOptions, tee: PartyRuntime, *, on_line: Callable[[str], None] = print
 ) -> TrainingResult:
     """Generate the key pair in the TEE, serve the workers, train, and seal the model.
 
@@ -194,11 +166,7 @@ def run_parameter_server(
     metrics = MetricsLog(out / PS_METRICS_FILE, party="ps")
     crypto = PaillierServerCrypto.generate(options.key_bits, cores=options.cores)
     key_hash = hashlib.sha256(crypto.public_key_bytes()).digest()
-    credentials = create_ratls_certificate(
-        tee.provider,
-        claims={PUBKEY_HASH_CLAIM: key_hash},
-        hostnames=("localhost", "127.0.0.1"),
-    )
+    credentials = tee.credentials(claims={PUBKEY_HASH_CLAIM: key_hash})
     on_line(
         f"PS: {options.key_bits}-bit Paillier key made in the TEE; "
         f"public key sha256 {key_hash.hex()[:16]}… bound into the RA-TLS certificate"
@@ -214,14 +182,19 @@ def run_parameter_server(
         address=options.listen,
         on_refusal=refused,
     )
-    sealing_key = SealingKey.from_tee(tee.provider, label=MODEL_LABEL.encode())
+    sealing_key = tee.sealing_key(MODEL_LABEL)
+    if tee.release is not None:
+        on_line(f"PS: the trained model will be released to {tee.release.describe()}")
 
     def seal(result: TrainingResult) -> str:
         path = (out / MODEL_FILE).resolve()
-        write_sealed(
-            path, _model_bytes(result, validation.feature_names), sealing_key, label=MODEL_LABEL
-        )
+        model = _model_bytes(result, validation.feature_names)
+        write_sealed(path, model, sealing_key, label=MODEL_LABEL)
         on_line(f"PS: trained model sealed at {path}")
+        if tee.release is not None:
+            envelope = (out / RELEASE_FILE).resolve()
+            write_release(envelope, model, tee.release, label=MODEL_LABEL)
+            on_line(f"PS: release envelope for {tee.release.describe()} at {envelope}")
         return str(path)
 
     ps: ParameterServer[EncryptedVector] = ParameterServer(
@@ -249,7 +222,7 @@ def run_parameter_server(
 
 def run_worker(
     options: WorkerOptions,
-    tee: TeeContext,
+    tee: PartyRuntime,
     *,
     on_line: Callable[[str], None] = print,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
@@ -269,7 +242,7 @@ def run_worker(
     """
     data = read_binary_csv(options.train_set)
     metrics = MetricsLog(options.metrics_path, party=f"worker-{options.worker_id}")
-    credentials = create_ratls_certificate(tee.provider, hostnames=("localhost", "127.0.0.1"))
+    credentials = tee.credentials()
     channel = open_secure_channel(
         options.server, credentials=credentials, server_verifier=tee.verify_peer
     )
@@ -278,6 +251,12 @@ def run_worker(
         f"worker {options.worker_id}: PS at {options.server} attested "
         f"({peer.backend}, measurement {_short_measurement(peer)})"
     )
+    release = peer.claims.get(RELEASE_LIST_CLAIM)
+    if isinstance(release, bytes):
+        on_line(
+            f"worker {options.worker_id}: the PS will release the model to the list with "
+            f"sha256 {release.hex()[:16]}…"
+        )
 
     def open_key(public_key: bytes) -> PaillierWorkerCrypto:
         digest = hashlib.sha256(public_key).digest()

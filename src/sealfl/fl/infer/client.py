@@ -70,11 +70,18 @@ def tee_verifier(
     of the model the enclave unsealed (:meth:`LogisticRegression.to_bytes`), so a client
     promised a particular model can check it is the one that will see its rows.
     """
-    verifier = Verifier(
-        Policy.for_simulated(
-            measurements=[measurement], platform_fingerprints=[platform_fingerprint]
-        )
+    policy = Policy.for_simulated(
+        measurements=[measurement], platform_fingerprints=[platform_fingerprint]
     )
+    return policy_verifier(Verifier(policy), model_sha256=model_sha256)
+
+
+def policy_verifier(verifier: Verifier, *, model_sha256: bytes | None = None) -> ServerVerifier:
+    """Accept a TEE-mode server whose RA-TLS evidence passes ``verifier``'s policy.
+
+    ``model_sha256``, if given, must equal the certificate's ``model-sha256`` claim (see
+    :func:`tee_verifier`).
+    """
 
     def verify(pem: bytes) -> Any:
         peer = verify_ratls_certificate(pem, verifier)

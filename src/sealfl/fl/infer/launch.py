@@ -1,7 +1,8 @@
 """Launch the infer workload's parties as separate processes and wait until they serve.
 
-Each party is ``python -m sealfl.cli.main infer <role> ...``; once it serves, it prints one
-JSON line (``{"event": "ready", "address": ..., "fingerprint": ...}``) on stdout. The launcher
+Each party is ``python -m sealfl.cli.main infer <role> ...`` (or ``run --config ...``); once it
+serves, it prints one JSON line (``{"event": "ready", "address": ..., "fingerprint": ...}``) on
+stdout. The launcher
 reads that line with a deadline (never a fixed sleep), keeps the process's own PID, and stops
 exactly that process. Standard error goes to a log file, shown when a party fails to start.
 """
@@ -32,7 +33,7 @@ class PartyProcess:
     name
         For messages and the log file name.
     args
-        Arguments after ``sealfl infer``.
+        Arguments after ``sealfl``: ``["infer", "serve", ...]``, ``["run", "--config", ...]``.
     log_dir
         Where the party's standard error is written.
     """
@@ -47,7 +48,7 @@ class PartyProcess:
         for var in _THREAD_VARS:
             env.setdefault(var, "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sealfl.cli.main", "infer", *args],
+            [sys.executable, "-m", "sealfl.cli.main", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -110,7 +111,7 @@ class PartyProcess:
 
 def launch(name: str, args: list[str], *, log_dir: Path) -> PartyProcess:
     """Start a party and wait until it serves."""
-    party = PartyProcess(name, args, log_dir=log_dir)
+    party = PartyProcess(name, ["infer", *args], log_dir=log_dir)
     party.wait_ready()
     return party
 

@@ -19,7 +19,6 @@ from sealfl.fl.infer.common import (
     MODEL_CLAIM,
     Mode,
     connect_dealer,
-    tee_measurement,
 )
 from sealfl.fl.infer.dealer import DealerServicer, DealerStore
 from sealfl.fl.infer.protos import infer_pb2_grpc
@@ -31,8 +30,9 @@ from sealfl.net import (
     certificate_fingerprint,
     make_self_signed_credentials,
 )
-from sealfl.seal import SealingKey, read_sealed, write_sealed
-from sealfl.tee import SimulatedPlatform, SimulatedTee, create_ratls_certificate
+from sealfl.runtime import PartyRuntime
+from sealfl.seal import read_sealed, write_sealed
+from sealfl.tee import SimulatedTee
 
 MODEL_LABEL = "sealfl/infer/model"
 """Label of the sealed model file (authenticated, not secret)."""
@@ -85,15 +85,15 @@ def start_dealer(*, address: str = "127.0.0.1:0") -> Running:
 
 
 def load_model_in_tee(
-    tee: SimulatedTee, sealed_model: Path, *, provision_from: Path | None = None
+    tee: PartyRuntime, sealed_model: Path, *, provision_from: Path | None = None
 ) -> LogisticRegression:
     """Read the model from a file sealed to this TEE, sealing ``provision_from`` first if given.
 
-    Provisioning happens inside the enclave: the plaintext model is read once, sealed with a
-    key only this measurement on this platform can derive, and from then on only the sealed
-    file is used.
+    Provisioning happens inside the enclave: the plaintext model is read once, sealed with the
+    party's sealing key (its TEE identity's, or one its key broker releases only to this
+    measurement), and from then on only the sealed file is used.
     """
-    key = SealingKey.from_tee(tee)
+    key = tee.sealing_key(MODEL_LABEL)
     if provision_from is not None:
         model = LogisticRegression.load(provision_from)
         write_sealed(sealed_model, model.to_bytes(), key, label=MODEL_LABEL)
@@ -112,7 +112,7 @@ def start_model_server(
     address: str = "127.0.0.1:0",
     model_path: Path | None = None,
     sealed_model: Path | None = None,
-    platform_dir: Path | None = None,
+    tee: PartyRuntime | None = None,
     dealer_address: str | None = None,
     dealer_fingerprint: str | None = None,
 ) -> Running:
@@ -124,8 +124,8 @@ def start_model_server(
         The plaintext model (plaintext and MPC modes; in TEE mode, the file to provision from).
     sealed_model
         TEE mode: the sealed model file to serve.
-    platform_dir
-        TEE mode: the simulated platform (``SimulatedPlatform.create``).
+    tee
+        TEE mode: the party runtime of the enclave the server runs in.
     dealer_address, dealer_fingerprint
         MPC mode: where the dealer is and its pinned certificate.
 
@@ -137,17 +137,17 @@ def start_model_server(
     details: dict[str, str] = {"mode": mode.value}
     dealer: DealerLink | None = None
     if mode is Mode.TEE:
-        if platform_dir is None or sealed_model is None:
-            raise ConfigError("TEE mode needs --platform and --sealed-model")
-        platform = SimulatedPlatform.load(platform_dir)
-        tee = SimulatedTee(platform, tee_measurement())
+        if tee is None or sealed_model is None:
+            raise ConfigError("TEE mode needs a TEE (--tee, --platform) and --sealed-model")
         model = load_model_in_tee(tee, sealed_model, provision_from=model_path)
         digest = hashlib.sha256(model.to_bytes()).digest()
-        creds: Any = create_ratls_certificate(tee, claims={MODEL_CLAIM: digest})
-        details |= {
-            "measurement": tee.measurement.hex(),
-            "platform_fingerprint": platform.fingerprint,
-        }
+        creds: Any = tee.credentials(claims={MODEL_CLAIM: digest}, hostnames=("localhost",))
+        details["tee"] = tee.kind.value
+        if isinstance(tee.provider, SimulatedTee):
+            details |= {
+                "measurement": tee.provider.measurement.hex(),
+                "platform_fingerprint": tee.provider.platform.fingerprint,
+            }
     else:
         if model_path is None:
             raise ConfigError(f"{mode.value} mode needs --model")
