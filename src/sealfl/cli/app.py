@@ -23,8 +23,13 @@ demo_app = typer.Typer(
     help="Run a workload end to end on this machine (simulated TEE, real crypto).",
     no_args_is_help=True,
 )
+model_app = typer.Typer(
+    help="Release of a trained model to its owner: recipient keys, envelopes (HPKE), opening.",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")
+app.add_typer(model_app, name="model")
 
 
 def _print_version(value: bool) -> None:

@@ -25,6 +25,13 @@ a directory, a key file others may read, a key file that already exists);
 :class:`sealfl.errors.SealError` for bytes that are present but unacceptable (a sealed file or
 key file that is corrupt, tampered, truncated, or for another key).
 
+Releasing a model to its owner (issue 9): :func:`write_release` seals it under a fresh data
+key wrapped (HPKE, RFC 9180) for every recipient of a :class:`ReleasePolicy`; a recipient opens
+it offline with :func:`open_release` and its :class:`ReleaseKey`, or an attested TEE gets that
+key from the key broker first. ``ReleasePolicy.digest()`` is the ``release-list`` RA-TLS claim.
+See :mod:`sealfl.seal.release`; formats in :mod:`sealfl.seal._release_format`,
+:mod:`sealfl.seal._release_policy` and :mod:`sealfl.seal._release_keys`.
+
 Hazards: :func:`open_sealed_stream` writes authenticated chunks before the end is known, so
 its output must be discarded if it raises. The header is readable without the key
 (:func:`inspect_sealed`); do not put secrets in the label.
@@ -41,23 +48,43 @@ from sealfl.seal._files import (
 from sealfl.seal._format import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, MAX_CHUNK_SIZE, SealedHeader
 from sealfl.seal._keys import DEFAULT_TEE_LABEL, SealingKey, SealingKeySource
 from sealfl.seal._stream import open_sealed_bytes, open_sealed_stream, seal_bytes, seal_stream
+from sealfl.seal.release import (
+    RELEASE_LIST_CLAIM,
+    Recipient,
+    ReleaseInfo,
+    ReleaseKey,
+    ReleasePolicy,
+    inspect_release,
+    open_release,
+    read_public_key,
+    write_release,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_TEE_LABEL",
     "FORMAT_VERSION",
     "MAX_CHUNK_SIZE",
+    "RELEASE_LIST_CLAIM",
     "TEMP_SUFFIX",
+    "Recipient",
+    "ReleaseInfo",
+    "ReleaseKey",
+    "ReleasePolicy",
     "SealedHeader",
     "SealingKey",
     "SealingKeySource",
+    "inspect_release",
     "inspect_sealed",
+    "open_release",
     "open_sealed_bytes",
     "open_sealed_file",
     "open_sealed_stream",
+    "read_public_key",
     "read_sealed",
     "seal_bytes",
     "seal_file",
     "seal_stream",
+    "write_release",
     "write_sealed",
 ]
