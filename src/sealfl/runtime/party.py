@@ -31,7 +31,7 @@ from sealfl.errors import ConfigError
 from sealfl.kbs import KbsClient
 from sealfl.runtime.tee_select import TeeChoice, TeeKind, make_provider
 from sealfl.seal import SealingKey
-from sealfl.seal.release import ReleasePolicy
+from sealfl.seal.release import RELEASE_LIST_CLAIM, ReleasePolicy
 from sealfl.tee import (
     EvidenceProvider,
     RaTlsCredentials,
@@ -42,9 +42,6 @@ from sealfl.tee import (
     verify_ratls_certificate,
 )
 from sealfl.tee.collateral import collateral_source
-
-RELEASE_LIST_CLAIM = "release-list"
-"""RA-TLS claim holding SHA-256 of the party's release list (who may open what it produces)."""
 
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
 _DERIVE_INFO = b"sealfl sealing key from a base key v1\x00"

@@ -39,13 +39,23 @@ from rich.progress import (
 
 from sealfl._files import write_atomic
 from sealfl.data import breast
-from sealfl.errors import ConfigError
+from sealfl.errors import ConfigError, SealError
 from sealfl.fl.homo_lr.algorithm import PRESETS
-from sealfl.fl.homo_lr.launch import ADDRESS_FILE, MODEL_FILE, PS_METRICS_FILE, role_measurement
+from sealfl.fl.homo_lr.launch import (
+    ADDRESS_FILE,
+    MODEL_FILE,
+    PS_METRICS_FILE,
+    RELEASE_FILE,
+    role_measurement,
+)
+from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.runtime import LISTEN_ENV, PEERS_ENV
+from sealfl.seal import ReleaseKey, open_release
 from sealfl.tee import SimulatedPlatform
 
 _SPLITS_BY_WORKER = ("homo_guest", "homo_host")
+OWNER = "model-owner"
+"""The release recipient the demo plays: the model owner's trusted node."""
 _START_TIMEOUT_S = 120.0
 _PS_GRACE_S = 15.0
 """How long the PS may go on after every worker has exited (it normally exits at once)."""
@@ -101,7 +111,12 @@ def _toml_string(value: str | Path) -> str:
 
 
 def role_config_toml(
-    role: str, *, policy: str, options: Mapping[str, str | int | float], peers: bool
+    role: str,
+    *,
+    policy: str,
+    options: Mapping[str, str | int | float],
+    peers: bool,
+    release: str | None = None,
 ) -> str:
     """Return a simulated-TEE role config for ``role`` (``sealfl run --config``).
 
@@ -122,6 +137,8 @@ def role_config_toml(
         f"policy = {_toml_string(policy)}",
         "",
     ]
+    if release is not None:
+        lines += ["[release]", f"policy = {_toml_string(release)}", ""]
     if peers:
         lines += ["[peers]", 'ps = "127.0.0.1:50070"      # or SEALFL_PEERS=ps=HOST:PORT', ""]
     else:
@@ -161,7 +178,13 @@ def write_role_configs(
     if ps_cores is not None:
         ps_options["cores"] = ps_cores
     configs = {"ps": run_dir / "ps.toml"}
-    text = role_config_toml("ps", policy=rel(paths["policy-ps"]), options=ps_options, peers=False)
+    text = role_config_toml(
+        "ps",
+        policy=rel(paths["policy-ps"]),
+        options=ps_options,
+        peers=False,
+        release=rel(paths["release"]),
+    )
     write_atomic(configs["ps"], text.encode("utf-8"), mode=0o644)
     for k in range(1, workers + 1):
         worker: dict[str, str | int | float] = {
@@ -186,7 +209,7 @@ def write_role_configs(
 def prepare_run_dir(
     run_dir: Path, *, workers: int, measurements: Mapping[str, bytes] | None = None
 ) -> dict[str, Path]:
-    """Create the platform, the two policies and the data files; return their paths.
+    """Create the platform, policies, the owner's release key and the data; return their paths.
 
     Parameters
     ----------
@@ -208,6 +231,13 @@ def prepare_run_dir(
         policy = simulated_policy_toml(expected[peer], platform.fingerprint)
         write_atomic(path, policy.encode("utf-8"), mode=0o644)
         paths[f"policy-{role}"] = path
+    owner_key, owner_public = ReleaseKey.generate(name=OWNER).save(run_dir / "owner")
+    paths |= {"owner-key": owner_key, "release": run_dir / "release.toml"}
+    release = (
+        "# Written by `sealfl demo homo-lr`: who can open the trained model (sealfl model open).\n"
+        f'[[recipient]]\nname = "{OWNER}"\npublic_key = "{owner_public.relative_to(run_dir)}"\n'
+    )
+    write_atomic(paths["release"], release.encode("utf-8"), mode=0o644)
     data = run_dir / "data"
     paths["test"] = breast.write_split("homo_test", data / "breast_homo_test.csv")
     for k in range(workers):
@@ -279,10 +309,33 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
             f"sealed model: {sealed}\nmetrics: {ps_out / PS_METRICS_FILE}, "
             f"{run_dir}/worker-K_metrics.jsonl\nlogs: {logs}"
         )
-        return 0
+        return show_release(ps_out / RELEASE_FILE, paths["owner-key"], run_dir, console)
     failed = ", ".join(f"{name} (exit {code})" for name, code in codes.items() if code != 0)
     console.rule("[red]failed")
     console.print(f"{failed}; see the logs in {logs}")
+    return 1
+
+
+def show_release(envelope: Path, owner_key: Path, run_dir: Path, console: Console) -> int:
+    """Open the released model as its owner (trusted node), then show an outsider refused.
+
+    Returns 0 when the owner opened it and the outsider was refused, 1 otherwise.
+    """
+    opened = run_dir / "owner" / "homo_lr_model.pb"
+    info = open_release(envelope, opened, private_key=ReleaseKey.load(owner_key))
+    model = pb.TrainedModel.FromString(opened.read_bytes())
+    console.print(
+        f"release: the model owner opened {envelope.name} offline with its own key: "
+        f"{len(model.weights)} weights, {model.iterations_done} iterations "
+        f"({info.model_bytes} bytes) -> {opened}"
+    )
+    outsider = ReleaseKey.generate(name="untrusted-node")
+    try:
+        open_release(envelope, run_dir / "untrusted.pb", private_key=outsider)
+    except SealError as exc:
+        console.print(f"release: an untrusted node's key is refused: {escape(str(exc))}")
+        return 0
+    console.print("[red]release: an untrusted node opened the model[/red]")
     return 1
 
 
