@@ -1,8 +1,9 @@
-"""``sealfl attest``: verify a quote against collateral and a policy; inspect RA-TLS certificates.
+"""``sealfl attest``: verify quotes, inspect RA-TLS certificates, write policies from SIGSTRUCTs.
 
 Exit status: 0 when the evidence is accepted (``verify``) or the key binding holds
 (``inspect``), 1 when it is refused or does not hold (the reason is printed), 2 when an input
-cannot be used at all (missing file, not a quote, not a certificate, bad policy or collateral).
+cannot be used at all (missing file, not a quote, not a certificate, bad policy or collateral,
+a SIGSTRUCT that does not verify).
 """
 
 from __future__ import annotations
@@ -14,24 +15,31 @@ from typing import Annotated, Any
 
 import typer
 
+from sealfl._files import write_atomic
 from sealfl.cli.app import app
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee import (
-    Collateral,
     Policy,
     SimulatedPlatform,
     Verdict,
     Verifier,
+    collateral_source,
     inspect_ratls_certificate,
     load_policy,
     measure_code,
 )
+from sealfl.tee.sigstruct import policy_from_sigstruct, read_sigstruct
 
 attest_app = typer.Typer(
     help="Attestation evidence: verify SGX/TDX quotes, inspect RA-TLS certificates.",
     no_args_is_help=True,
 )
 app.add_typer(attest_app, name="attest")
+
+_SIMULATED_BANNER = (
+    "*** SIMULATED evidence: made by a simulated platform for development; it proves nothing "
+    "about isolation, and real verifiers refuse it ***"
+)
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
@@ -49,6 +57,8 @@ def _print_fields(title: str, fields: Mapping[str, str]) -> None:
 
 def _print_verdict(verdict: Verdict, policy_note: str) -> None:
     version = f" (quote v{verdict.quote_version})" if verdict.quote_version else ""
+    if verdict.backend == "simulated":
+        typer.echo(_SIMULATED_BANNER)
     typer.echo(f"verdict: {'ACCEPTED' if verdict.accepted else 'REFUSED'}")
     typer.echo(f"evidence: {verdict.backend}{version}")
     typer.echo(f"policy: {policy_note}")
@@ -71,9 +81,12 @@ def verify(
         Path, typer.Argument(help="Raw quote file (SGX v3, TDX v4/v5).", show_default=False)
     ],
     collateral: Annotated[
-        Path,
+        str,
         typer.Option(
-            "--collateral", help="Collateral JSON (dcap-qvl QuoteCollateralV3).", show_default=False
+            "--collateral",
+            help="Collateral JSON (dcap-qvl QuoteCollateralV3), a directory of them, or the "
+            "https:// URL of a PCCS/PCS to fetch it from.",
+            show_default=False,
         ),
     ],
     at: Annotated[
@@ -104,7 +117,7 @@ def verify(
     policy = load_policy(policy_file) if policy_file is not None else Policy()
     verifier = Verifier(
         policy,
-        collateral=Collateral.load(collateral),
+        collateral=collateral_source(collateral),
         now=lambda: float(at),
         root_ca_der=_read_bytes(root_ca, "root CA") if root_ca is not None else None,
     )
@@ -138,6 +151,8 @@ def inspect(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         version = f" (quote v{report.quote_version})" if report.quote_version else ""
+        if report.backend == "simulated":
+            typer.echo(_SIMULATED_BANNER)
         typer.echo(f"format: {report.format}")
         typer.echo(f"evidence: {report.backend}{version}")
         typer.echo(f"subject: {report.subject}")
@@ -183,3 +198,65 @@ def simulated_platform(
     platform = SimulatedPlatform.create(directory)
     result: dict[str, Any] = {"directory": str(directory), "fingerprint": platform.fingerprint}
     typer.echo(json.dumps(result))
+
+
+@attest_app.command("policy-from-sig")
+def policy_from_sig(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Gramine SIGSTRUCT (.sig, 1808 bytes; its signature is verified) or the JSON of "
+            "gramine-sgx-sigstruct-view --output-format json.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the policy here instead of to stdout.", show_default=False
+        ),
+    ] = None,
+    with_mr_enclave: Annotated[
+        bool,
+        typer.Option(
+            "--with-mr-enclave",
+            help="Also pin this exact build's MRENCLAVE (by default only signer, product id and "
+            "minimum SVN are pinned).",
+        ),
+    ] = False,
+    min_isv_svn: Annotated[
+        int | None,
+        typer.Option(
+            "--min-isv-svn",
+            help="Lowest ISVSVN accepted (default: the SIGSTRUCT's own isv_svn).",
+            min=0,
+            max=0xFFFF,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write a TOML policy admitting enclaves signed like FILE: mr_signer, isv_prod_id, min SVN."""
+    sig = read_sigstruct(file)
+    text = policy_from_sigstruct(sig, with_mr_enclave=with_mr_enclave, min_isv_svn=min_isv_svn)
+    if not sig.signature_verified:
+        typer.echo(
+            f"note: {file} is JSON, which carries no signature: it is trusted as given",
+            err=True,
+        )
+    if sig.debug:
+        typer.echo(
+            f"warning: {file} is for a DEBUG enclave; this policy (allow_debug = false) refuses "
+            "its evidence",
+            err=True,
+        )
+    if min_isv_svn is not None and min_isv_svn > sig.isv_svn:
+        typer.echo(
+            f"note: --min-isv-svn {min_isv_svn} is above this build's isv_svn {sig.isv_svn}, so "
+            "this build itself is refused",
+            err=True,
+        )
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_atomic(out, text.encode("utf-8"), mode=0o644)
+        typer.echo(f"wrote {out}", err=True)

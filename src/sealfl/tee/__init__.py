@@ -15,13 +15,19 @@ Typical use::
     peer = verify_ratls_certificate(creds.cert_pem, Verifier(policy))
 """
 
+from sealfl.tee.collateral import (
+    CollateralSource,
+    PccsCollateral,
+    StaticCollateral,
+    collateral_source,
+)
 from sealfl.tee.configfs_tsm import TdxConfigfs
 from sealfl.tee.dcap import Collateral, QuoteReport, parse_quote_report
 from sealfl.tee.evidence import REPORT_DATA_SIZE, EvidenceProvider
 from sealfl.tee.gramine import GramineSgx
 from sealfl.tee.measurement import measure_code
 from sealfl.tee.policy import Policy, SgxIdentity, TdxIdentity
-from sealfl.tee.policy_files import load_policy
+from sealfl.tee.policy_files import load_policy, mr_config_id_of
 from sealfl.tee.ratls import (
     CertificateInspection,
     RaTlsCredentials,
@@ -30,6 +36,7 @@ from sealfl.tee.ratls import (
     inspect_ratls_certificate,
     verify_ratls_certificate,
 )
+from sealfl.tee.sigstruct import SigStruct, policy_from_sigstruct, read_sigstruct
 from sealfl.tee.simulated import SimulatedPlatform, SimulatedTee
 from sealfl.tee.verdict import Verdict
 from sealfl.tee.verifier import Verifier
@@ -38,23 +45,31 @@ __all__ = [
     "REPORT_DATA_SIZE",
     "CertificateInspection",
     "Collateral",
+    "CollateralSource",
     "EvidenceProvider",
     "GramineSgx",
+    "PccsCollateral",
     "Policy",
     "QuoteReport",
     "RaTlsCredentials",
     "SgxIdentity",
+    "SigStruct",
     "SimulatedPlatform",
     "SimulatedTee",
+    "StaticCollateral",
     "TdxConfigfs",
     "TdxIdentity",
     "Verdict",
     "VerifiedPeer",
     "Verifier",
+    "collateral_source",
     "create_ratls_certificate",
     "inspect_ratls_certificate",
     "load_policy",
     "measure_code",
+    "mr_config_id_of",
     "parse_quote_report",
+    "policy_from_sigstruct",
+    "read_sigstruct",
     "verify_ratls_certificate",
 ]

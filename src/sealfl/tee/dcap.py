@@ -10,6 +10,7 @@ Supported: SGX quote v3; TDX quote v4 and v5.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dcap_qvl
+from cryptography import x509
 
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee.simulated import is_simulated_quote
@@ -32,10 +34,55 @@ SUPPORTED_VERSIONS: Mapping[str, frozenset[int]] = {
 }
 
 
+@dataclass(frozen=True)
+class ValidityWindow:
+    """When one item of collateral may be used: ``not_before <= t <= not_after`` (unix seconds).
+
+    ``start_field`` names where ``not_before`` comes from (``issueDate`` for TCB info and QE
+    identity, ``thisUpdate`` for a CRL); ``not_after`` is always the item's ``nextUpdate``.
+    """
+
+    item: str
+    not_before: float
+    not_after: float
+    start_field: str
+
+
+def _unix(moment: datetime.datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def _signed_json_window(item: str, text: str) -> ValidityWindow:
+    document = json.loads(text)
+    return ValidityWindow(
+        item=item,
+        not_before=_unix(datetime.datetime.fromisoformat(document["issueDate"])),
+        not_after=_unix(datetime.datetime.fromisoformat(document["nextUpdate"])),
+        start_field="issueDate",
+    )
+
+
+def _crl_window(item: str, der: bytes) -> ValidityWindow:
+    crl = x509.load_der_x509_crl(bytes(der))
+    if crl.next_update_utc is None:
+        # Without nextUpdate a CRL never says it is stale: refuse it rather than trust it forever.
+        raise ValueError(f"{item} has no nextUpdate")
+    return ValidityWindow(
+        item=item,
+        not_before=_unix(crl.last_update_utc),
+        not_after=_unix(crl.next_update_utc),
+        start_field="thisUpdate",
+    )
+
+
 class Collateral:
     """Intel PCS collateral (CRLs, TCB info, QE identity) in dcap-qvl's ``QuoteCollateralV3`` JSON.
 
-    Collateral is valid only inside a time window; verifying at a time outside it fails.
+    Collateral is valid only inside a time window (:meth:`validity`): the intersection of the
+    TCB info's and QE identity's ``issueDate``..``nextUpdate`` and the PCK CRL's and root CA
+    CRL's ``thisUpdate``..``nextUpdate``. Verifying at a time outside it fails.
     """
 
     def __init__(self, inner: Any, *, source: str) -> None:
@@ -49,6 +96,32 @@ class Collateral:
             raise ConfigError(
                 f"collateral {source}: tcb_info lacks its id/fmspc fields ({exc})"
             ) from exc
+        try:
+            self._windows = (
+                _signed_json_window("tcb_info", inner.tcb_info),
+                _signed_json_window("qe_identity", inner.qe_identity),
+                _crl_window("pck_crl", inner.pck_crl),
+                _crl_window("root_ca_crl", inner.root_ca_crl),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"collateral {source}: cannot read its validity dates (tcb_info/qe_identity "
+                f"issueDate and nextUpdate, CRL thisUpdate and nextUpdate): {exc}"
+            ) from exc
+
+    def validity_windows(self) -> tuple[ValidityWindow, ...]:
+        """Return the windows of ``tcb_info``, ``qe_identity``, ``pck_crl`` and ``root_ca_crl``."""
+        return self._windows
+
+    def validity(self) -> tuple[float, float]:
+        """Return ``(not_before, not_after)`` in unix seconds: when every item is valid at once.
+
+        Unsigned dates read for choosing and caching; dcap-qvl checks the signed ones again.
+        """
+        return (
+            max(w.not_before for w in self._windows),
+            min(w.not_after for w in self._windows),
+        )
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<string>") -> Collateral:
@@ -131,6 +204,12 @@ class QuoteReport:
     """The fields of a quote's report body, as parsed (not yet verified).
 
     ``measurements`` maps names to lower-case hex (digests, attributes) or decimal (SVNs, ids).
+    Hex fields are the bytes as they appear in the report, so 8-byte attribute fields read
+    least significant byte first. TDX (TD report of quote v4, and v5's TD report 1.0/1.5):
+    ``tee_tcb_svn``, ``mr_seam``, ``mr_signer_seam``, ``seam_attributes``, ``td_attributes``,
+    ``xfam``, ``mr_td``, ``mr_config_id``, ``mr_owner``, ``mr_owner_config``, ``rtmr0`` ..
+    ``rtmr3``. SGX: ``mr_enclave``, ``mr_signer``, ``isv_prod_id``, ``isv_svn``,
+    ``attributes``, ``cpu_svn``.
     """
 
     tee: str
@@ -192,6 +271,8 @@ def parse_quote_report(quote: bytes) -> QuoteReport:
             "rtmr3": bytes(body.rt_mr3).hex(),
             "td_attributes": td_attributes.hex(),
             "mr_seam": bytes(body.mr_seam).hex(),
+            "mr_signer_seam": bytes(body.mr_signer_seam).hex(),
+            "seam_attributes": bytes(body.seam_attributes).hex(),
             "mr_config_id": bytes(body.mr_config_id).hex(),
             "mr_owner": bytes(body.mr_owner).hex(),
             "mr_owner_config": bytes(body.mr_owner_config).hex(),

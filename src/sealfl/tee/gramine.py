@@ -3,7 +3,20 @@
 Gramine produces a DCAP quote when the enclave writes 64 bytes to ``user_report_data`` and then
 reads ``quote``. The pair is not atomic, so this module serialises it within the process and
 checks that the quote it got back carries the report_data it wrote (another writer in between
-would change it). ``keys/_sgx_mrenclave`` is Gramine's MRENCLAVE-bound sealing key.
+would change it).
+
+Sealing keys come from Gramine's ``keys/`` pseudo-files, chosen by ``sealing_key``:
+
+``"mrenclave"`` (default): ``keys/_sgx_mrenclave``
+    Bound to this exact enclave build. Any change to code, manifest or trusted files gives a new
+    key, so data sealed by one build cannot be read by the next: the safe choice when nothing
+    must survive an upgrade (or the key broker re-provisions it).
+``"mrsigner"``: ``keys/_sgx_mrsigner``
+    Bound to the signing key and ``isv_prod_id``, so a rebuild signed by the same key for the
+    same role can read what the previous build sealed. Gramine requests it at the enclave's
+    own ISVSVN and CPUSVN, so raising ``isv_svn`` (or a microcode update) changes the key too.
+    Every enclave the signer signs for that product id shares it: use it only with one signer
+    per deployment and one ``isv_prod_id`` per role (see :mod:`sealfl.tee.sigstruct`).
 
 The root directory is a parameter so tests can point it at a fake tree.
 """
@@ -12,12 +25,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sealfl.errors import AttestationError
+from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee.evidence import (
     SEALING_KEY_SIZE,
     check_generated_quote,
@@ -29,15 +42,39 @@ DEFAULT_ROOT = Path("/dev/attestation")
 _SEAL_INFO = b"sealfl sgx sealing key v1\x00"
 _MAX_QUOTE_SIZE = 64 * 1024
 
+SealingKeyPolicy = Literal["mrenclave", "mrsigner"]
+
 
 class GramineSgx:
-    """Evidence provider for SGX enclaves run by Gramine (``sgx.remote_attestation = "dcap"``)."""
+    """Evidence provider for SGX enclaves run by Gramine (``sgx.remote_attestation = "dcap"``).
+
+    Parameters
+    ----------
+    root
+        Gramine's attestation directory (a fake tree in tests).
+    sealing_key
+        ``"mrenclave"`` or ``"mrsigner"``: which Gramine key :meth:`derive_sealing_key` starts
+        from (module docstring: what each survives).
+
+    Raises
+    ------
+    ConfigError
+        If ``sealing_key`` is neither.
+    """
 
     backend: ClassVar[str] = "sgx"
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+    def __init__(
+        self, root: Path = DEFAULT_ROOT, *, sealing_key: SealingKeyPolicy = "mrenclave"
+    ) -> None:
+        if sealing_key not in get_args(SealingKeyPolicy):
+            raise ConfigError(
+                f"GramineSgx sealing_key: expected one of {list(get_args(SealingKeyPolicy))}, "
+                f"got {sealing_key!r}"
+            )
         self.root = Path(root)
+        self.sealing_key: SealingKeyPolicy = sealing_key
 
     def _read(self, name: str, limit: int) -> bytes:
         path = self.root / name
@@ -84,16 +121,17 @@ class GramineSgx:
         return check_generated_quote(quote, tee="sgx", report_data=data, source=self.root / "quote")
 
     def derive_sealing_key(self, label: bytes) -> bytes:
-        """HKDF over Gramine's MRENCLAVE-bound key ``keys/_sgx_mrenclave`` and ``label``.
+        """HKDF over Gramine's ``keys/_sgx_<sealing_key>`` and ``label``.
 
         Raises
         ------
         AttestationError
             If the key file is missing or empty.
         """
-        secret = self._read("keys/_sgx_mrenclave", 1024)
+        name = f"keys/_sgx_{self.sealing_key}"
+        secret = self._read(name, 1024)
         if not secret:
-            raise AttestationError(f"{self.root / 'keys/_sgx_mrenclave'} is empty")
+            raise AttestationError(f"{self.root / name} is empty")
         return HKDF(
             algorithm=hashes.SHA256(), length=SEALING_KEY_SIZE, salt=None, info=_SEAL_INFO + label
         ).derive(secret)

@@ -7,6 +7,10 @@ them and every platform-wide rule (TCB status, debug, platform flags) holds.
 Defaults are the strict choice: only ``UpToDate`` TCBs, debug enclaves and TDs refused, dynamic
 platforms and cached PCK keys refused, simulated evidence refused. Each relaxation is a named
 field, so a policy file shows exactly what it lets through.
+
+The platform rules (TCB statuses, debug) apply to simulated evidence too: a simulated platform
+states a TCB status and a debug flag inside its signed quote, so a deny rule can be exercised
+by real processes without SGX or TDX hardware.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ KNOWN_TCB_STATUSES = frozenset(
         "OutOfDateConfigurationNeeded",
     }
 )
-#: The TCB status recorded for simulated evidence; it is never a real Intel status.
-SIMULATED_TCB_STATUS = "Simulated"
+#: Every TCB status Intel's appraisal can report, ``Revoked`` included (a simulated platform may
+#: claim any of them, so that refusals can be tested).
+INTEL_TCB_STATUSES = KNOWN_TCB_STATUSES | {"Revoked"}
 
 _SGX_MEASUREMENT_SIZE = 32
 _TDX_MEASUREMENT_SIZE = 48
@@ -98,16 +103,77 @@ class SgxIdentity:
         return found
 
 
+#: Size of TDX ``TD_ATTRIBUTES`` and ``XFAM``.
+TDX_ATTRIBUTES_SIZE = 8
+
+#: A masked attribute check: ``(expected, mask)``, both as the 8 bytes appear in the report.
+MaskedBytes = tuple[bytes, bytes]
+
+
+def _check_masked(value: MaskedBytes | None, name: str) -> MaskedBytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise ConfigError(
+            f"policy field {name}: expected an (expected value, mask) pair, got {value!r}"
+        )
+    expected, mask = value
+    _check_digest(expected, TDX_ATTRIBUTES_SIZE, name)
+    _check_digest(mask, TDX_ATTRIBUTES_SIZE, f"{name}_mask")
+    if not any(mask):
+        raise ConfigError(
+            f"policy field {name}_mask: a zero mask checks nothing; leave {name} out instead"
+        )
+    return value
+
+
+def _masked_mismatch(name: str, pinned: MaskedBytes, found: str | None) -> str | None:
+    """Return why ``found`` (hex) fails ``(value & mask) == expected & mask``; None if it passes."""
+    expected, mask = pinned
+    want = bytes(e & m for e, m in zip(expected, mask, strict=True))
+    try:
+        value = bytes.fromhex(found or "")
+    except ValueError:
+        value = b""
+    if len(value) == len(mask) and bytes(v & m for v, m in zip(value, mask, strict=True)) == want:
+        return None
+    return f"{name}: expected {want.hex()} under mask {mask.hex()}, found {found}"
+
+
 @dataclass(frozen=True)
 class TdxIdentity:
-    """One acceptable TDX trust domain: ``mr_td`` and any pinned RTMRs compared exactly.
+    """One acceptable TDX trust domain: digests compared exactly, attributes under a mask.
 
-    ``rtmrs`` holds four entries (RTMR0..3); ``None`` leaves that register unchecked. At least
-    one of ``mr_td`` and the RTMRs must be pinned.
+    Why each field matters (a TD quote measures firmware and kernel, not sealfl):
+
+    ``mr_td``, ``rtmrs``
+        The initial TD memory (firmware) and the runtime registers (RTMR0..3: firmware
+        configuration, kernel and command line, then whatever the guest extends). ``rtmrs`` holds
+        four entries; ``None`` leaves that register unchecked.
+    ``mr_config_id``, ``mr_owner``, ``mr_owner_config``
+        48 bytes the host sets when it creates the TD and the TD cannot change. Pinning
+        ``mr_config_id`` to the SHA-384 of a role's configuration binds that configuration to
+        the quote (Trustee's "initdata" idea); the TD must still check it runs that file.
+    ``mr_seam``
+        The measurement of the TDX module (Intel's SEAM firmware).
+    ``td_attributes``, ``xfam``
+        ``(expected, mask)`` pairs of 8 bytes each, in the byte order of the report (the same
+        hex ``sealfl attest verify`` prints): evidence matches when
+        ``value & mask == expected & mask``. The DEBUG bit is also judged by the policy's
+        ``allow_debug``.
+
+    At least one of ``mr_td`` and the RTMRs must be pinned: the host chooses the other fields, so
+    an identity pinning only them would accept any code.
     """
 
     mr_td: bytes | None = None
     rtmrs: tuple[bytes | None, ...] = (None, None, None, None)
+    mr_config_id: bytes | None = None
+    mr_owner: bytes | None = None
+    mr_owner_config: bytes | None = None
+    mr_seam: bytes | None = None
+    td_attributes: MaskedBytes | None = None
+    xfam: MaskedBytes | None = None
 
     def __post_init__(self) -> None:
         _check_digest(self.mr_td, _TDX_MEASUREMENT_SIZE, "tdx.mr_td")
@@ -118,22 +184,42 @@ class TdxIdentity:
             )
         for index, value in enumerate(self.rtmrs):
             _check_digest(value, _TDX_MEASUREMENT_SIZE, f"tdx.rtmr{index}")
+        for name, digest in self._host_digests():
+            _check_digest(digest, _TDX_MEASUREMENT_SIZE, f"tdx.{name}")
+        _check_masked(self.td_attributes, "tdx.td_attributes")
+        _check_masked(self.xfam, "tdx.xfam")
         if self.mr_td is None and all(value is None for value in self.rtmrs):
             raise ConfigError(
                 "a TDX identity must pin mr_td or at least one RTMR; "
                 "one that pins nothing would accept any trust domain"
             )
 
+    def _host_digests(self) -> tuple[tuple[str, bytes | None], ...]:
+        return (
+            ("mr_config_id", self.mr_config_id),
+            ("mr_owner", self.mr_owner),
+            ("mr_owner_config", self.mr_owner_config),
+            ("mr_seam", self.mr_seam),
+        )
+
     def mismatches(self, measurements: Mapping[str, str]) -> list[str]:
         """Return why ``measurements`` do not match; empty if they do."""
-        pinned = [("mr_td", self.mr_td)] + [
-            (f"rtmr{index}", value) for index, value in enumerate(self.rtmrs)
+        pinned = [
+            ("mr_td", self.mr_td),
+            *((f"rtmr{index}", value) for index, value in enumerate(self.rtmrs)),
+            *self._host_digests(),
         ]
-        return [
+        found = [
             f"{name}: expected {expected.hex()}, found {measurements.get(name)}"
             for name, expected in pinned
             if expected is not None and measurements.get(name) != expected.hex()
         ]
+        for name, masked in (("td_attributes", self.td_attributes), ("xfam", self.xfam)):
+            if masked is not None:
+                reason = _masked_mismatch(name, masked, measurements.get(name))
+                if reason is not None:
+                    found.append(reason)
+        return found
 
 
 def _check_fingerprint(value: str) -> str:
@@ -214,16 +300,17 @@ class Policy:
         debug: bool,
         platform_flags: Mapping[str, str],
     ) -> list[str]:
-        """Return why a genuine real-TEE report breaks the platform rules; empty if it does not.
+        """Return why a genuine report breaks the platform rules; empty if it does not.
 
         Parameters
         ----------
         tee
-            ``"sgx"`` or ``"tdx"``.
+            ``"sgx"``, ``"tdx"`` or ``"simulated"`` (whose platform claims its own TCB status
+            and debug flag, so deny rules can be tested without hardware).
         tcb_status, advisories
-            The TCB appraisal from the collateral.
+            The TCB appraisal from the collateral (for simulated evidence: from the quote).
         debug
-            The SGX DEBUG attribute or the TDX ``TUD.DEBUG`` bit.
+            The SGX DEBUG attribute, the TDX ``TUD.DEBUG`` bit, or the simulated debug flag.
         platform_flags
             ``dynamic_platform``, ``cached_keys``, ``smt_enabled`` from the PCK certificate
             (``"True"``, ``"False"`` or ``"Undefined"``).
@@ -238,7 +325,7 @@ class Policy:
         if refused:
             reasons.append(f"advisories refused by policy: {', '.join(refused)}")
         if debug and not self.allow_debug:
-            kind = "enclave" if tee == "sgx" else "trust domain"
+            kind = "trust domain" if tee == "tdx" else "enclave"
             reasons.append(f"debug {kind} refused: policy has allow_debug = false")
         for flag, allowed, what, setting in (
             (

@@ -17,9 +17,17 @@ typo never silently widens a policy)::
     isv_prod_id = 0                        # exact
     min_isv_svn = 0                        # at least
 
-    [[tdx]]
+    [[tdx]]                                # any number; evidence must match one
     mr_td = "<96 hex>"
     rtmr0 = "<96 hex>"                     # rtmr0..rtmr3, each optional
+    mr_seam = "<96 hex>"                   # the TDX module
+    mr_config_id = "<96 hex>"              # or: mr_config_id_of = "role.toml"
+    mr_owner = "<96 hex>"
+    mr_owner_config = "<96 hex>"
+    td_attributes = "<16 hex>"             # bytes as in the report (as `attest verify` prints)
+    td_attributes_mask = "<16 hex>"        # default ffffffffffffffff: exact
+    xfam = "<16 hex>"
+    xfam_mask = "<16 hex>"
 
     [simulated]
     allow = true
@@ -32,10 +40,17 @@ whose ``verify_*`` switch is ``"off"`` (or absent) are not checked, and ``isv_sv
 A switch set to anything but ``"on"`` or ``"off"`` is an error, as is ``verify_config_svn = "on"``
 (config_svn is not checked): either would otherwise leave a check off that the file asks for.
 Debug enclaves are refused whatever ``verify_enclave_debuggable`` says.
+
+``mr_config_id_of = "role.toml"`` pins ``mr_config_id`` to the SHA-384 of that file's bytes
+(:func:`mr_config_id_of`), read when the policy is loaded, from a path relative to the policy
+file's directory. It binds a TD's role configuration into its quote; the host passes the same
+digest as the TD's MRCONFIGID at launch. Giving both ``mr_config_id`` and ``mr_config_id_of`` is
+an error, as is a mask without its value.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
@@ -44,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from sealfl.errors import ConfigError
-from sealfl.tee.policy import Policy, SgxIdentity, TdxIdentity
+from sealfl.tee.policy import TDX_ATTRIBUTES_SIZE, Policy, SgxIdentity, TdxIdentity
 
 _TOP_KEYS = frozenset(
     {
@@ -61,7 +76,14 @@ _TOP_KEYS = frozenset(
     }
 )
 _SGX_KEYS = frozenset({"mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"})
-_TDX_KEYS = frozenset({"mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3"})
+_TDX_DIGEST_KEYS = ("mr_config_id", "mr_owner", "mr_owner_config", "mr_seam")
+_TDX_MASKED_KEYS = ("td_attributes", "xfam")
+_TDX_KEYS = frozenset(
+    {"mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id_of"}
+    | set(_TDX_DIGEST_KEYS)
+    | set(_TDX_MASKED_KEYS)
+    | {f"{key}_mask" for key in _TDX_MASKED_KEYS}
+)
 _SIMULATED_KEYS = frozenset({"allow", "measurements", "platform_fingerprints"})
 _CCZOO_SWITCHES = frozenset(
     {
@@ -152,20 +174,114 @@ def _sgx_from_toml(reader: _Reader, raw: Any, index: int) -> SgxIdentity:
     return _build(reader, where, lambda: SgxIdentity(**fields))
 
 
-def _tdx_from_toml(reader: _Reader, raw: Any, index: int) -> TdxIdentity:
+def mr_config_id_of(path: Path) -> bytes:
+    """Return the TDX ``mr_config_id`` that binds the file at ``path``: SHA-384 of its bytes.
+
+    The host passes this value as the TD's MRCONFIGID at launch; a policy pins it with
+    ``mr_config_id_of``.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read.
+    """
+    try:
+        return hashlib.sha384(Path(path).read_bytes()).digest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _config_id_from_file(reader: _Reader, value: Any, base_dir: Path | None, where: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise reader.fail(where, f"expected a file name, got {value!r}")
+    path = Path(value)
+    if not path.is_absolute():
+        if base_dir is None:
+            raise reader.fail(
+                where,
+                f"relative path {value!r} needs the policy file's directory (load the policy with "
+                "load_policy, or pass base_dir)",
+            )
+        path = base_dir / path
+    try:
+        return mr_config_id_of(path)
+    except ConfigError as exc:
+        raise reader.fail(where, f"{exc} (mr_config_id = SHA-384 of that file's bytes)") from exc
+
+
+def _masked(reader: _Reader, table: Mapping[str, Any], key: str, where: str) -> Any:
+    mask_key = f"{key}_mask"
+    if key not in table:
+        if mask_key in table:
+            raise reader.fail(f"{where}.{mask_key}", f"a mask needs its value: {key} is missing")
+        return None
+    expected = reader.digest(table[key], TDX_ATTRIBUTES_SIZE, f"{where}.{key}")
+    mask = (
+        reader.digest(table[mask_key], TDX_ATTRIBUTES_SIZE, f"{where}.{mask_key}")
+        if mask_key in table
+        else b"\xff" * TDX_ATTRIBUTES_SIZE
+    )
+    return (expected, mask)
+
+
+def _tdx_from_toml(reader: _Reader, raw: Any, index: int, base_dir: Path | None) -> TdxIdentity:
     where = f"tdx[{index}]"
     table = reader.table(raw, where)
     reader.check_keys(table, _TDX_KEYS, where)
-    mr_td = reader.digest(table["mr_td"], 48, f"{where}.mr_td") if "mr_td" in table else None
-    rtmrs = tuple(
+    fields: dict[str, Any] = {}
+    if "mr_td" in table:
+        fields["mr_td"] = reader.digest(table["mr_td"], 48, f"{where}.mr_td")
+    fields["rtmrs"] = tuple(
         reader.digest(table[f"rtmr{i}"], 48, f"{where}.rtmr{i}") if f"rtmr{i}" in table else None
         for i in range(4)
     )
-    return _build(reader, where, lambda: TdxIdentity(mr_td=mr_td, rtmrs=rtmrs))
+    for key in _TDX_DIGEST_KEYS:
+        if key in table:
+            fields[key] = reader.digest(table[key], 48, f"{where}.{key}")
+    if "mr_config_id_of" in table:
+        if "mr_config_id" in table:
+            raise reader.fail(
+                where, "give mr_config_id or mr_config_id_of, not both (they could disagree)"
+            )
+        fields["mr_config_id"] = _config_id_from_file(
+            reader, table["mr_config_id_of"], base_dir, f"{where}.mr_config_id_of"
+        )
+    for key in _TDX_MASKED_KEYS:
+        fields[key] = _masked(reader, table, key, where)
+    return _build(reader, where, lambda: TdxIdentity(**fields))
 
 
-def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
+def policy_from_toml(
+    text: str, *, source: str = "<string>", base_dir: Path | None = None
+) -> Policy:
     """Parse a TOML policy (layout in the module docstring).
+
+    Parameters
+    ----------
+    source
+        Names the policy in every error.
+    base_dir
+        Directory that relative ``mr_config_id_of`` paths are read from (:func:`load_policy`
+        passes the policy file's own directory); ``None`` allows absolute paths only.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and key of the first problem.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"policy {source}: not valid TOML ({exc})") from exc
+    return policy_from_document(document, source=source, base_dir=base_dir)
+
+
+def policy_from_document(
+    document: Mapping[str, Any], *, source: str = "<string>", base_dir: Path | None = None
+) -> Policy:
+    """Build a policy from an already parsed TOML document (for a policy table inside a file).
+
+    Parameters are those of :func:`policy_from_toml`.
 
     Raises
     ------
@@ -173,10 +289,7 @@ def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
         Naming the file and key of the first problem.
     """
     reader = _Reader(source)
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"policy {source}: not valid TOML ({exc})") from exc
+    document = reader.table(document, "top level")
     reader.check_keys(document, _TOP_KEYS, "top level")
     sgx_list = document.get("sgx", [])
     tdx_list = document.get("tdx", [])
@@ -196,7 +309,7 @@ def policy_from_toml(text: str, *, source: str = "<string>") -> Policy:
     ]
     fingerprints = reader.strings(simulated, "platform_fingerprints", "simulated.")
     sgx = tuple(_sgx_from_toml(reader, raw, i) for i, raw in enumerate(sgx_list))
-    tdx = tuple(_tdx_from_toml(reader, raw, i) for i, raw in enumerate(tdx_list))
+    tdx = tuple(_tdx_from_toml(reader, raw, i, base_dir) for i, raw in enumerate(tdx_list))
     flags = {
         name: reader.boolean(document, name, default, "")
         for name, default in (
@@ -309,6 +422,8 @@ def policy_from_cczoo_json(text: str, *, source: str = "<string>") -> Policy:
 def load_policy(path: Path) -> Policy:
     """Read a policy file: ``.json`` as cczoo's format, anything else as TOML.
 
+    Relative ``mr_config_id_of`` paths in a TOML policy are read from the policy's directory.
+
     Raises
     ------
     ConfigError
@@ -321,4 +436,4 @@ def load_policy(path: Path) -> Policy:
         raise ConfigError(f"cannot read policy {path}: {exc}") from exc
     if path.suffix.lower() == ".json":
         return policy_from_cczoo_json(text, source=str(path))
-    return policy_from_toml(text, source=str(path))
+    return policy_from_toml(text, source=str(path), base_dir=path.parent)

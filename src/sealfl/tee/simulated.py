@@ -9,9 +9,15 @@ trusting a simulated platform is always an explicit act by the person who writes
 Simulated quotes begin with :data:`SIMULATED_MARKER`; the DCAP verifier refuses anything that
 carries it, and every generation or acceptance logs a warning.
 
-Quote layout: ``SIMULATED_MARKER || CBOR [version, measurement, report_data, platform_spki,
-signature]`` where the ECDSA-SHA256 signature covers ``SIMULATED_MARKER || CBOR [version,
-measurement, report_data, platform_spki]``.
+A simulated TEE also states what a real quote's appraisal would say about its platform: a TCB
+status (Intel's names, ``UpToDate`` by default) and a debug flag. Both are inside the signed part,
+and the verifier applies the policy's platform rules to them, so a key broker's deny rules
+("debug refused", "TCB status not allowed") can be tested with real processes and no hardware.
+
+Quote layout (version 2): ``SIMULATED_MARKER || CBOR [version, measurement, report_data,
+platform_spki, debug, tcb_status, signature]`` where the ECDSA-SHA256 signature covers
+``SIMULATED_MARKER || CBOR [version, measurement, report_data, platform_spki, debug,
+tcb_status]``. Version 1 quotes (without the platform claims) are no longer read.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from sealfl._files import create_new_file
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee.dice import loads_exact
 from sealfl.tee.evidence import REPORT_DATA_SIZE, SEALING_KEY_SIZE, check_report_data
+from sealfl.tee.policy import INTEL_TCB_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +72,11 @@ def warn_simulated(event: str, platform_fingerprint: str, measurement: bytes) ->
 
 #: Every simulated quote starts with these bytes; real quotes start with a little-endian version.
 SIMULATED_MARKER = b"SEALFL-SIMULATED-QUOTE\x00"
-SIMULATED_QUOTE_VERSION = 1
+SIMULATED_QUOTE_VERSION = 2
 MEASUREMENT_SIZE = 32
+#: The TCB status a simulated platform states unless told otherwise.
+DEFAULT_TCB_STATUS = "UpToDate"
+_QUOTE_ITEMS = 7
 
 _KEY_FILE = "platform_key.pem"
 _SECRET_FILE = "sealing_secret.bin"
@@ -184,20 +194,42 @@ class SimulatedPlatform:
         """The platform's public key as SubjectPublicKeyInfo DER."""
         return self._spki
 
-    def sign_quote(self, measurement: bytes, report_data: bytes) -> bytes:
-        """Return a simulated quote over ``measurement`` and ``report_data``.
+    def sign_quote(
+        self,
+        measurement: bytes,
+        report_data: bytes,
+        *,
+        debug: bool = False,
+        tcb_status: str = DEFAULT_TCB_STATUS,
+    ) -> bytes:
+        """Return a simulated quote over ``measurement``, ``report_data`` and platform claims.
+
+        Parameters
+        ----------
+        debug, tcb_status
+            What the quote states about the (simulated) platform; see :class:`SimulatedTee`.
 
         Raises
         ------
         AttestationError
             If the measurement is not 32 bytes or report_data not 64 bytes.
+        ConfigError
+            If ``tcb_status`` is not one of Intel's names or ``debug`` not a bool.
         """
         report_data = check_report_data(report_data)
         if len(measurement) != MEASUREMENT_SIZE:
             raise AttestationError(
                 f"simulated measurement must be {MEASUREMENT_SIZE} bytes, got {len(measurement)}"
             )
-        body = [SIMULATED_QUOTE_VERSION, bytes(measurement), report_data, self._spki]
+        _check_platform_claims(debug, tcb_status)
+        body = [
+            SIMULATED_QUOTE_VERSION,
+            bytes(measurement),
+            report_data,
+            self._spki,
+            debug,
+            tcb_status,
+        ]
         signature = self._signing_key.sign(
             SIMULATED_MARKER + cbor2.dumps(body), ec.ECDSA(hashes.SHA256())
         )
@@ -213,18 +245,57 @@ class SimulatedPlatform:
         ).derive(self._sealing_secret)
 
 
+def _check_platform_claims(debug: bool, tcb_status: str) -> None:
+    if not isinstance(debug, bool):
+        raise ConfigError(f"simulated debug flag: expected a bool, got {type(debug).__name__}")
+    if tcb_status not in INTEL_TCB_STATUSES:
+        raise ConfigError(
+            f"simulated tcb_status: expected one of {sorted(INTEL_TCB_STATUSES)}, "
+            f"got {tcb_status!r}"
+        )
+
+
 class SimulatedTee:
-    """Evidence provider for the simulated backend: one measured program on one platform."""
+    """Evidence provider for the simulated backend: one measured program on one platform.
+
+    Parameters
+    ----------
+    platform
+        The simulated platform whose key signs the quotes.
+    measurement
+        32 bytes, usually :func:`sealfl.tee.measure_code`.
+    debug
+        State that the simulated enclave is a debug one; a policy without ``allow_debug``
+        refuses its evidence, as it would a real debug enclave.
+    tcb_status
+        The TCB status the platform states (one of Intel's names, ``Revoked`` included); a policy
+        refuses it unless the status is in its ``tcb_statuses``.
+
+    Raises
+    ------
+    ConfigError
+        If the measurement is not 32 bytes or a platform claim is not valid.
+    """
 
     backend: ClassVar[str] = "simulated"
 
-    def __init__(self, platform: SimulatedPlatform, measurement: bytes) -> None:
+    def __init__(
+        self,
+        platform: SimulatedPlatform,
+        measurement: bytes,
+        *,
+        debug: bool = False,
+        tcb_status: str = DEFAULT_TCB_STATUS,
+    ) -> None:
         if len(measurement) != MEASUREMENT_SIZE:
             raise ConfigError(
                 f"simulated measurement must be {MEASUREMENT_SIZE} bytes, got {len(measurement)}"
             )
+        _check_platform_claims(debug, tcb_status)
         self._platform = platform
         self.measurement = bytes(measurement)
+        self.debug = debug
+        self.tcb_status = tcb_status
 
     @property
     def platform(self) -> SimulatedPlatform:
@@ -234,7 +305,9 @@ class SimulatedTee:
     def quote(self, report_data: bytes) -> bytes:
         """Return a simulated quote, and log that it is one."""
         warn_simulated("generating", self._platform.fingerprint, self.measurement)
-        return self._platform.sign_quote(self.measurement, report_data)
+        return self._platform.sign_quote(
+            self.measurement, report_data, debug=self.debug, tcb_status=self.tcb_status
+        )
 
     def derive_sealing_key(self, label: bytes) -> bytes:
         """HKDF(platform secret, measurement, label): other code or label, other key."""
@@ -248,11 +321,18 @@ class SimulatedQuote:
     measurement: bytes
     report_data: bytes
     platform_fingerprint: str
+    debug: bool = False
+    tcb_status: str = DEFAULT_TCB_STATUS
 
     @property
     def measurements(self) -> dict[str, str]:
-        """The quote's identity as verdicts and inspections report it (hex strings)."""
-        return {"measurement": self.measurement.hex(), "platform": self.platform_fingerprint}
+        """The quote's identity and platform claims as verdicts and inspections report them."""
+        return {
+            "measurement": self.measurement.hex(),
+            "platform": self.platform_fingerprint,
+            "debug": "true" if self.debug else "false",
+            "tcb_status": self.tcb_status,
+        }
 
 
 def is_simulated_quote(quote: bytes) -> bool:
@@ -286,21 +366,31 @@ def verify_simulated_quote(quote: bytes) -> SimulatedQuote:
     if not is_simulated_quote(quote):
         raise AttestationError("not a simulated quote: the SIMULATED marker is missing")
     decoded = loads_exact(bytes(quote[len(SIMULATED_MARKER) :]), "simulated quote")
-    if not isinstance(decoded, list | tuple) or len(decoded) != 5:
-        shape = (
-            f"list of {len(decoded)}"
-            if isinstance(decoded, list | tuple)
-            else type(decoded).__name__
-        )
-        raise AttestationError(f"simulated quote: expected a CBOR array of 5 items, got {shape}")
+    if not isinstance(decoded, list | tuple) or not decoded:
+        shape = "an empty list" if isinstance(decoded, list | tuple) else type(decoded).__name__
+        raise AttestationError(f"simulated quote: expected a CBOR array, got {shape}")
     if decoded[0] != SIMULATED_QUOTE_VERSION:
         raise AttestationError(
             f"simulated quote version: expected {SIMULATED_QUOTE_VERSION}, got {decoded[0]!r}"
         )
+    if len(decoded) != _QUOTE_ITEMS:
+        raise AttestationError(
+            f"simulated quote: expected a CBOR array of {_QUOTE_ITEMS} items, got {len(decoded)}"
+        )
     measurement = _field(decoded, 1, "measurement", MEASUREMENT_SIZE)
     report_data = _field(decoded, 2, "report_data", REPORT_DATA_SIZE)
     spki = _field(decoded, 3, "platform_key", None)
-    signature = _field(decoded, 4, "signature", None)
+    debug, tcb_status = decoded[4], decoded[5]
+    if not isinstance(debug, bool):
+        raise AttestationError(
+            f"simulated quote field debug: expected a bool, got {type(debug).__name__}"
+        )
+    if not isinstance(tcb_status, str) or tcb_status not in INTEL_TCB_STATUSES:
+        raise AttestationError(
+            f"simulated quote field tcb_status: expected one of {sorted(INTEL_TCB_STATUSES)}, "
+            f"got {tcb_status!r}"
+        )
+    signature = _field(decoded, 6, "signature", None)
     try:
         public_key = serialization.load_der_public_key(spki)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -309,7 +399,7 @@ def verify_simulated_quote(quote: bytes) -> SimulatedQuote:
         public_key.curve, ec.SECP256R1
     ):
         raise AttestationError("simulated quote platform_key: expected an EC P-256 key")
-    signed = SIMULATED_MARKER + cbor2.dumps(decoded[:4])
+    signed = SIMULATED_MARKER + cbor2.dumps(decoded[: _QUOTE_ITEMS - 1])
     try:
         public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as exc:
@@ -320,4 +410,6 @@ def verify_simulated_quote(quote: bytes) -> SimulatedQuote:
         measurement=measurement,
         report_data=report_data,
         platform_fingerprint=_fingerprint(spki),
+        debug=debug,
+        tcb_status=tcb_status,
     )

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Iterable
 
 from sealfl.errors import AttestationError
+from sealfl.tee.collateral import CollateralSource, StaticCollateral
 from sealfl.tee.dcap import (
     Collateral,
     parse_quote_report,
-    select_collateral,
     verify_dcap_quote,
 )
 from sealfl.tee.evidence import check_report_data
-from sealfl.tee.policy import SIMULATED_TCB_STATUS, Policy
+from sealfl.tee.policy import Policy
 from sealfl.tee.simulated import is_simulated_quote, verify_simulated_quote, warn_simulated
 from sealfl.tee.verdict import Verdict
 
@@ -36,8 +36,11 @@ class Verifier:
     policy
         What to accept.
     collateral
-        Intel collateral for real quotes: one, or several (one per platform family, FMSPC; the
-        one matching each quote is used). Without any, every real quote is refused.
+        Intel collateral for real quotes: a :class:`~sealfl.tee.collateral.CollateralSource`
+        (files, a directory, a PCCS/PCS with a cache), or one or several
+        :class:`~sealfl.tee.Collateral` (one per platform family, FMSPC; the one matching each
+        quote is used). Collateral outside its validity window at the verification time is
+        refused. Without any, every real quote is refused.
     now
         Clock returning unix seconds (injectable for tests and offline verification);
         defaults to :func:`time.time`.
@@ -49,17 +52,19 @@ class Verifier:
         self,
         policy: Policy,
         *,
-        collateral: Collateral | Iterable[Collateral] | None = None,
+        collateral: Collateral | Iterable[Collateral] | CollateralSource | None = None,
         now: Callable[[], float] | None = None,
         root_ca_der: bytes | None = None,
     ) -> None:
         self._policy = policy
-        if collateral is None:
-            self._collateral: tuple[Collateral, ...] = ()
+        self._collateral: CollateralSource | None
+        if collateral is None or isinstance(collateral, CollateralSource):
+            self._collateral = collateral
         elif isinstance(collateral, Collateral):
-            self._collateral = (collateral,)
+            self._collateral = StaticCollateral([collateral])
         else:
-            self._collateral = tuple(collateral)
+            given = tuple(collateral)
+            self._collateral = StaticCollateral(given) if given else None
         self._now = now or time.time
         self._root_ca_der = root_ca_der
 
@@ -134,6 +139,15 @@ class Verifier:
                     f"{sorted(m.hex() for m in policy.simulated_measurements)}, "
                     f"found {quote.measurement.hex()}"
                 )
+            # The platform states its TCB status and debug flag in the signed quote; the same
+            # rules (and reason texts) as for real quotes apply, so deny rules are testable.
+            reasons += policy.platform_refusals(
+                tee="simulated",
+                tcb_status=quote.tcb_status,
+                advisories=(),
+                debug=quote.debug,
+                platform_flags={},
+            )
         accepted = not reasons
         if accepted:
             warn_simulated("accepting", quote.platform_fingerprint, quote.measurement)
@@ -141,10 +155,10 @@ class Verifier:
             accepted=accepted,
             reasons=tuple(reasons),
             backend="simulated",
-            tcb_status=SIMULATED_TCB_STATUS,
+            tcb_status=quote.tcb_status,
             measurements=quote.measurements,
             report_data=quote.report_data,
-            debug=False,
+            debug=quote.debug,
         )
 
     def _appraise_dcap(self, evidence: bytes, at: float, check_identity: bool) -> Verdict:
@@ -161,12 +175,12 @@ class Verifier:
             report_data=report.report_data,
             debug=report.debug,
         )
-        if not self._collateral:
+        if self._collateral is None:
             return dataclasses.replace(
                 partial, reasons=("no collateral given: real quotes cannot be verified",)
             )
         try:
-            collateral = select_collateral(evidence, report.tee, self._collateral)
+            collateral = self._collateral.collateral_for(evidence, report.tee, at)
             result = verify_dcap_quote(evidence, collateral, now=at, root_ca_der=self._root_ca_der)
         except AttestationError as exc:
             return dataclasses.replace(partial, reasons=(str(exc),))
