@@ -258,6 +258,20 @@ class SecureServer(Generic[IdentityT]):
         self._require(ServerState.CREATED, "add a handler")
         GuardedRegistrar(self._service, self._check_peer).add_generic_rpc_handlers((handler,))
 
+    def add_front_door_servicer(
+        self, add_to_server: Callable[[Any, grpc.Server], None], servicer: Any
+    ) -> None:
+        """Register a servicer on the front door, beside enrolment (before :meth:`start`).
+
+        Hazard: front-door callers are anonymous (TLS without a client certificate), so no peer
+        check runs and :meth:`identity_of` knows nobody there. Only methods that grant nothing
+        by themselves belong here: handing out a challenge nonce that a later, authenticated
+        call must present (the key broker's ``Challenge``), or refusing a call that was sent to
+        the wrong listener so the refusal can be recorded. Messages are limited to 1 MiB.
+        """
+        self._require(ServerState.CREATED, "add a front-door servicer")
+        add_to_server(servicer, self._front)
+
     def replace_credentials(self, credentials: Credentials) -> None:
         """Present a new certificate and key on both listeners from the next handshake on.
 
