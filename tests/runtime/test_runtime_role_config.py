@@ -128,21 +128,35 @@ def test_options_refuse_keys_the_workload_did_not_read(tmp_path: Path) -> None:
 def test_a_broker_sealing_source_needs_its_resource_and_a_way_to_trust_the_broker(
     tmp_path: Path,
 ) -> None:
-    text = FULL.replace(
-        'source = "file"\nkey_file = "dev.key"', 'source = "broker"\nbroker = "kbs"'
-    )
-    config = load_role_config(_write(tmp_path, text), environ={})
+    text = FULL.replace('source = "file"\nkey_file = "dev.key"', 'source = "broker"')
     with pytest.raises(ConfigError, match=r"sealing\.resource: missing"):
-        config.sealing_plan()
-    text = text.replace('broker = "kbs"', 'broker = "kbs"\nresource = "homo-lr/seal-key/model"')
-    config = load_role_config(_write(tmp_path, text), environ={})
-    with pytest.raises(ConfigError, match="exactly one of broker_policy and broker_fingerprint"):
-        config.sealing_plan()
-    pinned = text.replace('resource = "', 'broker_fingerprint = "' + "ab" * 32 + '"\nresource = "')
-    plan = load_role_config(_write(tmp_path, pinned), environ={}).sealing_plan()
-    assert plan.source is SealingSource.BROKER
-    assert plan.broker is not None and plan.broker.address == "10.0.0.3:50080"
-    assert plan.broker.resource == "homo-lr/seal-key/model"
+        load_role_config(_write(tmp_path, text), environ={}).sealing_plan()
+    text = text.replace('source = "broker"', 'source = "broker"\nresource = "homo-lr/seal-key/m"')
+    plan = load_role_config(_write(tmp_path, text), environ={}).sealing_plan()
+    assert (plan.source, plan.resource) == (SealingSource.BROKER, "homo-lr/seal-key/m")
+
+    # Broker sealing without a [broker] to ask is refused when the runtime is built.
+    config = load_role_config(_write(tmp_path, text.replace("gramine-sgx", "tdx")), environ={})
+    with pytest.raises(ConfigError, match=r"needs a key broker \(\[broker\] peer\)"):
+        config.runtime(simulated_measurement=bytes)
+
+    with_broker = text + '\n[broker]\npeer = "kbs"\n'
+    config = load_role_config(_write(tmp_path, with_broker), environ={})
+    with pytest.raises(ConfigError, match="exactly one of policy and fingerprint"):
+        config.broker()
+    pinned = with_broker + 'fingerprint = "' + "ab" * 32 + '"\n'
+    broker = load_role_config(_write(tmp_path, pinned), environ={}).broker()
+    assert broker is not None and broker.address == "10.0.0.3:50080"
+    undeclared = pinned.replace('peer = "kbs"', 'peer = "vault"')
+    with pytest.raises(ConfigError, match=r"\[peers\] has no 'vault'"):
+        load_role_config(_write(tmp_path, undeclared), environ={}).broker()
+
+
+def test_a_kbs_table_belongs_to_a_broker_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"kbs: a \[kbs\] table belongs in a key broker"):
+        load_role_config(_write(tmp_path, FULL + "\n[kbs]\nstore = 's'\n"), environ={})
+    broker = FULL.replace('workload = "homo-lr"', 'workload = "kbs"') + "\n[kbs]\nstore = 's'\n"
+    assert load_role_config(_write(tmp_path, broker), environ={}).kbs_table == {"store": "s"}
 
 
 def test_unreadable_and_oversized_files_are_refused(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ _POOL_SCRIPT = textwrap.dedent(
     if mode == "gramine":
         responder = gramine_tree(root / "attestation", quote)
         devices = TeeDevices(gramine_root=root / "attestation", tsm_root=root / "no-tsm")
-        choice = TeeChoice(TeeKind.AUTO, devices=devices, sgx_sealing_key=SgxSealingKey(sys.argv[5]))
+        key = SgxSealingKey(sys.argv[5])
+        choice = TeeChoice(TeeKind.AUTO, devices=devices, sgx_sealing_key=key)
     else:
         SimulatedPlatform.create(root / "platform")
         choice = TeeChoice(TeeKind.SIMULATED, simulated_platform=root / "platform")

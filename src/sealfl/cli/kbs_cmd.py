@@ -9,6 +9,7 @@ failed our check), 2 bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -24,10 +25,13 @@ from rich.table import Table
 from sealfl._files import create_new_file, write_atomic
 from sealfl.cli.app import app, bench_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.run_cmd import role
+from sealfl.cli.tee_options import build_runtime
 from sealfl.errors import ConfigError
 from sealfl.kbs import (
     KbsAdmin,
     KbsClient,
+    KbsSettings,
     RunningKbs,
     check_resource_name,
     load_kbs_settings,
@@ -38,20 +42,12 @@ from sealfl.kbs.config import MAX_VALUE_BYTES
 from sealfl.net import (
     TlsCredentials,
     certificate_fingerprint,
-    fingerprint_verifier,
     make_self_signed_credentials,
 )
 from sealfl.net.certificates import check_key_matches_certificate
+from sealfl.runtime import RoleConfig, SealingSource, broker_verifier, load_role_config
 from sealfl.seal import SealingKey
-from sealfl.tee import (
-    SimulatedPlatform,
-    SimulatedTee,
-    Verifier,
-    create_ratls_certificate,
-    load_policy,
-    measure_code,
-    verify_ratls_certificate,
-)
+from sealfl.tee import SimulatedTee, measure_code
 from sealfl.tee.collateral import collateral_source
 
 kbs_app = typer.Typer(
@@ -60,7 +56,9 @@ kbs_app = typer.Typer(
 )
 app.add_typer(kbs_app, name="kbs")
 
-STORE_KEY_LABEL = b"sealfl/kbs/store/v1"
+STORE_KEY_LABEL = "sealfl/kbs/store/v1"
+BROKER_CERT_LIFETIME = datetime.timedelta(days=30)
+"""A broker serves for weeks; its RA-TLS certificate lasts as long (renewal: a later issue)."""
 
 BrokerOption = Annotated[
     str,
@@ -147,17 +145,10 @@ def _broker_verifier(
         raise ConfigError(
             "how to trust the broker: give exactly one of --broker-fingerprint and --broker-policy"
         )
-    if fingerprint is not None:
-        compact = fingerprint.strip().lower().replace(":", "")
-        if len(compact) != 64 or any(c not in "0123456789abcdef" for c in compact):
-            raise ConfigError(f"--broker-fingerprint: expected 64 hex digits, got {fingerprint!r}")
-        return fingerprint_verifier([compact])
-    assert policy is not None
-    verifier = Verifier(
-        load_policy(policy),
-        collateral=collateral_source(collateral) if collateral is not None else None,
+    source = collateral_source(collateral) if collateral is not None else None
+    return broker_verifier(
+        policy=policy, fingerprint=fingerprint, collateral=source, where="--broker"
     )
-    return lambda pem: verify_ratls_certificate(pem, verifier)
 
 
 def _admin(
@@ -217,22 +208,27 @@ def serve_dev(
 ) -> None:
     """Run a development broker in the simulated TEE until SIGTERM or Ctrl-C."""
     settings = load_kbs_settings(settings_file)
-    platform = SimulatedPlatform.load(simulated_platform)
-    tee = SimulatedTee(platform, _measurement(measurement, "kbs"))
+    runtime = build_runtime(
+        tee="simulated",
+        platform=simulated_platform,
+        measurement=lambda: _measurement(measurement, "kbs"),
+    )
     credentials = (
-        make_self_signed_credentials("kbs") if plain_tls else create_ratls_certificate(tee)
+        make_self_signed_credentials("kbs")
+        if plain_tls
+        else runtime.credentials(hostnames=("localhost",), lifetime=BROKER_CERT_LIFETIME)
     )
     key = (
         SealingKey.load(sealing_key_file)
         if sealing_key_file is not None
-        else SealingKey.from_tee(tee, label=STORE_KEY_LABEL)
+        else runtime.sealing_key(STORE_KEY_LABEL)
     )
 
-    def echo(line: str) -> None:
-        print(line, flush=True)
-
     def ready(running: RunningKbs) -> None:
-        echo(f"kbs measurement {tee.measurement.hex()} (simulated platform {platform.fingerprint})")
+        assert isinstance(runtime.provider, SimulatedTee)
+        tee = runtime.provider
+        platform = tee.platform.fingerprint
+        _echo(f"kbs measurement {tee.measurement.hex()} (simulated platform {platform})")
         if ready_file is not None:
             document = {
                 "address": running.address,
@@ -242,7 +238,66 @@ def serve_dev(
             }
             write_atomic(ready_file, json.dumps(document).encode(), mode=0o644)
 
-    serve_kbs(settings, credentials=credentials, sealing_key=key, on_line=echo, on_ready=ready)
+    serve_kbs(settings, credentials=credentials, sealing_key=key, on_line=_echo, on_ready=ready)
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+@role("kbs", "broker")
+def _broker_from_config(config: RoleConfig) -> None:
+    """Serve the broker a role config describes; print a JSON ready line once it serves."""
+    if config.kbs_table is None:
+        raise ConfigError(f"{config.path}: a key broker's config needs a [kbs] table")
+    settings = KbsSettings.from_table(
+        config.kbs_table, base_dir=config.base_dir, source=str(config.path)
+    )
+    if config.listen is not None:
+        settings = dataclasses.replace(settings, listen=config.listen)
+    if config.sealing_plan().source is SealingSource.BROKER:
+        raise ConfigError(f"{config.path}: sealing.source: a broker cannot get its key from itself")
+    runtime = config.runtime(simulated_measurement=config.default_measurement)
+    credentials = runtime.credentials(hostnames=("localhost",), lifetime=BROKER_CERT_LIFETIME)
+    key = runtime.sealing_key(STORE_KEY_LABEL)
+
+    def ready(running: RunningKbs) -> None:
+        line = {
+            "event": "ready",
+            "address": running.address,
+            "service_address": running.service_address,
+            "fingerprint": running.fingerprint,
+            "tee": runtime.kind.value,
+        }
+        _echo(json.dumps(line))
+
+    serve_kbs(
+        settings,
+        credentials=credentials,
+        sealing_key=key,
+        collateral=runtime.collateral,
+        on_line=_echo,
+        on_ready=ready,
+    )
+
+
+@kbs_app.command("serve")
+def serve(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", help="The broker's role config (workload = 'kbs').", show_default=False
+        ),
+    ],
+) -> None:
+    """Run the broker from its role config, as `sealfl run --config` does (TEE from the config)."""
+    parsed = load_role_config(config)
+    if (parsed.workload, parsed.role) != ("kbs", "broker"):
+        raise ConfigError(
+            f"{config}: expected workload = 'kbs' and role = 'broker', got "
+            f"{parsed.workload!r} / {parsed.role!r}"
+        )
+    _broker_from_config(parsed)
 
 
 @kbs_app.command("admin-keygen")
@@ -337,13 +392,15 @@ def fetch(
     check_resource_name(name)
     if out.exists():
         raise ConfigError(f"--out {out} already exists: refusing to overwrite it")
-    tee = SimulatedTee(
-        SimulatedPlatform.load(simulated_platform), _measurement(measurement, "requester")
+    runtime = build_runtime(
+        tee="simulated",
+        platform=simulated_platform,
+        measurement=lambda: _measurement(measurement, "requester"),
     )
     client = KbsClient(
         broker,
         server_verifier=_broker_verifier(broker_fingerprint, broker_policy, collateral),
-        provider=tee,
+        provider=runtime.provider,
     )
     value, generation = client.fetch_with_generation(name)
     create_new_file(out, value, what="fetched value", if_exists="refusing to overwrite it")

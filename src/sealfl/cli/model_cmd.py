@@ -23,6 +23,8 @@ import typer
 from sealfl.cli.app import bench_app, model_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.errors import ConfigError
+from sealfl.runtime import load_role_config
+from sealfl.runtime.release import fetch_release
 from sealfl.seal import (
     DEFAULT_CHUNK_SIZE,
     ReleaseInfo,
@@ -156,6 +158,50 @@ def open_(
     info = open_release(envelope, out, private_key=key, label=label, release_list=digest)
     typer.echo(
         f"opened {envelope} -> {out} ({info.model_bytes} bytes) as recipient {info.opened_by!r}"
+    )
+
+
+@model_app.command("fetch")
+def fetch(
+    envelope: Envelope,
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            help="Role config of this party: its TEE and its [broker] (peer and how to trust it).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Model file to create or replace.", show_default=False),
+    ],
+    resource: Annotated[
+        str | None,
+        typer.Option(
+            "--resource",
+            help="Which broker-held recipient to open as (needed if the envelope lists several).",
+            show_default=False,
+        ),
+    ] = None,
+    release_list: Annotated[
+        str | None,
+        typer.Option(
+            "--release-list",
+            help="Refuse the envelope unless its release-list digest is this (64 hex digits).",
+        ),
+    ] = None,
+) -> None:
+    """Open ENVELOPE in this attested TEE: the key broker releases the recipient's key to it."""
+    if _same_file(out, envelope):
+        raise ConfigError(f"output {out} is the envelope; refusing to overwrite it")
+    digest = _parse_digest(release_list)
+    parsed = load_role_config(config)
+    runtime = parsed.runtime(simulated_measurement=parsed.default_measurement)
+    info = fetch_release(runtime, envelope, out, resource=resource, release_list=digest)
+    typer.echo(
+        f"opened {envelope} -> {out} ({info.model_bytes} bytes) as recipient {info.opened_by!r}, "
+        f"its key released by the broker to this {runtime.kind.value} TEE"
     )
 
 

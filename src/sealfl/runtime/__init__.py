@@ -22,6 +22,7 @@ from sealfl.runtime.party import (
     PartyRuntime,
     SealingPlan,
     SealingSource,
+    broker_verifier,
 )
 from sealfl.runtime.role_config import (
     LISTEN_ENV,
@@ -57,6 +58,7 @@ __all__ = [
     "TeeChoice",
     "TeeDevices",
     "TeeKind",
+    "broker_verifier",
     "check_address",
     "detect_tee",
     "load_role_config",

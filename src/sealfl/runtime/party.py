@@ -21,6 +21,7 @@ import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealfl.errors import ConfigError
 from sealfl.kbs import KbsClient
+from sealfl.net import fingerprint_verifier
 from sealfl.runtime.tee_select import TeeChoice, TeeKind, make_provider
 from sealfl.seal import SealingKey
 from sealfl.seal.release import RELEASE_LIST_CLAIM, ReleasePolicy
@@ -41,9 +43,10 @@ from sealfl.tee import (
     load_policy,
     verify_ratls_certificate,
 )
-from sealfl.tee.collateral import collateral_source
+from sealfl.tee.collateral import CollateralSource, collateral_source
 
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
+DEFAULT_LIFETIME = timedelta(hours=1)
 _DERIVE_INFO = b"sealfl sealing key from a base key v1\x00"
 
 
@@ -57,36 +60,73 @@ class SealingSource(enum.StrEnum):
 
 @dataclass(frozen=True)
 class BrokerRef:
-    """How to reach the key broker and which resource holds this party's base sealing key.
+    """How to reach the key broker and how to know it is the right one.
 
     Attributes
     ----------
     address
         The broker's front door, ``host:port``.
-    resource
-        ``repo/type/tag`` of the 32-byte base key, e.g. ``homo-lr/seal-key/model``.
     server_verifier
         Checks the broker's certificate (its RA-TLS evidence by policy, or a pinned fingerprint).
     """
 
     address: str
-    resource: str
     server_verifier: Callable[[bytes], Any]
+
+
+def broker_verifier(
+    *,
+    policy: Path | None,
+    fingerprint: str | None,
+    collateral: CollateralSource | None = None,
+    where: str = "broker",
+) -> Callable[[bytes], Any]:
+    """Return the check a key broker's certificate must pass: its policy, or a pinned hash.
+
+    A broker in a TEE is judged by its RA-TLS evidence (``policy``); one on the model owner's
+    trusted node presents a plain certificate pinned by its SHA-256 (``fingerprint``).
+
+    Raises
+    ------
+    ConfigError
+        If not exactly one is given, or the fingerprint is not 64 hex digits (``where`` names
+        the setting in messages).
+    """
+    if (policy is None) == (fingerprint is None):
+        raise ConfigError(f"{where}: give exactly one of policy and fingerprint")
+    if fingerprint is not None:
+        compact = fingerprint.strip().lower().replace(":", "")
+        if len(compact) != 64 or any(c not in "0123456789abcdef" for c in compact):
+            raise ConfigError(f"{where} fingerprint: expected 64 hex digits, got {fingerprint!r}")
+        return fingerprint_verifier([compact])
+    assert policy is not None
+    verifier = Verifier(load_policy(policy), collateral=collateral)
+    return lambda pem: verify_ratls_certificate(pem, verifier)
 
 
 @dataclass(frozen=True)
 class SealingPlan:
-    """The source of sealing keys, and what that source needs."""
+    """The source of sealing keys, and what that source needs.
+
+    Attributes
+    ----------
+    source
+        ``tee``, ``broker`` or ``file``.
+    key_file
+        The development key file (``file``).
+    resource
+        The broker resource (``repo/type/tag``) holding the 32-byte base key (``broker``).
+    """
 
     source: SealingSource = SealingSource.TEE
     key_file: Path | None = None
-    broker: BrokerRef | None = None
+    resource: str | None = None
 
     def __post_init__(self) -> None:
         if self.source is SealingSource.FILE and self.key_file is None:
             raise ConfigError("sealing source 'file' needs key_file")
-        if self.source is SealingSource.BROKER and self.broker is None:
-            raise ConfigError("sealing source 'broker' needs the broker's address and resource")
+        if self.source is SealingSource.BROKER and self.resource is None:
+            raise ConfigError("sealing source 'broker' needs the broker resource")
 
 
 @dataclass
@@ -102,8 +142,12 @@ class PartyRuntime:
     verifier
         Applies the party's policy to peers' evidence; ``None`` for a party that verifies nobody
         (an inference server that serves anyone).
+    collateral
+        Where the verifier gets collateral for real quotes (also for a broker this party runs).
     sealing
         Where sealing keys come from.
+    broker
+        The key broker this party may ask for resources, or ``None``.
     release
         Who may open what this party produces, or ``None``.
     """
@@ -111,7 +155,9 @@ class PartyRuntime:
     kind: TeeKind
     provider: EvidenceProvider
     verifier: Verifier | None = None
+    collateral: CollateralSource | None = None
     sealing: SealingPlan = field(default_factory=SealingPlan)
+    broker: BrokerRef | None = None
     release: ReleasePolicy | None = None
     _base_key: SealingKey | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -126,6 +172,7 @@ class PartyRuntime:
         collateral: str | None = None,
         collateral_cache: Path | None = None,
         sealing: SealingPlan | None = None,
+        broker: BrokerRef | None = None,
         release: Path | None = None,
     ) -> PartyRuntime:
         """Build the runtime: provider, verifier (policy + collateral), sealing, release list.
@@ -133,20 +180,23 @@ class PartyRuntime:
         Raises
         ------
         ConfigError
-            If the TEE cannot be selected, or a policy, collateral or release file is unusable.
+            If the TEE cannot be selected, a policy, collateral or release file is unusable, or
+            broker sealing is asked for without a broker.
         """
+        sealing = sealing or SealingPlan()
+        if sealing.source is SealingSource.BROKER and broker is None:
+            raise ConfigError("sealing source 'broker' needs a key broker ([broker] peer)")
         kind, provider = make_provider(choice, simulated_measurement=simulated_measurement)
-        verifier = None
-        if policy is not None:
-            source = None
-            if collateral is not None:
-                source = collateral_source(collateral, cache_dir=collateral_cache)
-            verifier = Verifier(load_policy(policy), collateral=source)
+        source = None
+        if collateral is not None:
+            source = collateral_source(collateral, cache_dir=collateral_cache)
         return cls(
             kind=kind,
             provider=provider,
-            verifier=verifier,
-            sealing=sealing or SealingPlan(),
+            verifier=None if policy is None else Verifier(load_policy(policy), collateral=source),
+            collateral=source,
+            sealing=sealing,
+            broker=broker,
             release=None if release is None else ReleasePolicy.load(release),
         )
 
@@ -158,13 +208,14 @@ class PartyRuntime:
         claims: Mapping[str, bytes] | None = None,
         nonce: bytes | None = None,
         hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
+        lifetime: timedelta = DEFAULT_LIFETIME,
     ) -> RaTlsCredentials:
         """Make a fresh RA-TLS key and certificate (with the release-list digest, if any)."""
         bound = dict(claims or {})
         if self.release is not None:
             bound[RELEASE_LIST_CLAIM] = self.release.digest()
         return create_ratls_certificate(
-            self.provider, claims=bound, nonce=nonce, hostnames=hostnames
+            self.provider, claims=bound, nonce=nonce, hostnames=hostnames, lifetime=lifetime
         )
 
     def verify_peer(self, cert_pem: bytes) -> VerifiedPeer:
@@ -219,17 +270,29 @@ class PartyRuntime:
                     assert self.sealing.key_file is not None
                     self._base_key = SealingKey.load(self.sealing.key_file)
                 else:
-                    assert self.sealing.broker is not None
-                    self._base_key = SealingKey(self.fetch_from_broker(self.sealing.broker))
+                    assert self.sealing.resource is not None
+                    self._base_key = SealingKey(self.fetch_from_broker(self.sealing.resource))
             return self._base_key
 
-    def fetch_from_broker(self, broker: BrokerRef, resource: str | None = None) -> bytes:
-        """Ask the key broker for ``resource`` (default: the broker's sealing resource).
+    def fetch_from_broker(self, resource: str) -> bytes:
+        """Ask the key broker for ``resource`` (``repo/type/tag``).
 
         The broker checks this party's fresh evidence, made for its challenge, against the
-        resource's policy.
+        resource's policy, and logs its decision.
+
+        Raises
+        ------
+        ConfigError
+            If this party has no broker.
+        AttestationError, ChannelError
+            If the broker cannot be trusted or reached, or refuses.
         """
+        if self.broker is None:
+            raise ConfigError("this party has no key broker: add [broker] to its role config")
         client = KbsClient(
-            broker.address, server_verifier=broker.server_verifier, provider=self.provider
+            self.broker.address,
+            server_verifier=self.broker.server_verifier,
+            provider=self.provider,
+            hostnames=DEFAULT_HOSTNAMES,
         )
-        return client.fetch(resource or broker.resource)
+        return client.fetch(resource)

@@ -30,9 +30,12 @@ Layout (paths are relative to the config file's directory)::
     [sealing]
     source = "tee"                       # tee | broker | file
     key_file = "dev.key"                 # file only
-    broker = "kbs"                       # broker: a name in [peers]
-    resource = "homo-lr/seal-key/model"
-    broker_policy = "policy-kbs.toml"    # or broker_fingerprint = "<64 hex>"
+    resource = "homo-lr/seal-key/model"  # broker only: the resource holding the base key
+
+    [broker]                             # the key broker, for sealing keys and model fetch
+    peer = "kbs"                         # a name in [peers]
+    policy = "policy-kbs.toml"           # its RA-TLS evidence must pass this; or:
+    fingerprint = "<64 hex>"             # a broker on a trusted node, pinned
 
     [release]
     policy = "release.toml"              # who can open what this party produces
@@ -45,6 +48,9 @@ Layout (paths are relative to the config file's directory)::
 
     [options]                            # the workload's own settings, checked by the workload
     worker_num = 2
+
+A key broker's config (``workload = "kbs"``, ``role = "broker"``) has a ``[kbs]`` table instead
+(:mod:`sealfl.kbs.config`); its ``[listen]`` address, when given, replaces ``kbs.listen``.
 
 Unknown keys are errors naming the file and the key, so a typo never silently drops a setting.
 """
@@ -61,9 +67,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sealfl.errors import ConfigError
-from sealfl.net import fingerprint_verifier
 from sealfl.net.addresses import split_address
-from sealfl.runtime.party import BrokerRef, PartyRuntime, SealingPlan, SealingSource
+from sealfl.runtime.party import (
+    BrokerRef,
+    PartyRuntime,
+    SealingPlan,
+    SealingSource,
+    broker_verifier,
+)
 from sealfl.runtime.tee_select import (
     DEFAULT_DEVICES,
     SgxSealingKey,
@@ -71,7 +82,7 @@ from sealfl.runtime.tee_select import (
     TeeDevices,
     TeeKind,
 )
-from sealfl.tee import Verifier, load_policy, verify_ratls_certificate
+from sealfl.tee import Verifier, load_policy, measure_code
 from sealfl.tee.collateral import CollateralSource, collateral_source
 
 E = TypeVar("E", bound=enum.Enum)
@@ -80,14 +91,25 @@ LISTEN_ENV = "SEALFL_LISTEN"
 PEERS_ENV = "SEALFL_PEERS"
 _MAX_CONFIG_BYTES = 1 << 20
 _TOP_KEYS = frozenset(
-    {"workload", "role", "tee", "attestation", "sealing", "release", "listen", "peers", "options"}
+    {
+        "workload",
+        "role",
+        "tee",
+        "attestation",
+        "sealing",
+        "broker",
+        "release",
+        "listen",
+        "peers",
+        "options",
+        "kbs",
+    }
 )
 _TABLE_KEYS: Mapping[str, frozenset[str]] = {
     "tee": frozenset({"kind", "simulated_platform", "sgx_sealing_key"}),
     "attestation": frozenset({"policy", "collateral", "collateral_cache"}),
-    "sealing": frozenset(
-        {"source", "key_file", "broker", "resource", "broker_policy", "broker_fingerprint"}
-    ),
+    "sealing": frozenset({"source", "key_file", "resource"}),
+    "broker": frozenset({"peer", "policy", "fingerprint"}),
     "release": frozenset({"policy"}),
     "listen": frozenset({"address"}),
 }
@@ -250,6 +272,8 @@ class RoleConfig:
     collateral: str | None
     collateral_cache: Path | None
     sealing_table: Mapping[str, Any]
+    broker_table: Mapping[str, Any]
+    kbs_table: Mapping[str, Any] | None
     release: Path | None
     listen: str | None
     peers: Mapping[str, str]
@@ -308,8 +332,13 @@ class RoleConfig:
             collateral=self.collateral,
             collateral_cache=self.collateral_cache,
             sealing=self.sealing_plan(),
+            broker=self.broker(),
             release=self.release,
         )
+
+    def default_measurement(self) -> bytes:
+        """Return the simulated measurement of this role: sealfl's code, workload and role."""
+        return measure_code({"workload": self.workload, "role": self.role})
 
     def peer_verifier(self) -> Verifier:
         """Return the verifier of ``[attestation]`` for a party that runs outside a TEE.
@@ -345,28 +374,39 @@ class RoleConfig:
         )
         source = table.choice("source", SealingSource, SealingSource.TEE)
         key_file = table.path("key_file")
-        broker = None
-        if source is SealingSource.BROKER:
-            address = self.peer(table.string("broker", required=True))
-            resource = table.string("resource", required=True)
-            broker = BrokerRef(address, resource, self._broker_verifier(table))
+        resource = table.string("resource", required=source is SealingSource.BROKER)
         table.finish()
         try:
-            return SealingPlan(source=source, key_file=key_file, broker=broker)
+            return SealingPlan(source=source, key_file=key_file, resource=resource)
         except ConfigError as exc:
             raise table.fail("source", str(exc)) from None
 
-    def _broker_verifier(self, table: Table) -> Callable[[bytes], Any]:
-        policy = table.path("broker_policy")
-        pin = table.string("broker_fingerprint")
-        if (policy is None) == (pin is None):
-            raise table.fail(
-                "broker_policy", "give exactly one of broker_policy and broker_fingerprint"
-            )
-        if pin is not None:
-            return fingerprint_verifier([pin])
-        verifier = Verifier(load_policy(policy), collateral=self._collateral_source())
-        return lambda pem: verify_ratls_certificate(pem, verifier)
+    def broker(self) -> BrokerRef | None:
+        """Return the key broker of ``[broker]``, or ``None`` without one.
+
+        Raises
+        ------
+        ConfigError
+            If the peer is undeclared, or not exactly one of policy and fingerprint is given.
+        """
+        if not self.broker_table:
+            return None
+        table = Table(
+            self.broker_table,
+            source=str(self.path),
+            where="broker",
+            base_dir=self.base_dir,
+            allowed=_TABLE_KEYS["broker"],
+        )
+        address = self.peer(table.string("peer", required=True))
+        verify = broker_verifier(
+            policy=table.path("policy"),
+            fingerprint=table.string("fingerprint"),
+            collateral=self._collateral_source() if table.has("policy") else None,
+            where=f"{self.path}: broker",
+        )
+        table.finish()
+        return BrokerRef(address, verify)
 
 
 def _parse_peers_env(text: str, declared: Mapping[str, str], source: str) -> dict[str, str]:
@@ -472,7 +512,11 @@ def load_role_config(
         listen = check_address(environ[LISTEN_ENV], where=LISTEN_ENV)
 
     tables["sealing"].choice("source", SealingSource, SealingSource.TEE)  # checked early
-    tables["sealing"].finish()  # the rest is read when the runtime is built
+    for name in ("sealing", "broker"):
+        tables[name].finish()  # the rest is read when the runtime is built
+    kbs = document.get("kbs")
+    if kbs is not None and (workload != "kbs" or not isinstance(kbs, dict)):
+        raise top.fail("kbs", "a [kbs] table belongs in a key broker's config (workload = 'kbs')")
     declared = {
         name: check_address(_peer_text(value, source, name), where=f"{source} [peers] {name}")
         for name, value in tables["peers"].raw().items()
@@ -489,6 +533,8 @@ def load_role_config(
         collateral=collateral,
         collateral_cache=collateral_cache,
         sealing_table=tables["sealing"].raw(),
+        broker_table=tables["broker"].raw(),
+        kbs_table=kbs,
         release=release,
         listen=listen,
         peers=peers,

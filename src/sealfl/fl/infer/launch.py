@@ -53,6 +53,9 @@ class PartyProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
+            # Unbuffered, so that select() sees every line: a buffered reader could hold the
+            # ready line after an earlier one while select() waits on an empty pipe.
+            bufsize=0,
         )
         self.ready: dict[str, Any] = {}
 
@@ -83,10 +86,11 @@ class PartyProcess:
                 if isinstance(event, dict) and event.get("event") == "ready":
                     self.ready = event
                     return event
+        tail = self.log_tail()
         self.stop()
         raise ChannelError(
             f"{self.name} did not become ready within {timeout_s} s "
-            f"(exit status {self.process.poll()}); its log ends with:\n{self.log_tail()}"
+            f"(exit status {self.process.poll()}); its log ends with:\n{tail}"
         )
 
     def log_tail(self, lines: int = 15) -> str:
