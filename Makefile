@@ -33,7 +33,7 @@ test: lint
 
 # Every benchmark, each against its named peer (several minutes on 2 cores).
 bench: $(VENV)/.installed-test
-	for b in paillier ratls homo-lr infer; do $(BIN)/sealfl bench $$b || exit 1; done
+	for b in paillier ratls homo-lr infer kbs release; do $(BIN)/sealfl bench $$b || exit 1; done
 
 # Regenerate the protobuf and gRPC stubs after editing a .proto file (they are committed).
 protos: $(VENV)/.installed-test

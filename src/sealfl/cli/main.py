@@ -43,7 +43,10 @@ def main() -> None:
     try:
         app()
     except SealflError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        # The message is text, not markup: "[kbs]" or "[options]" in it must print as written.
+        console = Console(stderr=True)
+        console.print("[red]error:[/red] ", end="", highlight=False)
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 

@@ -1,0 +1,66 @@
+"""``sealfl run --config``: the role decides, errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sealfl.cli.main  # noqa: F401 - importing it registers every command and role
+from sealfl.cli.run_cmd import known_roles
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sealfl.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_every_workload_role_is_registered() -> None:
+    assert known_roles() == [
+        "homo-lr/ps",
+        "homo-lr/worker",
+        "infer/client",
+        "infer/dealer",
+        "infer/server",
+        "kbs/broker",
+    ]
+
+
+def test_an_unknown_role_is_refused_on_one_line_naming_the_choices(tmp_path: Path) -> None:
+    config = tmp_path / ("a-long-directory-name-" * 4) / "role.toml"
+    config.parent.mkdir()
+    config.write_text('workload = "homo-lr"\nrole = "aggregator"\n')
+    result = _run("run", "--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # never wrapped, whatever the width
+    assert str(config) in lines[0]
+    assert "no party homo-lr/aggregator; expected one of homo-lr/ps, homo-lr/worker" in lines[0]
+
+
+def test_brackets_in_messages_are_printed_as_written(tmp_path: Path) -> None:
+    config = tmp_path / "role.toml"
+    config.write_text('workload = "homo-lr"\nrole = "ps"\n[kbs]\nstore = "s"\n')
+    result = _run("run", "--config", str(config))
+    assert result.returncode == 2
+    assert "a [kbs] table belongs in a key broker's config" in result.stderr
+
+
+def test_tee_variables_of_the_development_commands_do_not_reach_run(tmp_path: Path) -> None:
+    config = tmp_path / "role.toml"
+    config.write_text(
+        'workload = "homo-lr"\nrole = "ps"\n[tee]\nkind = "auto"\n'
+        '[attestation]\npolicy = "p.toml"\n[listen]\naddress = "127.0.0.1:0"\n'
+        '[options]\nworker_num = 1\nvalidate_set = "v.csv"\n'
+    )
+    env = {**os.environ, "SEALFL_TEE": "simulated", "SEALFL_SIMULATED_PLATFORM": str(tmp_path)}
+    result = _run("run", "--config", str(config), env=env)
+    assert "SEALFL_TEE, SEALFL_SIMULATED_PLATFORM ignored" in result.stderr
+    assert result.returncode == 2
+    assert "--tee auto: no TEE found" in result.stderr  # the config's kind, not the variable
