@@ -77,7 +77,7 @@ BAD_INPUT = {
     "put-trust": (
         ["kbs", "put", "a/b/c", "kbs.toml", "--broker", "127.0.0.1:1",
          "--admin-cert", "admin-cert.pem", "--admin-key", "admin-key.pem"],
-        "give exactly one of --broker-fingerprint and --broker-policy",
+        "give exactly one of --broker-policy and --broker-fingerprint",
     ),
     "put-key-mismatch": (
         ["kbs", "put", "a/b/c", "kbs.toml", "--broker", "127.0.0.1:1", "--admin-cert",

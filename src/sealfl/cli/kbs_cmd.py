@@ -141,13 +141,11 @@ def _broker_verifier(
     fingerprint: str | None, policy: Path | None, collateral: str | None
 ) -> Callable[[bytes], Any]:
     """Return the check a broker's certificate must pass: a pinned fingerprint or a policy."""
-    if (fingerprint is None) == (policy is None):
-        raise ConfigError(
-            "how to trust the broker: give exactly one of --broker-fingerprint and --broker-policy"
-        )
-    source = collateral_source(collateral) if collateral is not None else None
     return broker_verifier(
-        policy=policy, fingerprint=fingerprint, collateral=source, where="--broker"
+        policy=policy,
+        fingerprint=fingerprint,
+        collateral=collateral_source(collateral) if collateral is not None else None,
+        names=("--broker-policy", "--broker-fingerprint"),
     )
 
 

@@ -79,25 +79,27 @@ def broker_verifier(
     policy: Path | None,
     fingerprint: str | None,
     collateral: CollateralSource | None = None,
-    where: str = "broker",
+    names: tuple[str, str] = ("broker.policy", "broker.fingerprint"),
+    prefix: str = "",
 ) -> Callable[[bytes], Any]:
     """Return the check a key broker's certificate must pass: its policy, or a pinned hash.
 
     A broker in a TEE is judged by its RA-TLS evidence (``policy``); one on the model owner's
     trusted node presents a plain certificate pinned by its SHA-256 (``fingerprint``).
+    ``names`` are what the two settings are called where they came from (config keys or
+    command-line options), and ``prefix`` starts every message (e.g. the config file).
 
     Raises
     ------
     ConfigError
-        If not exactly one is given, or the fingerprint is not 64 hex digits (``where`` names
-        the setting in messages).
+        If not exactly one is given, or the fingerprint is not 64 hex digits.
     """
     if (policy is None) == (fingerprint is None):
-        raise ConfigError(f"{where}: give exactly one of policy and fingerprint")
+        raise ConfigError(f"{prefix}give exactly one of {names[0]} and {names[1]}")
     if fingerprint is not None:
         compact = fingerprint.strip().lower().replace(":", "")
         if len(compact) != 64 or any(c not in "0123456789abcdef" for c in compact):
-            raise ConfigError(f"{where} fingerprint: expected 64 hex digits, got {fingerprint!r}")
+            raise ConfigError(f"{prefix}{names[1]}: expected 64 hex digits, got {fingerprint!r}")
         return fingerprint_verifier([compact])
     assert policy is not None
     verifier = Verifier(load_policy(policy), collateral=collateral)

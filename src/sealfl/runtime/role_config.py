@@ -403,7 +403,7 @@ class RoleConfig:
             policy=table.path("policy"),
             fingerprint=table.string("fingerprint"),
             collateral=self._collateral_source() if table.has("policy") else None,
-            where=f"{self.path}: broker",
+            prefix=f"{self.path}: ",
         )
         table.finish()
         return BrokerRef(address, verify)
