@@ -142,7 +142,7 @@ def test_a_broker_sealing_source_needs_its_resource_and_a_way_to_trust_the_broke
 
     with_broker = text + '\n[broker]\npeer = "kbs"\n'
     config = load_role_config(_write(tmp_path, with_broker), environ={})
-    with pytest.raises(ConfigError, match="exactly one of broker.policy and broker.fingerprint"):
+    with pytest.raises(ConfigError, match=r"exactly one of broker\.policy and broker\.fingerprint"):
         config.broker()
     pinned = with_broker + 'fingerprint = "' + "ab" * 32 + '"\n'
     broker = load_role_config(_write(tmp_path, pinned), environ={}).broker()
