@@ -36,6 +36,17 @@ from sealfl.seal import (
 )
 
 Envelope = Annotated[Path, typer.Argument(help="Release envelope to read.", show_default=False)]
+OutOption = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="Model file to create or replace.", show_default=False),
+]
+ReleaseListOption = Annotated[
+    str | None,
+    typer.Option(
+        "--release-list",
+        help="Refuse the envelope unless its release-list digest is this (64 hex digits).",
+    ),
+]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -133,21 +144,12 @@ def open_(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Model file to create or replace.", show_default=False),
-    ],
+    out: OutOption,
     label: Annotated[
         str | None,
         typer.Option("--label", help="Refuse the envelope unless it carries this label."),
     ] = None,
-    release_list: Annotated[
-        str | None,
-        typer.Option(
-            "--release-list",
-            help="Refuse the envelope unless its release-list digest is this (64 hex digits).",
-        ),
-    ] = None,
+    release_list: ReleaseListOption = None,
 ) -> None:
     """Open ENVELOPE offline with a recipient's key; --out is written only if all of it verifies."""
     for other, what in ((envelope, "the envelope"), (key_file, "the key file")):
@@ -172,10 +174,7 @@ def fetch(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Model file to create or replace.", show_default=False),
-    ],
+    out: OutOption,
     resource: Annotated[
         str | None,
         typer.Option(
@@ -184,13 +183,7 @@ def fetch(
             show_default=False,
         ),
     ] = None,
-    release_list: Annotated[
-        str | None,
-        typer.Option(
-            "--release-list",
-            help="Refuse the envelope unless its release-list digest is this (64 hex digits).",
-        ),
-    ] = None,
+    release_list: ReleaseListOption = None,
 ) -> None:
     """Open ENVELOPE in this attested TEE: the key broker releases the recipient's key to it."""
     if _same_file(out, envelope):

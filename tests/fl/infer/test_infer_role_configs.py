@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import subprocess
 import sys
@@ -59,42 +59,38 @@ def _policy(measurement: bytes, fingerprint: str) -> str:
     )
 
 
-def test_tee_server_and_client_run_from_role_configs(tmp_path: Path) -> None:
-    import hashlib
-
-    platform = SimulatedPlatform.create(tmp_path / "platform")
-    model = train_breast_model()
-    model.save(tmp_path / "model.npz")
-    breast.write_split("homo_test", tmp_path / "test.csv")
-    (tmp_path / "policy-client.toml").write_text(_policy(tee_measurement(), platform.fingerprint))
-    (tmp_path / "server.toml").write_text(SERVER)
-    digest = hashlib.sha256(model.to_bytes()).hexdigest()
-    (tmp_path / "client.toml").write_text(CLIENT.format(digest=digest))
-
-    server = PartyProcess(
-        "server", ["run", "--config", str(tmp_path / "server.toml")], log_dir=tmp_path
-    )
+def _serve_and_query(
+    root: Path, client_policy_measurement: bytes, client_toml: str
+) -> tuple[dict[str, str], subprocess.CompletedProcess[str]]:
+    """Start the TEE server from server.toml, run the client from its config, stop the server."""
+    platform = SimulatedPlatform.create(root / "platform")
+    breast.write_split("homo_test", root / "test.csv")
+    policy = _policy(client_policy_measurement, platform.fingerprint)
+    (root / "policy-client.toml").write_text(policy)
+    (root / "server.toml").write_text(SERVER)
+    (root / "client.toml").write_text(client_toml)
+    server = PartyProcess("server", ["run", "--config", str(root / "server.toml")], log_dir=root)
     try:
         ready = server.wait_ready()
-        assert ready["tee"] == "simulated"
-        assert (tmp_path / "model.sealed").is_file()
-        env = {**os.environ, PEERS_ENV: f"server={ready['address']}"}
         client = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sealfl.cli.main",
-                "run",
-                "--config",
-                str(tmp_path / "client.toml"),
-            ],
+            [sys.executable, "-m", "sealfl.cli.main", "run", "--config", str(root / "client.toml")],
             capture_output=True,
             text=True,
             timeout=120,
-            env=env,
+            env={**os.environ, PEERS_ENV: f"server={ready['address']}"},
         )
     finally:
         server.stop()
+    return ready, client
+
+
+def test_tee_server_and_client_run_from_role_configs(tmp_path: Path) -> None:
+    model = train_breast_model()
+    model.save(tmp_path / "model.npz")
+    digest = hashlib.sha256(model.to_bytes()).hexdigest()
+    ready, client = _serve_and_query(tmp_path, tee_measurement(), CLIENT.format(digest=digest))
+    assert ready["tee"] == "simulated" and ready["mode"] == "tee"
+    assert (tmp_path / "model.sealed").is_file()
     assert client.returncode == 0, client.stderr
     assert "rows answered" in client.stdout
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
@@ -105,35 +101,9 @@ def test_tee_server_and_client_run_from_role_configs(tmp_path: Path) -> None:
 
 
 def test_a_client_whose_policy_names_another_measurement_sends_nothing(tmp_path: Path) -> None:
-    platform = SimulatedPlatform.create(tmp_path / "platform")
     train_breast_model().save(tmp_path / "model.npz")
-    breast.write_split("homo_test", tmp_path / "test.csv")
-    (tmp_path / "policy-client.toml").write_text(_policy(bytes(32), platform.fingerprint))
-    (tmp_path / "server.toml").write_text(SERVER)
-    (tmp_path / "client.toml").write_text(CLIENT.replace('model_sha256 = "{digest}"\n', ""))
-    server = PartyProcess(
-        "server", ["run", "--config", str(tmp_path / "server.toml")], log_dir=tmp_path
-    )
-    try:
-        ready = server.wait_ready()
-        env = {**os.environ, PEERS_ENV: f"server={ready['address']}"}
-        client = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sealfl.cli.main",
-                "run",
-                "--config",
-                str(tmp_path / "client.toml"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-    finally:
-        server.stop()
+    client_toml = CLIENT.replace('model_sha256 = "{digest}"\n', "")
+    _, client = _serve_and_query(tmp_path, bytes(32), client_toml)
     assert client.returncode == 1
     assert "measurement: expected one of" in client.stderr
     assert not (tmp_path / "predictions.csv").exists()
-    assert json.loads(json.dumps(ready))["mode"] == "tee"
