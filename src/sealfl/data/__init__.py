@@ -7,11 +7,61 @@ Usage::
     test = breast.load_split("homo_test")      # Dataset(ids, X, y, feature_names)
     breast.write_split("homo_guest", "guest.csv")
     guest = read_fate_csv("guest.csv", require_label=True)
+
+Images (hfl)::
+
+    from sealfl.data import load_cifar10, partition_dirichlet, write_shards, read_shard
+
+    train = load_cifar10("cifar-10-batches-bin", "train")   # ImageSet: uint8 (N, 3, 32, 32)
+    split = partition_dirichlet(train.labels, 2, alpha=0.3, seed=7)
+    write_shards(train, split, "shards/")                    # shard-0-of-2.npz, ..., shards.json
+    mine = read_shard("shards/shard-0-of-2.npz", index=0)    # a worker reads only its own
+
+Everything exported here is numpy-only. The torch parts, augmentation
+(:mod:`sealfl.data.augment`) and minibatches (:mod:`sealfl.data.batches`), are imported
+explicitly by the workloads that train, so ``import sealfl.data`` never loads torch.
 """
 
 from sealfl.data import breast as breast
+from sealfl.data.cifar import load_cifar10 as load_cifar10
+from sealfl.data.cifar import load_cifar100 as load_cifar100
+from sealfl.data.cifar import read_cifar10_file as read_cifar10_file
+from sealfl.data.cifar import read_cifar100_file as read_cifar100_file
+from sealfl.data.cifar import write_cifar10 as write_cifar10
 from sealfl.data.csv import read_fate_csv as read_fate_csv
 from sealfl.data.csv import write_fate_csv as write_fate_csv
 from sealfl.data.dataset import Dataset as Dataset
+from sealfl.data.digits import load_digits_split as load_digits_split
+from sealfl.data.imagefolder import read_image_folder as read_image_folder
+from sealfl.data.images import ImageSchema as ImageSchema
+from sealfl.data.images import ImageSet as ImageSet
+from sealfl.data.partition import Partition as Partition
+from sealfl.data.partition import partition_dirichlet as partition_dirichlet
+from sealfl.data.partition import partition_iid as partition_iid
+from sealfl.data.shards import Shard as Shard
+from sealfl.data.shards import read_shard as read_shard
+from sealfl.data.shards import write_shards as write_shards
+from sealfl.data.synthetic import synthetic_images as synthetic_images
 
-__all__ = ["Dataset", "breast", "read_fate_csv", "write_fate_csv"]
+__all__ = [
+    "Dataset",
+    "ImageSchema",
+    "ImageSet",
+    "Partition",
+    "Shard",
+    "breast",
+    "load_cifar10",
+    "load_cifar100",
+    "load_digits_split",
+    "partition_dirichlet",
+    "partition_iid",
+    "read_cifar10_file",
+    "read_cifar100_file",
+    "read_fate_csv",
+    "read_image_folder",
+    "read_shard",
+    "synthetic_images",
+    "write_cifar10",
+    "write_fate_csv",
+    "write_shards",
+]
