@@ -195,7 +195,11 @@ def main(
             mode = MODES[name][0]
             if mode is not None:
                 clients[name] = connect(
-                    mode, servers[mode], platform=sim, measurement=measurement, dealer=dealer
+                    mode,
+                    servers[mode],
+                    platform_fingerprint=sim.fingerprint,
+                    measurement=measurement,
+                    dealer=dealer,
                 )
 
         freeze_startup_objects()  # as the parties do once serving

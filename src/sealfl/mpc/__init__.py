@@ -32,8 +32,11 @@ Trust assumptions (read before deploying):
   is masked by fresh uniform randomness. **What the client learns:** its output. A
   probability or a logit is one linear equation in ``w`` per row, so ``features`` well-chosen
   queries reveal the model (a model-extraction attack that no protocol prevents, since it
-  uses only the legitimate output); ``label`` output leaks one bit per row, which slows this
-  down but does not stop it. Rate-limit and audit queries where this matters.
+  uses only the legitimate output): one logit query of the unit rows returns the weights to
+  5e-7, and so does a probability query, since the spline is public and invertible between
+  its knots. ``label`` output leaks one bit per row: the direction of ``w`` (never its scale)
+  by bisection, about 30 rows per feature. A server limits this with the outputs it serves
+  and a row budget per client (:mod:`sealfl.fl.infer`; figures in docs/trust.md).
 - **Accuracy.** The logit is exact up to fixed-point rounding (about 1e-6); the spline is within
   7e-4 of the sigmoid; comparisons with knots are made on the logit rounded to 2^-10, which,
   because the spline is continuous, adds at most about 6e-5: every probability is within

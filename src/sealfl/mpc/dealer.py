@@ -92,9 +92,13 @@ class ServerDeal:
     beta_rho: U64 | None
 
 
-def session_mask(features: int) -> U64:
-    """Draw the mask ``B`` of a session's model (fresh for every session)."""
-    return Prg(fresh_seed()).words("B", (features,))
+def session_mask(features: int, seed: bytes | None = None) -> U64:
+    """Draw the mask ``B`` of a session's model (fresh for every session).
+
+    ``seed`` (32 bytes) makes it reproducible: a dealer that derives each session's seed from
+    its own secret keeps no state per session and still knows every session's mask.
+    """
+    return Prg(fresh_seed() if seed is None else seed).words("B", (features,))
 
 
 def _shares(prg: Prg, plan: QueryPlan, *, client: bool) -> dict[str, Arr]:

@@ -170,6 +170,22 @@ class QueryPlan:
         cmp = self.compare
         return 0 if cmp is None else len(cmp.thresholds)
 
+    @property
+    def server_material_bytes(self) -> int:
+        """Bytes of the dealer's material for the server (what the dealer keeps until fetched).
+
+        The Z1 share, the mask products of every comparison round and, for ``probability``,
+        the additive shares of ``beta`` and ``beta * rho``: about 1.5 kB a row with the sigmoid
+        inside MPC, 25 bytes for ``label`` and 8 for ``logit``.
+        """
+        total = self.rows
+        cmp = self.compare
+        if cmp is not None:
+            total += sum(int(np.prod(cmp.product_shape(r, self.rows))) for r in range(cmp.rounds))
+        if self.output is Output.PROBABILITY:
+            total += 2 * self.rows * self.columns
+        return 8 * total
+
     def schedule(self) -> list[tuple[Level, int]]:
         """Return the levels of the message schedule, each with its index within its kind."""
         out = [(Level.LINEAR, 0)]

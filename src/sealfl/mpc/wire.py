@@ -130,7 +130,7 @@ def encode_frame(meta: Message, arrays: Sequence[Arr]) -> bytes:
     for a in arrays:
         parts.append(bytes(_padding(offset)))
         offset += _padding(offset)
-        parts.append(a.data.cast("B"))
+        parts.append(a.data.cast("B") if a.size else b"")  # numpy cannot cast an empty view
         offset += a.nbytes
     parts.append(bytes(_padding(offset)))
     return b"".join(parts)

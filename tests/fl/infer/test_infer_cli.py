@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sealfl.data import breast
 from sealfl.fl.infer.launch import PartyProcess, launch_server
 
@@ -107,9 +109,6 @@ def test_mpc_query_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_query_refuses_a_malformed_model_hash_before_connecting(tmp_path: Path) -> None:
-    from sealfl.tee import SimulatedPlatform
-
-    SimulatedPlatform.create(tmp_path / "platform")
     breast.write_split("homo_test", tmp_path / "test.csv")
     for bad in ("abc", "zz" * 32, "00" * 31):
         result = _run(
@@ -121,11 +120,50 @@ def test_query_refuses_a_malformed_model_hash_before_connecting(tmp_path: Path) 
             "127.0.0.1:9",
             "--data",
             str(tmp_path / "test.csv"),
-            "--platform",
-            str(tmp_path / "platform"),
+            "--platform-fingerprint",
+            "ab" * 32,
             "--model-sha256",
             bad,
         )
         assert result.returncode == 2, result.stderr
         message = " ".join(result.stderr.split())  # the console wraps long lines
         assert f"--model-sha256 must be 64 hex digits, got {bad!r}" in message
+
+
+def test_bad_options_exit_2_before_anything_is_read_made_or_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sealfl.cli.main import run
+
+    breast.write_split("homo_test", tmp_path / "test.csv")
+    csv, key, out = str(tmp_path / "test.csv"), tmp_path / "new.key", tmp_path / "model.npz"
+    missing_model = str(tmp_path / "absent.npz")  # never read: the options fail first
+    serve = ["infer", "serve", "--model", missing_model, "--key-file", str(key)]
+    mpc = ["--mode", "mpc", "--dealer", "127.0.0.1:9", "--dealer-fingerprint", "ab" * 32]
+    query = ["infer", "query", "--server", "127.0.0.1:9", "--data", csv]
+    pins = ["--server-fingerprint", "ab" * 32, "--dealer-fingerprint", "cd" * 32]
+    cases = [
+        (["infer", "dealer", "--address", "127.0.0.1:70000", "--key-file", str(key)], "port"),
+        ([*serve, "--mode", "plaintext", "--address", "127.0.0.1:65536"], "--address: port"),
+        ([*serve, *mpc[:4], "--dealer-fingerprint", "zz"], "--dealer-fingerprint must be"),
+        ([*serve, *mpc, "--dealer", "localhost:123456"], "--dealer: port"),
+        ([*serve, *mpc, "--allow-outputs", "logits"], "'logits' is not an output"),
+        ([*serve, *mpc, "--row-budget", "-1"], "--row-budget: expected 0"),
+        ([*query, "--mode", "mpc", *pins[:3], "zz"], "--dealer-fingerprint must be"),
+        ([*query[:3], "127.0.0.1:99999", *query[4:], "--mode", "mpc", *pins], "--server: port"),
+        ([*query, "--mode", "plaintext", "--server-fingerprint", "12:34"], "64 hex digits"),
+        ([*query, "--mode", "tee", "--platform-fingerprint", "xyz"], "--platform-fingerprint"),
+        ([*query, "--mode", "tee", "--platform", str(tmp_path)], "No such option"),
+        (
+            ["infer", "train", "--data", csv, "--out", str(out), "--learning-rate", "nan"],
+            "--learning-rate must be a finite number > 0, got nan",
+        ),
+        (["infer", "train", "--data", csv, "--out", str(tmp_path / "no" / "m.npz")], "not exist"),
+    ]
+    for argv, message in cases:
+        code = run(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        assert message in err, (argv, err)
+        assert "trained" not in err
+    assert not key.exists() and not out.exists()

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from sealfl.errors import AttestationError, ChannelError
-from sealfl.fl.infer.client import InferenceClient, pinned_verifier, tee_verifier
+from sealfl.fl.infer.client import (
+    PREDICT,
+    PREFETCH,
+    STEP,
+    InferenceClient,
+    pinned_verifier,
+    tee_verifier,
+)
 from sealfl.fl.infer.common import Mode
 from sealfl.fl.infer.demo import connect
 from sealfl.fl.infer.launch import launch_dealer, launch_server
@@ -29,7 +36,7 @@ def _client(fed: Any, mode: str) -> InferenceClient:
     return connect(
         Mode(mode),
         fed.servers[Mode(mode)],
-        platform=fed.platform,
+        platform_fingerprint=fed.platform_fingerprint,
         measurement=fed.measurement,
         dealer=fed.dealer,
     )
@@ -215,19 +222,22 @@ def test_malformed_plaintext_queries_are_refused_and_server_keeps_serving(
     federation: Any, test_x: np.ndarray
 ) -> None:
     with _client(federation, "plaintext") as client:
-        predict, channel = client._predict, client._channel
+
+        def predict_raw(frame: bytes) -> Any:
+            return client._server.call(PREDICT, frame, raw=True)
+
         wrong = infer_pb2.PredictRequest()
         wrong_shape = encode_frame(wrong, [describe_array(wrong.inputs, np.zeros((3, 29)))])
         with pytest.raises(ChannelError, match=r"INVALID_ARGUMENT.*\(rows, 30\), got \(3, 29\)"):
-            channel.call(predict, wrong_shape)
+            predict_raw(wrong_shape)
         ok_frame = encode_frame(wrong, [describe_array(wrong.inputs, np.zeros((2, 30)))])
         with pytest.raises(ChannelError, match="needs 480 bytes, the frame has 17 left"):
-            channel.call(predict, ok_frame[: len(ok_frame) - 480 + 17])
+            predict_raw(ok_frame[: len(ok_frame) - 480 + 17])
         bad = infer_pb2.PredictRequest(inputs=mpc_pb2.Array(dtype="object", shape=[1]))
         with pytest.raises(ChannelError, match="dtype 'object' not allowed"):
-            channel.call(predict, encode_frame(bad, []))
+            predict_raw(encode_frame(bad, []))
         with pytest.raises(ChannelError, match="shorter than its length prefix"):
-            channel.call(predict, b"\x01")
+            predict_raw(b"\x01")
         ok = client.query(test_x[:5])
     assert ok.probabilities is not None
     np.testing.assert_array_equal(ok.probabilities, federation.model.predict_proba(test_x[:5]))
@@ -242,12 +252,14 @@ def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
         header = header_to_proto(plan, session_id=client._session.session_id, query_id="q")
         first = infer_pb2.StepRequest(header=header, message=mpc_pb2.Message())
         with pytest.raises(ChannelError, match="29 features, the model expects 30"):
-            client._channel.call(client._step, encode_frame(first, []))
+            client._server.call(STEP, raw=True, request=encode_frame(first, []))
         orphan = infer_pb2.StepRequest(query_id="nope", message=mpc_pb2.Message())
         with pytest.raises(ChannelError, match="unknown MPC query 'nope'"):
-            client._channel.call(client._step, encode_frame(orphan, []))
+            client._server.call(STEP, raw=True, request=encode_frame(orphan, []))
         with pytest.raises(ChannelError, match="not a valid StepRequest"):
-            client._channel.call(client._step, (2).to_bytes(4, "little") + b"\xff\xff" + bytes(2))
+            client._server.call(
+                STEP, raw=True, request=(2).to_bytes(4, "little") + b"\xff\xff" + bytes(2)
+            )
         _refuses_rows_sent_ahead_and_levels_sent_twice(client)
         ok = client.query(test_x[:5], Output.LOGIT)
     assert ok.probabilities is not None
@@ -257,10 +269,9 @@ def test_malformed_mpc_query_is_refused_and_server_keeps_serving(
 def _refuses_rows_sent_ahead_and_levels_sent_twice(client: InferenceClient) -> None:
     """Prefetch may carry only the openings that need no rows, and the first Step not again."""
     assert client._session is not None and client._dealer is not None
-    assert client._dealer_stub is not None
     plan = QueryPlan(rows=2, features=30, output=Output.PROBABILITY)
     header = header_to_proto(plan, session_id=client._session.session_id, query_id="")
-    seed = client._dealer.call(client._dealer_stub.Prepare, infer_pb2.PrepareRequest(header=header))
+    seed = client._dealer.call("Prepare", infer_pb2.PrepareRequest(header=header))
     header.query_id = seed.query_id
 
     def framed(request: Any, message: dict[int, list[np.ndarray]]) -> bytes:
@@ -269,13 +280,15 @@ def _refuses_rows_sent_ahead_and_levels_sent_twice(client: InferenceClient) -> N
     rows = {0: [np.zeros((2, 30), np.uint64)]}
     early = {1: [np.zeros(2, np.uint64)]}
     with pytest.raises(ChannelError, match=r"level 0 .* cannot be sent ahead"):
-        client._channel.call(
-            client._prefetch, framed(infer_pb2.PrefetchRequest(header=header), rows)
+        client._server.call(
+            PREFETCH, raw=True, request=framed(infer_pb2.PrefetchRequest(header=header), rows)
         )
-    client._channel.call(client._prefetch, framed(infer_pb2.PrefetchRequest(header=header), early))
+    client._server.call(
+        PREFETCH, raw=True, request=framed(infer_pb2.PrefetchRequest(header=header), early)
+    )
     step = infer_pb2.StepRequest(header=header, query_id=header.query_id)
     with pytest.raises(ChannelError, match="repeats a level sent with the prefetch"):
-        client._channel.call(client._step, framed(step, {**rows, **early}))
+        client._server.call(STEP, raw=True, request=framed(step, {**rows, **early}))
 
 
 def test_dealer_that_disappears_fails_the_query_quickly(
@@ -289,19 +302,19 @@ def test_dealer_that_disappears_fails_the_query_quickly(
         with connect(Mode.MPC, server, dealer=dealer) as client:
             client.query(test_x[:3], Output.LABEL)  # works while the dealer lives
             # Prepared at the dealer, which then vanishes before the server fetches its part.
-            assert client._dealer is not None and client._dealer_stub is not None
+            assert client._dealer is not None
             plan = QueryPlan(rows=3, features=30, output=Output.LOGIT)
             assert client._session is not None
             header = header_to_proto(plan, session_id=client._session.session_id, query_id="")
-            seed = client._dealer.call(
-                client._dealer_stub.Prepare, infer_pb2.PrepareRequest(header=header)
-            )
+            seed = client._dealer.call("Prepare", infer_pb2.PrepareRequest(header=header))
             header.query_id = seed.query_id
             dealer.stop()
             started = time.monotonic()
             with pytest.raises(ChannelError, match="material from the dealer"):
-                client._channel.call(
-                    client._prefetch, encode_frame(infer_pb2.PrefetchRequest(header=header), [])
+                client._server.call(
+                    PREFETCH,
+                    raw=True,
+                    request=encode_frame(infer_pb2.PrefetchRequest(header=header), []),
                 )
             with pytest.raises(ChannelError, match="Prepare"):
                 client.query(test_x[:3], Output.PROBABILITY)

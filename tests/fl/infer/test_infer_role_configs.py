@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sealfl.data import breast
 from sealfl.fl.infer.common import tee_measurement
@@ -32,6 +33,7 @@ address = "127.0.0.1:0"
 mode = "tee"
 model = "model.npz"            # provisioned into the sealed file at the first start
 sealed_model = "model.sealed"
+allow_outputs = "probability"  # the default serves the label alone
 """
 
 CLIENT = """
@@ -107,3 +109,124 @@ def test_a_client_whose_policy_names_another_measurement_sends_nothing(tmp_path:
     assert client.returncode == 1
     assert "measurement: expected one of" in client.stderr
     assert not (tmp_path / "predictions.csv").exists()
+
+
+MPC_DEALER = """
+workload = "infer"
+role = "dealer"
+
+[listen]
+address = "127.0.0.1:0"
+
+[options]
+key_file = "dealer.key"
+"""
+
+MPC_SERVER = """
+workload = "infer"
+role = "server"
+
+[listen]
+address = "127.0.0.1:0"
+
+[peers]
+dealer = "127.0.0.1:1"
+
+[options]
+mode = "mpc"
+model = "model.npz"
+dealer_fingerprint = "{dealer}"
+key_file = "server.key"
+allow_outputs = "{outputs}"
+row_budget = 1000
+"""
+
+MPC_CLIENT = """
+workload = "infer"
+role = "client"
+
+[peers]
+server = "127.0.0.1:1"
+
+[options]
+mode = "mpc"
+data = "test.csv"
+out = "predictions.csv"
+output = "logit"
+server_fingerprint = "{server}"
+dealer_fingerprint = "{dealer}"
+key_file = "client.key"
+"""
+
+
+def test_mpc_dealer_server_and_client_run_from_role_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    model = train_breast_model()
+    model.save(tmp_path / "model.npz")
+    breast.write_split("homo_test", tmp_path / "test.csv")
+    (tmp_path / "dealer.toml").write_text(MPC_DEALER)
+    dealer = PartyProcess(
+        "dealer", ["run", "--config", str(tmp_path / "dealer.toml")], log_dir=tmp_path
+    )
+    parties = [dealer]
+    try:
+        dealer_ready = dealer.wait_ready()
+        server_toml = MPC_SERVER.format(dealer=dealer_ready["fingerprint"], outputs="label,logit")
+        (tmp_path / "server.toml").write_text(server_toml)
+        monkeypatch.setenv(PEERS_ENV, f"dealer={dealer_ready['address']}")
+        server = PartyProcess(
+            "server", ["run", "--config", str(tmp_path / "server.toml")], log_dir=tmp_path
+        )
+        parties.append(server)
+        ready = server.wait_ready()
+        assert ready["outputs"] == "label,logit"
+        client_toml = MPC_CLIENT.format(
+            server=ready["fingerprint"], dealer=dealer_ready["fingerprint"]
+        )
+        (tmp_path / "client.toml").write_text(client_toml)
+        client = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sealfl.cli.main",
+                "run",
+                "--config",
+                str(tmp_path / "client.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, PEERS_ENV: f"server={ready['address']}"},
+        )
+    finally:
+        for party in reversed(parties):
+            party.stop()
+    assert client.returncode == 0, client.stderr
+    for name in ("dealer.key", "server.key", "client.key"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+    got = np.array([float(row.split(",")[1]) for row in rows])
+    np.testing.assert_allclose(
+        got, model.predict_proba(breast.load_split("homo_test").X), atol=1e-4
+    )
+
+
+def test_bad_infer_role_options_exit_2_naming_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sealfl.cli.main import run
+
+    train_breast_model().save(tmp_path / "model.npz")
+    config = tmp_path / "server.toml"
+    for bad, message in (
+        (MPC_SERVER.format(dealer="ab" * 32, outputs="logits"), "options.allow_outputs: 'logits'"),
+        (MPC_SERVER.format(dealer="zz", outputs="label"), "options.dealer_fingerprint must be"),
+    ):
+        config.write_text(bad)
+        assert run(["run", "--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"{config}: {message}" in err, err
+    assert not (tmp_path / "server.key").exists()

@@ -16,8 +16,17 @@ and one command (``sealfl infer``), each party a separate process talking gRPC o
   outputs). The server never sees the rows, the client never sees the weights. Outputs: the
   probability with the sigmoid inside MPC, the logit revealed to the client, or the label only.
 
+In every mode the server chooses the outputs it serves (``--allow-outputs``, the label alone by
+default: a probability or a logit query of as many rows as the model has features returns the
+model, docs/trust.md) and may give each client certificate a row budget; sessions and queries
+are bounded per client (:mod:`.quota`). Plaintext and MPC servers and the dealer can keep their
+identity in a key file (:mod:`.keyfile`) so that clients' pins survive a restart; clients and
+the server connect again to a restarted peer, and a client opens a new session when told its
+own is unknown.
+
 Modules: :mod:`.server` (the model server), :mod:`.dealer` (the dealer service), :mod:`.client`,
-:mod:`.run` (start servers), :mod:`.launch` (separate processes), :mod:`.demo`.
+:mod:`.quota` (per-client bounds), :mod:`.keyfile` (persistent identities), :mod:`.run` (start
+servers), :mod:`.launch` (separate processes), :mod:`.demo`.
 
 Phases of an MPC query: *offline* (not needing the rows) — the client asks the dealer to prepare
 the query and gets a 32-byte seed, expands it and computes its first comparison round, which it

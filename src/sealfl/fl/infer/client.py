@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 
-from sealfl.errors import ConfigError, ProtocolError
+from sealfl.errors import ChannelError, ConfigError, ProtocolError, SealflError
 from sealfl.fl.infer.common import (
     CALL_TIMEOUT_S,
     FRAME_SERVICE,
     MAX_MESSAGE_BYTES,
     MODEL_CLAIM,
     Mode,
+    Reconnecting,
+    UnknownSessionError,
     connect_dealer,
+    status_of,
+    unreachable,
 )
 from sealfl.fl.infer.protos import infer_pb2, infer_pb2_grpc
 from sealfl.models import sigmoid
@@ -43,7 +49,7 @@ from sealfl.mpc.wire import (
     message_from_frame,
 )
 from sealfl.net import (
-    SecureChannel,
+    Credentials,
     fingerprint_verifier,
     make_self_signed_credentials,
     open_secure_channel,
@@ -138,26 +144,64 @@ def _message_of(reply: infer_pb2.StepReply) -> list[tuple[str, mpc_pb2.Array]]:
     return message_arrays(reply.message)
 
 
+PREDICT = f"/{FRAME_SERVICE}/Predict"
+STEP = f"/{FRAME_SERVICE}/Step"
+PREFETCH = f"/{FRAME_SERVICE}/Prefetch"
+"""The framed calls: raw bytes at the gRPC layer (:func:`sealfl.mpc.wire.encode_frame`)."""
+
+
+class _DealerError(ChannelError):
+    """A call to the dealer failed after its own reconnection: the query is not tried again."""
+
+
 class InferenceClient:
     """A connection to one inference server.
 
     Use :meth:`connect`. In MPC mode it opens a session (and a channel to the dealer) once,
     and then runs any number of queries in it.
+
+    Restarts are survived: a server or dealer that comes back (with the same certificate:
+    its ``--key-file``) is connected to again, and a session the server or dealer says is
+    unknown (a restart, its bounds, its lifetime) is opened again; a query that failed for one
+    of these reasons is made once more, with fresh masks.
+
+    Parameters
+    ----------
+    server
+        The channel to the server.
+    mode, features
+        What the server serves.
+    outputs
+        The outputs it serves (empty: not said, any may be asked).
+    dealer_fingerprint
+        MPC mode: the dealer's pin.
+    credentials
+        This client's persistent identity, used for the dealer too; ``None``: the dealer
+        channel makes (and renews) its own certificate.
     """
 
-    def __init__(self, channel: SecureChannel[Any], mode: Mode, features: int) -> None:
-        self._channel = channel
-        self._stub = infer_pb2_grpc.InferenceStub(channel.channel)
-        # The framed calls: raw bytes at the gRPC layer (sealfl.mpc.wire.encode_frame).
-        self._predict = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Predict", None, None)
-        self._step = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Step", None, None)
-        self._prefetch = channel.channel.unary_unary(f"/{FRAME_SERVICE}/Prefetch", None, None)
+    def __init__(
+        self,
+        server: Reconnecting[Any],
+        mode: Mode,
+        features: int,
+        *,
+        outputs: Collection[Output] = (),
+        dealer_fingerprint: str | None = None,
+        credentials: Credentials | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._server = server
         self.mode = mode
         self.features = features
+        self.outputs = frozenset(outputs)
+        self._dealer_fingerprint = dealer_fingerprint
+        self._credentials = credentials
+        self._timeout_s = timeout_s
         self._session: infer_pb2.SessionInfo | None = None
         self._masked_model: npt.NDArray[np.uint64] | None = None
-        self._dealer: SecureChannel[Any] | None = None
-        self._dealer_stub: infer_pb2_grpc.DealerStub | None = None
+        self._dealer: Reconnecting[Any] | None = None
+        self._dealer_address = ""
 
     @classmethod
     def connect(
@@ -168,6 +212,7 @@ class InferenceClient:
         server_verifier: ServerVerifier,
         dealer_fingerprint: str | None = None,
         timeout_s: float = 10.0,
+        credentials: Credentials | None = None,
     ) -> InferenceClient:
         """Verify the server at ``address`` and connect; check it serves ``mode``.
 
@@ -177,6 +222,9 @@ class InferenceClient:
             MPC mode, required: the dealer's certificate fingerprint. The input is private only
             if the dealer does not collude with the server, so the client chooses the dealer
             it trusts; the server's word for it (its ``SessionInfo``) is never enough.
+        credentials
+            This client's identity (a persistent one, so that a server knows it again: its
+            row budget is per certificate); a fresh certificate if not given.
 
         Raises
         ------
@@ -193,50 +241,75 @@ class InferenceClient:
                 "dealer does not collude with the server, so pin a dealer you trust rather "
                 "than the one the server names"
             )
-        channel = open_secure_channel(
-            address,
-            credentials=make_self_signed_credentials("infer-client"),
-            server_verifier=server_verifier,
-            timeout_s=timeout_s,
-            default_timeout_s=CALL_TIMEOUT_S,
-            max_message_bytes=MAX_MESSAGE_BYTES,
+        creds = credentials or make_self_signed_credentials("infer-client")
+        # A fresh certificate is renewed as it ages (a persistent identity is not ours to).
+        renew = None if credentials else partial(make_self_signed_credentials, "infer-client")
+        server: Reconnecting[Any] = Reconnecting(
+            lambda: open_secure_channel(
+                address,
+                credentials=creds,
+                server_verifier=server_verifier,
+                renew=renew,
+                timeout_s=timeout_s,
+                default_timeout_s=CALL_TIMEOUT_S,
+                max_message_bytes=MAX_MESSAGE_BYTES,
+            ),
+            infer_pb2_grpc.InferenceStub,
         )
         try:
-            stub = infer_pb2_grpc.InferenceStub(channel.channel)
-            info = channel.call(stub.Describe, infer_pb2.DescribeRequest(), what="Describe")
+            info = server.call("Describe", infer_pb2.DescribeRequest(), what="Describe")
             if info.mode != mode.value:
                 raise ConfigError(
                     f"server at {address} serves mode {info.mode!r}, expected {mode.value!r}"
                 )
-            client = cls(channel, mode, int(info.features))
+            outputs = [Output(o) for o in info.outputs if o in _OUTPUT_NAMES]
+            client = cls(
+                server,
+                mode,
+                int(info.features),
+                outputs=outputs,
+                dealer_fingerprint=dealer_fingerprint,
+                credentials=credentials,
+                timeout_s=timeout_s,
+            )
             if mode is Mode.MPC:
-                assert dealer_fingerprint is not None  # checked above, before connecting
-                client._open_session(dealer_fingerprint, timeout_s)
+                client._open_session()
         except BaseException:
-            channel.close()
+            server.close()
             raise
         return client
 
-    def _open_session(self, dealer_fingerprint: str, timeout_s: float) -> None:
-        info = self._channel.call(
-            self._stub.OpenSession, infer_pb2.OpenSessionRequest(), what="OpenSession"
-        )
+    def _open_session(self) -> None:
+        """Open a session: the server's masked model, and the dealer it names (pinned by us)."""
+        assert self._dealer_fingerprint is not None
+        info = self._server.call("OpenSession", infer_pb2.OpenSessionRequest(), what="OpenSession")
         masked = array_from_proto(info.masked_model, field="masked model")
         check_array(masked, (self.features,), np.uint64, what="masked model:")
+        if self._dealer is None or info.dealer_address != self._dealer_address:
+            if self._dealer is not None:
+                self._dealer.close()
+            address, pin, creds = info.dealer_address, self._dealer_fingerprint, self._credentials
+            self._dealer = Reconnecting(
+                lambda: connect_dealer(
+                    address,
+                    pin,
+                    party="infer-client",
+                    timeout_s=self._timeout_s,
+                    credentials=creds,
+                ),
+                infer_pb2_grpc.DealerStub,
+            )
+            self._dealer_address = address
         self._session = info
         self._masked_model = masked
-        self._dealer = connect_dealer(
-            info.dealer_address, dealer_fingerprint, party="infer-client", timeout_s=timeout_s
-        )
-        self._dealer_stub = infer_pb2_grpc.DealerStub(self._dealer.channel)
 
     def describe(self) -> infer_pb2.ServerInfo:
-        """Ask the server for its mode, width and counters."""
-        return self._channel.call(self._stub.Describe, infer_pb2.DescribeRequest())
+        """Ask the server for its mode, width, outputs, counters and this client's budget."""
+        return self._server.call("Describe", infer_pb2.DescribeRequest(), what="Describe")
 
     def close(self) -> None:
         """Close the channels (idempotent)."""
-        self._channel.close()
+        self._server.close()
         if self._dealer is not None:
             self._dealer.close()
 
@@ -259,59 +332,105 @@ class InferenceClient:
         Parameters
         ----------
         inputs
-            ``rows x features`` floats.
+            ``rows x features`` floats, at least one row.
         output
-            MPC mode: ``probability`` (sigmoid inside MPC), ``logit`` (revealed to this
-            client, sigmoid applied here) or ``label``. Other modes always compute the
-            probability; ``label`` then just thresholds it here.
+            ``probability``, ``logit`` (the client applies the sigmoid) or ``label``; the
+            server must serve it (its ``--allow-outputs``). In MPC mode the probability's
+            sigmoid runs inside MPC and the logit is revealed to this client only.
         linear
             MPC mode: the linear layer's protocol (input-owner, or the general Beaver path).
+
+        Raises
+        ------
+        ConfigError
+            If the rows have the wrong shape or are none, or the server does not serve
+            ``output`` (nothing is sent then).
         """
         x = np.asarray(inputs, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.features:
             raise ConfigError(f"inputs must have shape (rows, {self.features}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise ConfigError("inputs: a query needs at least one row, got 0")
+        if self.outputs and output not in self.outputs:
+            served = ", ".join(sorted(o.value for o in self.outputs))
+            raise ConfigError(
+                f"the server serves the {served} output(s) only (its --allow-outputs); "
+                f"asked for {output.value}"
+            )
         if self.mode is Mode.MPC:
             return self._query_mpc(x, output, linear)
-        return self._query_plain(x)
+        return self._query_plain(x, output)
 
-    def _query_plain(self, x: FloatArray) -> QueryResult:
+    def _query_plain(self, x: FloatArray, output: Output) -> QueryResult:
         start = time.perf_counter()
-        request = infer_pb2.PredictRequest()
+        request = infer_pb2.PredictRequest(output=output.value)
         frame = encode_frame(request, [describe_array(request.inputs, x)])
-        answer = self._channel.call(self._predict, frame, what="Predict")
-        _, (p,) = decode_frame(answer, infer_pb2.PredictReply, _probabilities_of)
+        answer = self._server.call(PREDICT, frame, raw=True, what="Predict")
+        field = {Output.PROBABILITY: "probabilities", Output.LOGIT: "logits"}.get(output, "labels")
+        _, (values,) = decode_frame(
+            answer, infer_pb2.PredictReply, lambda r: [(field, getattr(r, field))]
+        )
         elapsed = time.perf_counter() - start
-        if p.shape != (x.shape[0],):
-            raise ProtocolError(f"probabilities: expected {x.shape[0]} values, got {p.shape}")
+        if values.shape != (x.shape[0],):
+            raise ProtocolError(f"{field}: expected {x.shape[0]} values, got {values.shape}")
+        if output is Output.LABEL:
+            probabilities = None
+            labels = values.astype(np.int64)
+        else:
+            probabilities = sigmoid(values) if output is Output.LOGIT else values
+            labels = (probabilities >= 0.5).astype(np.int64)
         return QueryResult(
-            probabilities=p,
-            labels=(p >= 0.5).astype(np.int64),
+            probabilities=probabilities,
+            labels=labels,
             online_s=elapsed,
             offline_s=0.0,
             round_trips=1,
             bytes_sent=x.nbytes,
-            bytes_received=p.nbytes,
+            bytes_received=values.nbytes,
         )
 
     def _query_mpc(self, x: FloatArray, output: Output, linear: Linear) -> QueryResult:
-        assert self._session is not None and self._dealer is not None
-        assert self._dealer_stub is not None and self._masked_model is not None
+        """Run one MPC query, once more in a new session if the first failed recoverably."""
+        for attempt in (1, 2):
+            try:
+                if self._session is None:
+                    self._open_session()
+                return self._query_mpc_once(x, output, linear)
+            except (ChannelError, UnknownSessionError) as exc:
+                if attempt == 2 or not _worth_a_new_session(exc):
+                    raise
+                _log.warning("MPC query failed (%s); opening a new session, trying once more", exc)
+                self._session = None
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _prepare(self, header: mpc_pb2.QueryHeader) -> infer_pb2.ClientSeed:
+        """Ask the dealer for this query's seed (it reconnects once by itself)."""
+        assert self._dealer is not None
+        try:
+            return self._dealer.call(
+                "Prepare",
+                infer_pb2.PrepareRequest(header=header),
+                what=f"dealer {self._dealer_address} Prepare",
+            )
+        except ChannelError as exc:
+            if status_of(exc) is grpc.StatusCode.NOT_FOUND:
+                raise UnknownSessionError(str(exc)) from exc
+            raise _DealerError(str(exc)) from exc
+
+    def _query_mpc_once(self, x: FloatArray, output: Output, linear: Linear) -> QueryResult:
+        assert self._session is not None and self._masked_model is not None
         plan = QueryPlan(rows=x.shape[0], features=self.features, output=output, linear=linear)
         # Offline: the dealer draws this query's material; the server fetches its part.
         start = time.perf_counter()
         header = header_to_proto(plan, session_id=self._session.session_id, query_id="")
-        seed = self._dealer.call(
-            self._dealer_stub.Prepare,
-            infer_pb2.PrepareRequest(header=header),
-            what=f"dealer {self._session.dealer_address} Prepare",
-        )
+        seed = self._prepare(header)
         header.query_id = seed.query_id
         party = ClientParty(plan, expand_client(plan, bytes(seed.seed)), self._masked_model)
         endpoint = Endpoint(party)
         early = endpoint.prepare()  # needs no rows: it goes to the server with the prefetch
         prefetch = infer_pb2.PrefetchRequest(header=header)
         frame = encode_frame(prefetch, fill_message(prefetch.message, early))
-        self._channel.call(self._prefetch, frame, what="Prefetch")
+        self._server.call(PREFETCH, frame, raw=True, what="Prefetch")
         online_start = time.perf_counter()
         # Online: the two-party protocol, one call per client message.
         party.load(x)
@@ -322,7 +441,8 @@ class InferenceClient:
         while True:
             frame = encode_frame(request, fill_message(request.message, outgoing))
             sent += _payload(outgoing)
-            answer = self._channel.call(self._step, frame, what="MPC query")
+            # Never repeated on a new connection: the server must not see a step twice.
+            answer = self._server.call(STEP, frame, raw=True, repeat=False, what="MPC query")
             trips += 1
             reply, arrays = decode_frame(answer, infer_pb2.StepReply, _message_of)
             incoming = message_from_frame(reply.message, arrays)
@@ -357,3 +477,20 @@ class InferenceClient:
             bytes_received=received,
             dealer_bytes=len(seed.seed),
         )
+
+
+_OUTPUT_NAMES = frozenset(o.value for o in Output)
+
+
+def _worth_a_new_session(exc: SealflError) -> bool:
+    """Say whether a failed query may succeed in a new session.
+
+    It may if its session or material is gone (the server or the dealer restarted, or pushed
+    it out), or the server was unreachable mid-query (its channel then connects again). A
+    dealer that stays unreachable after its own reconnection is not worth another try.
+    """
+    if isinstance(exc, UnknownSessionError):
+        return True
+    if isinstance(exc, _DealerError) or not isinstance(exc, ChannelError):
+        return False
+    return status_of(exc) is grpc.StatusCode.NOT_FOUND or unreachable(exc)

@@ -66,20 +66,23 @@ def connect(
     mode: Mode,
     server: PartyProcess,
     *,
-    platform: SimulatedPlatform | None = None,
+    platform_fingerprint: str | None = None,
     measurement: bytes | None = None,
     dealer: PartyProcess | None = None,
 ) -> InferenceClient:
     """Connect to a launched server, verifying it as its mode requires.
 
-    ``measurement`` is the TEE server's expected measurement; compute it with
-    :func:`tee_measurement` *before* launching the server, so that both hash the same files.
-    ``dealer`` (MPC mode) is the launched dealer, whose certificate the client pins.
+    ``platform_fingerprint`` (TEE mode) is the simulated platform the server must run on: the
+    client takes its fingerprint, never the platform's files (whose private key would let it
+    sign evidence and open the server's sealed model). ``measurement`` is the TEE server's
+    expected measurement; compute it with :func:`tee_measurement` *before* launching the
+    server, so that both hash the same files. ``dealer`` (MPC mode) is the launched dealer,
+    whose certificate the client pins.
     """
     if mode is Mode.TEE:
-        assert platform is not None
+        assert platform_fingerprint is not None
         verifier = tee_verifier(
-            platform_fingerprint=platform.fingerprint,
+            platform_fingerprint=platform_fingerprint,
             measurement=measurement or tee_measurement(),
         )
     else:
@@ -120,6 +123,11 @@ class Parties:
     """What the TEE server is expected to measure to (hashed just before it starts)."""
     dealer: PartyProcess
     servers: dict[Mode, PartyProcess]
+
+    @property
+    def platform_fingerprint(self) -> str:
+        """What a client of the TEE server pins: the platform's fingerprint, not its files."""
+        return self.platform.fingerprint
 
 
 @contextmanager
@@ -167,7 +175,7 @@ def run_demo(workdir: Path) -> list[DemoRow]:
             with connect(
                 mode,
                 server,
-                platform=parties.platform,
+                platform_fingerprint=parties.platform_fingerprint,
                 measurement=parties.measurement,
                 dealer=parties.dealer,
             ) as client:

@@ -120,9 +120,25 @@ def launch(name: str, args: list[str], *, log_dir: Path) -> PartyProcess:
     return party
 
 
-def launch_dealer(log_dir: Path) -> PartyProcess:
-    """Start a dealer process."""
-    return launch("dealer", ["dealer"], log_dir=log_dir)
+ALL_OUTPUTS = "probability,logit,label"
+"""The demo's and the tests' servers serve every output (a deployment chooses; the command's
+default is the label alone)."""
+
+
+def launch_dealer(
+    log_dir: Path,
+    *,
+    name: str = "dealer",
+    key_file: Path | None = None,
+    address: str | None = None,
+) -> PartyProcess:
+    """Start a dealer process (see ``sealfl infer dealer --help``)."""
+    args = ["dealer"]
+    if key_file is not None:
+        args += ["--key-file", str(key_file)]
+    if address is not None:
+        args += ["--address", address]
+    return launch(name, args, log_dir=log_dir)
 
 
 def launch_server(
@@ -133,9 +149,16 @@ def launch_server(
     dealer: PartyProcess | None = None,
     platform: Path | None = None,
     sealed_model: Path | None = None,
+    allow_outputs: str = ALL_OUTPUTS,
+    options: tuple[str, ...] = (),
+    name: str | None = None,
 ) -> PartyProcess:
-    """Start a model server in ``mode`` (see ``sealfl infer serve --help``)."""
-    args = ["serve", "--mode", mode, "--model", str(model)]
+    """Start a model server in ``mode`` (see ``sealfl infer serve --help``).
+
+    ``options`` are further arguments (``--row-budget``, ``--key-file`` ...); ``name`` names
+    the log file (default ``server-MODE``).
+    """
+    args = ["serve", "--mode", mode, "--model", str(model), "--allow-outputs", allow_outputs]
     if dealer is not None:
         args += ["--dealer", dealer.ready["address"]]
         args += ["--dealer-fingerprint", dealer.ready["fingerprint"]]
@@ -143,4 +166,4 @@ def launch_server(
         args += ["--platform", str(platform)]
     if sealed_model is not None:
         args += ["--sealed-model", str(sealed_model)]
-    return launch(f"server-{mode}", args, log_dir=log_dir)
+    return launch(name or f"server-{mode}", [*args, *options], log_dir=log_dir)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,14 @@ from sealfl.fl.infer.common import (
     MAX_MESSAGE_BYTES,
     MODEL_CLAIM,
     Mode,
-    connect_dealer,
 )
-from sealfl.fl.infer.dealer import DealerServicer, DealerStore
+from sealfl.fl.infer.dealer import SECRET_LABEL, DealerLimits, DealerServicer, DealerStore
+from sealfl.fl.infer.keyfile import derive_secret, load_or_create_identity
 from sealfl.fl.infer.protos import infer_pb2_grpc
-from sealfl.fl.infer.server import DealerLink, InferenceServicer, frame_handlers
+from sealfl.fl.infer.quota import RowBudget
+from sealfl.fl.infer.server import DealerLink, InferenceServicer, ServerLimits, frame_handlers
 from sealfl.models import LogisticRegression
+from sealfl.mpc import Output
 from sealfl.net import (
     SecureServer,
     accept_any_certificate,
@@ -71,16 +75,36 @@ class Running:
         }
 
 
-def start_dealer(*, address: str = "127.0.0.1:0") -> Running:
-    """Start a dealer (plain TLS with a fresh self-signed certificate)."""
-    creds = make_self_signed_credentials("infer-dealer")
+def start_dealer(
+    *,
+    address: str = "127.0.0.1:0",
+    key_file: Path | None = None,
+    limits: DealerLimits | None = None,
+) -> Running:
+    """Start a dealer (plain TLS with a self-signed certificate).
+
+    Parameters
+    ----------
+    key_file
+        Keep the dealer's identity here (made at the first start): its fingerprint, and the
+        sessions it opened, then survive a restart. Without it, both are new at every start.
+    limits
+        Bounds of its memory (:class:`~sealfl.fl.infer.dealer.DealerLimits`).
+    """
+    if key_file is None:
+        creds = make_self_signed_credentials("infer-dealer")
+        secret = None
+    else:
+        creds = load_or_create_identity(key_file, party="infer-dealer")
+        secret = derive_secret(creds, SECRET_LABEL)
     server: SecureServer[Any] = SecureServer(
         credentials=creds,
         peer_verifier=accept_any_certificate,
         address=address,
         max_message_bytes=MAX_MESSAGE_BYTES,
     )
-    server.add_servicer(infer_pb2_grpc.add_DealerServicer_to_server, DealerServicer(DealerStore()))
+    store = DealerStore(secret=secret, limits=limits)
+    server.add_servicer(infer_pb2_grpc.add_DealerServicer_to_server, DealerServicer(store))
     return Running(server, server.start(), certificate_fingerprint(creds.cert_pem))
 
 
@@ -115,6 +139,10 @@ def start_model_server(
     tee: PartyRuntime | None = None,
     dealer_address: str | None = None,
     dealer_fingerprint: str | None = None,
+    key_file: Path | None = None,
+    allow_outputs: Collection[Output] = (Output.LABEL,),
+    row_budget: RowBudget | None = None,
+    limits: ServerLimits | None = None,
 ) -> Running:
     """Start the model server in ``mode``.
 
@@ -128,20 +156,33 @@ def start_model_server(
         TEE mode: the party runtime of the enclave the server runs in.
     dealer_address, dealer_fingerprint
         MPC mode: where the dealer is and its pinned certificate.
+    key_file
+        Plaintext and MPC modes: keep the server's identity here (made at the first start),
+        so its fingerprint survives a restart (:mod:`sealfl.fl.infer.keyfile`).
+    allow_outputs, row_budget, limits
+        What clients may ask and hold (:class:`~sealfl.fl.infer.server.InferenceServicer`).
 
     Raises
     ------
     ConfigError
         If an argument a mode needs is missing.
     """
+    if key_file is not None and mode is Mode.TEE:
+        raise ConfigError(
+            "--key-file applies to plaintext and mpc modes: a TEE-mode server makes its key "
+            "inside the enclave, with fresh evidence, at every start"
+        )
     details: dict[str, str] = {"mode": mode.value}
     dealer: DealerLink | None = None
+    renew: Callable[[], Any] | None = None
     if mode is Mode.TEE:
         if tee is None or sealed_model is None:
             raise ConfigError("TEE mode needs a TEE (--tee, --platform) and --sealed-model")
         model = load_model_in_tee(tee, sealed_model, provision_from=model_path)
         digest = hashlib.sha256(model.to_bytes()).digest()
         creds: Any = tee.credentials(claims={MODEL_CLAIM: digest}, hostnames=("localhost",))
+        # Its certificate lives an hour: renew with the same claims; clients follow the handover.
+        renew = partial(tee.credentials, claims={MODEL_CLAIM: digest}, hostnames=("localhost",))
         details["tee"] = tee.kind.value
         if isinstance(tee.provider, SimulatedTee):
             details |= {
@@ -152,20 +193,33 @@ def start_model_server(
         if model_path is None:
             raise ConfigError(f"{mode.value} mode needs --model")
         model = LogisticRegression.load(model_path)
-        creds = make_self_signed_credentials(f"infer-{mode.value}")
+        if mode is Mode.MPC and (dealer_address is None or dealer_fingerprint is None):
+            raise ConfigError("MPC mode needs --dealer and --dealer-fingerprint")
+        if key_file is None:
+            creds = make_self_signed_credentials(f"infer-{mode.value}")
+        else:
+            creds = load_or_create_identity(key_file, party=f"infer-{mode.value}")
     if mode is Mode.MPC:
         if dealer_address is None or dealer_fingerprint is None:
             raise ConfigError("MPC mode needs --dealer and --dealer-fingerprint")
-        channel = connect_dealer(dealer_address, dealer_fingerprint, party="infer-server")
-        dealer = DealerLink(channel, dealer_address, dealer_fingerprint)
-    servicer = InferenceServicer(mode=mode, model=model, dealer=dealer)
+        dealer = DealerLink.connect(dealer_address, dealer_fingerprint)
+    servicer = InferenceServicer(
+        mode=mode,
+        model=model,
+        dealer=dealer,
+        allow_outputs=allow_outputs,
+        row_budget=row_budget,
+        limits=limits,
+    )
     server: SecureServer[Any] = SecureServer(
         credentials=creds,
         peer_verifier=accept_any_certificate,
         address=address,
         max_message_bytes=MAX_MESSAGE_BYTES,
+        renew=renew,
     )
     server.add_servicer(infer_pb2_grpc.add_InferenceServicer_to_server, servicer)
     server.add_handler(frame_handlers(servicer))
     details["features"] = str(model.n_features)
+    details["outputs"] = ",".join(sorted(o.value for o in allow_outputs))
     return Running(server, server.start(), certificate_fingerprint(creds.cert_pem), details)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sealfl.mpc.protos import mpc_pb2 as sealfl_dot_mpc_dot_protos_dot_mpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sealfl/fl/infer/protos/infer.proto\x12\x0csealfl.infer\x1a\x1bsealfl/mpc/protos/mpc.proto\"\x11\n\x0f\x44\x65scribeRequest\"]\n\nServerInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\x04\x12\x16\n\x0equeries_served\x18\x03 \x01(\x04\x12\x17\n\x0fqueries_refused\x18\x04 \x01(\x04\"3\n\x0ePredictRequest\x12!\n\x06inputs\x18\x01 \x01(\x0b\x32\x11.sealfl.mpc.Array\"8\n\x0cPredictReply\x12(\n\rprobabilities\x18\x01 \x01(\x0b\x32\x11.sealfl.mpc.Array\"\x14\n\x12OpenSessionRequest\"\x91\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x0cmasked_model\x18\x02 \x01(\x0b\x32\x11.sealfl.mpc.Array\x12\x11\n\tfrac_bits\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x65\x61ler_address\x18\x04 \x01(\t\x12\x1a\n\x12\x64\x65\x61ler_fingerprint\x18\x05 \x01(\t\"`\n\x0fPrefetchRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.sealfl.mpc.Message\"\x0f\n\rPrefetchReply\"n\n\x0bStepRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12$\n\x07message\x18\x03 \x01(\x0b\x32\x13.sealfl.mpc.Message\"?\n\tStepReply\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.sealfl.mpc.Message\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"(\n\x14\x44\x65\x61lerSessionRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x01(\x04\"S\n\rDealerSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x1f\n\x04mask\x18\x03 \x01(\x0b\x32\x11.sealfl.mpc.Array\"9\n\x0ePrepareRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\",\n\nClientSeed\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\"C\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x10\n\x08query_id\x18\x03 \x01(\t2\x9c\x01\n\tInference\x12\x43\n\x08\x44\x65scribe\x12\x1d.sealfl.infer.DescribeRequest\x1a\x18.sealfl.infer.ServerInfo\x12J\n\x0bOpenSession\x12 .sealfl.infer.OpenSessionRequest\x1a\x19.sealfl.infer.SessionInfo2\xd8\x01\n\x06\x44\x65\x61ler\x12N\n\x0bOpenSession\x12\".sealfl.infer.DealerSessionRequest\x1a\x1b.sealfl.infer.DealerSession\x12\x41\n\x07Prepare\x12\x1c.sealfl.infer.PrepareRequest\x1a\x18.sealfl.infer.ClientSeed\x12;\n\x05\x46\x65tch\x12\x1a.sealfl.infer.FetchRequest\x1a\x16.sealfl.mpc.ServerDealb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sealfl/fl/infer/protos/infer.proto\x12\x0csealfl.infer\x1a\x1bsealfl/mpc/protos/mpc.proto\"\x11\n\x0f\x44\x65scribeRequest\"\xae\x01\n\nServerInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\x04\x12\x16\n\x0equeries_served\x18\x03 \x01(\x04\x12\x17\n\x0fqueries_refused\x18\x04 \x01(\x04\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x12\n\nrow_budget\x18\x06 \x01(\x04\x12\x17\n\x0f\x62udget_period_s\x18\x07 \x01(\x01\x12\x11\n\trows_left\x18\x08 \x01(\x04\"C\n\x0ePredictRequest\x12!\n\x06inputs\x18\x01 \x01(\x0b\x32\x11.sealfl.mpc.Array\x12\x0e\n\x06output\x18\x02 \x01(\t\"~\n\x0cPredictReply\x12(\n\rprobabilities\x18\x01 \x01(\x0b\x32\x11.sealfl.mpc.Array\x12!\n\x06logits\x18\x02 \x01(\x0b\x32\x11.sealfl.mpc.Array\x12!\n\x06labels\x18\x03 \x01(\x0b\x32\x11.sealfl.mpc.Array\"\x14\n\x12OpenSessionRequest\"\x91\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x0cmasked_model\x18\x02 \x01(\x0b\x32\x11.sealfl.mpc.Array\x12\x11\n\tfrac_bits\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x65\x61ler_address\x18\x04 \x01(\t\x12\x1a\n\x12\x64\x65\x61ler_fingerprint\x18\x05 \x01(\t\"`\n\x0fPrefetchRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.sealfl.mpc.Message\"\x0f\n\rPrefetchReply\"n\n\x0bStepRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12$\n\x07message\x18\x03 \x01(\x0b\x32\x13.sealfl.mpc.Message\"?\n\tStepReply\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.sealfl.mpc.Message\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"(\n\x14\x44\x65\x61lerSessionRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x01(\x04\"S\n\rDealerSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x1f\n\x04mask\x18\x03 \x01(\x0b\x32\x11.sealfl.mpc.Array\"9\n\x0ePrepareRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.sealfl.mpc.QueryHeader\",\n\nClientSeed\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\"C\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x10\n\x08query_id\x18\x03 \x01(\t2\x9c\x01\n\tInference\x12\x43\n\x08\x44\x65scribe\x12\x1d.sealfl.infer.DescribeRequest\x1a\x18.sealfl.infer.ServerInfo\x12J\n\x0bOpenSession\x12 .sealfl.infer.OpenSessionRequest\x1a\x19.sealfl.infer.SessionInfo2\xd8\x01\n\x06\x44\x65\x61ler\x12N\n\x0bOpenSession\x12\".sealfl.infer.DealerSessionRequest\x1a\x1b.sealfl.infer.DealerSession\x12\x41\n\x07Prepare\x12\x1c.sealfl.infer.PrepareRequest\x1a\x18.sealfl.infer.ClientSeed\x12;\n\x05\x46\x65tch\x12\x1a.sealfl.infer.FetchRequest\x1a\x16.sealfl.mpc.ServerDealb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DESCRIBEREQUEST']._serialized_start=81
   _globals['_DESCRIBEREQUEST']._serialized_end=98
-  _globals['_SERVERINFO']._serialized_start=100
-  _globals['_SERVERINFO']._serialized_end=193
-  _globals['_PREDICTREQUEST']._serialized_start=195
-  _globals['_PREDICTREQUEST']._serialized_end=246
-  _globals['_PREDICTREPLY']._serialized_start=248
-  _globals['_PREDICTREPLY']._serialized_end=304
-  _globals['_OPENSESSIONREQUEST']._serialized_start=306
-  _globals['_OPENSESSIONREQUEST']._serialized_end=326
-  _globals['_SESSIONINFO']._serialized_start=329
-  _globals['_SESSIONINFO']._serialized_end=474
-  _globals['_PREFETCHREQUEST']._serialized_start=476
-  _globals['_PREFETCHREQUEST']._serialized_end=572
-  _globals['_PREFETCHREPLY']._serialized_start=574
-  _globals['_PREFETCHREPLY']._serialized_end=589
-  _globals['_STEPREQUEST']._serialized_start=591
-  _globals['_STEPREQUEST']._serialized_end=701
-  _globals['_STEPREPLY']._serialized_start=703
-  _globals['_STEPREPLY']._serialized_end=766
-  _globals['_DEALERSESSIONREQUEST']._serialized_start=768
-  _globals['_DEALERSESSIONREQUEST']._serialized_end=808
-  _globals['_DEALERSESSION']._serialized_start=810
-  _globals['_DEALERSESSION']._serialized_end=893
-  _globals['_PREPAREREQUEST']._serialized_start=895
-  _globals['_PREPAREREQUEST']._serialized_end=952
-  _globals['_CLIENTSEED']._serialized_start=954
-  _globals['_CLIENTSEED']._serialized_end=998
-  _globals['_FETCHREQUEST']._serialized_start=1000
-  _globals['_FETCHREQUEST']._serialized_end=1067
-  _globals['_INFERENCE']._serialized_start=1070
-  _globals['_INFERENCE']._serialized_end=1226
-  _globals['_DEALER']._serialized_start=1229
-  _globals['_DEALER']._serialized_end=1445
+  _globals['_SERVERINFO']._serialized_start=101
+  _globals['_SERVERINFO']._serialized_end=275
+  _globals['_PREDICTREQUEST']._serialized_start=277
+  _globals['_PREDICTREQUEST']._serialized_end=344
+  _globals['_PREDICTREPLY']._serialized_start=346
+  _globals['_PREDICTREPLY']._serialized_end=472
+  _globals['_OPENSESSIONREQUEST']._serialized_start=474
+  _globals['_OPENSESSIONREQUEST']._serialized_end=494
+  _globals['_SESSIONINFO']._serialized_start=497
+  _globals['_SESSIONINFO']._serialized_end=642
+  _globals['_PREFETCHREQUEST']._serialized_start=644
+  _globals['_PREFETCHREQUEST']._serialized_end=740
+  _globals['_PREFETCHREPLY']._serialized_start=742
+  _globals['_PREFETCHREPLY']._serialized_end=757
+  _globals['_STEPREQUEST']._serialized_start=759
+  _globals['_STEPREQUEST']._serialized_end=869
+  _globals['_STEPREPLY']._serialized_start=871
+  _globals['_STEPREPLY']._serialized_end=934
+  _globals['_DEALERSESSIONREQUEST']._serialized_start=936
+  _globals['_DEALERSESSIONREQUEST']._serialized_end=976
+  _globals['_DEALERSESSION']._serialized_start=978
+  _globals['_DEALERSESSION']._serialized_end=1061
+  _globals['_PREPAREREQUEST']._serialized_start=1063
+  _globals['_PREPAREREQUEST']._serialized_end=1120
+  _globals['_CLIENTSEED']._serialized_start=1122
+  _globals['_CLIENTSEED']._serialized_end=1166
+  _globals['_FETCHREQUEST']._serialized_start=1168
+  _globals['_FETCHREQUEST']._serialized_end=1235
+  _globals['_INFERENCE']._serialized_start=1238
+  _globals['_INFERENCE']._serialized_end=1394
+  _globals['_DEALER']._serialized_start=1397
+  _globals['_DEALER']._serialized_end=1613
 # @@protoc_insertion_point(module_scope)

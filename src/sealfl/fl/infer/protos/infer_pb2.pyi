@@ -1,7 +1,8 @@
 from sealfl.mpc.protos import mpc_pb2 as _mpc_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -11,28 +12,42 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("mode", "features", "queries_served", "queries_refused")
+    __slots__ = ("mode", "features", "queries_served", "queries_refused", "outputs", "row_budget", "budget_period_s", "rows_left")
     MODE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SERVED_FIELD_NUMBER: _ClassVar[int]
     QUERIES_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    ROW_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    ROWS_LEFT_FIELD_NUMBER: _ClassVar[int]
     mode: str
     features: int
     queries_served: int
     queries_refused: int
-    def __init__(self, mode: _Optional[str] = ..., features: _Optional[int] = ..., queries_served: _Optional[int] = ..., queries_refused: _Optional[int] = ...) -> None: ...
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    row_budget: int
+    budget_period_s: float
+    rows_left: int
+    def __init__(self, mode: _Optional[str] = ..., features: _Optional[int] = ..., queries_served: _Optional[int] = ..., queries_refused: _Optional[int] = ..., outputs: _Optional[_Iterable[str]] = ..., row_budget: _Optional[int] = ..., budget_period_s: _Optional[float] = ..., rows_left: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("inputs",)
+    __slots__ = ("inputs", "output")
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     inputs: _mpc_pb2.Array
-    def __init__(self, inputs: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ...) -> None: ...
+    output: str
+    def __init__(self, inputs: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ..., output: _Optional[str] = ...) -> None: ...
 
 class PredictReply(_message.Message):
-    __slots__ = ("probabilities",)
+    __slots__ = ("probabilities", "logits", "labels")
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     probabilities: _mpc_pb2.Array
-    def __init__(self, probabilities: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ...) -> None: ...
+    logits: _mpc_pb2.Array
+    labels: _mpc_pb2.Array
+    def __init__(self, probabilities: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ..., logits: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ..., labels: _Optional[_Union[_mpc_pb2.Array, _Mapping]] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ()
