@@ -9,6 +9,10 @@ through here, so there is one place that gets the details right:
   complete new one, never half of each.
 * :func:`create_new_file` creates a file that must not exist yet (``O_EXCL``), for secrets
   such as key files, where replacing an existing one would destroy what it protects.
+* :func:`make_directory` creates an output directory and its parents, or says in one line why
+  it cannot (a regular file in the way, no permission).
+* :func:`check_output_path` refuses, before any work, an output file that could not be written
+  once the work is done, without creating anything.
 
 Failures raise :class:`~sealfl.errors.ConfigError` naming the file, and leave nothing behind.
 """
@@ -24,7 +28,14 @@ from typing import BinaryIO
 
 from sealfl.errors import ConfigError
 
-__all__ = ["TEMP_SUFFIX", "atomic_output", "create_new_file", "write_atomic"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_output",
+    "check_output_path",
+    "create_new_file",
+    "make_directory",
+    "write_atomic",
+]
 
 TEMP_SUFFIX = ".sealfl-tmp"
 """Temporary files are ``.<name>.<random>.sealfl-tmp`` beside the destination.
@@ -68,7 +79,7 @@ def atomic_output(dst: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise ConfigError(
             f"cannot write {dst}: cannot create a temporary file in {directory}: "
-            f"{exc.strerror or exc}"
+            f"{_why(exc, directory)}"
         ) from exc
     tmp = Path(tmp_name)
     try:
@@ -84,6 +95,66 @@ def atomic_output(dst: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
             raise ConfigError(f"cannot write {dst}: {exc.strerror or exc}") from exc
         raise
     _fsync_directory(directory)
+
+
+def make_directory(path: Path, *, what: str = "directory") -> None:
+    """Create directory ``path`` and its missing parents; an existing directory is fine.
+
+    Parameters
+    ----------
+    what
+        What the directory is for, for messages ("output directory", "key directory").
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` or one of its parents exists and is not a directory, or cannot be created.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {what} {path}: {_why(exc, path)}") from exc
+
+
+def check_output_path(path: Path, *, what: str) -> None:
+    """Refuse now an output file that could not be written later; create nothing.
+
+    For commands that work for minutes and write their result at the end (benchmarks): a
+    path under a regular file, a directory where a file is meant, or a directory that cannot
+    be written is found before the work, not after it.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` (the option) and the reason.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; name a file")
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise ConfigError(f"{what} {path}: {blocker} exists and is not a directory")
+    existing = next((p for p in path.parents if p.is_dir()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: cannot create files in {existing}")
+
+
+def _why(exc: OSError, directory: Path) -> str:
+    """Say why ``directory`` could not be used: a file in its way, or the system's reason."""
+    blocker = _file_in_the_way(directory)
+    if blocker is not None:
+        return f"{blocker} exists and is not a directory"
+    return exc.strerror or str(exc)
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """Return the nearest of ``path`` and its parents that exists but is not a directory."""
+    for candidate in reversed((path, *path.parents)):
+        try:
+            if candidate.exists() and not candidate.is_dir():
+                return candidate
+        except OSError:
+            return None
+    return None
 
 
 def write_atomic(dst: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -112,7 +183,7 @@ def create_new_file(path: Path, data: bytes, *, what: str, if_exists: str) -> No
     except FileExistsError as exc:
         raise ConfigError(f"{what} {path} already exists: {if_exists}") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot create {what} {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot create {what} {path}: {_why(exc, path.parent)}") from exc
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), 0o600)  # the umask may have narrowed O_CREAT's mode only

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sealfl._files import write_atomic
 from sealfl.cli.app import app
@@ -36,6 +38,7 @@ attest_app = typer.Typer(
 )
 app.add_typer(attest_app, name="attest")
 
+_LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a certificate can name
 _SIMULATED_BANNER = (
     "*** SIMULATED evidence: made by a simulated platform for development; it proves nothing "
     "about isolation, and real verifiers refuse it ***"
@@ -47,6 +50,26 @@ def _read_bytes(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _read_root_ca(path: Path) -> bytes:
+    """Read ``--root-ca`` as an X.509 certificate (DER, or PEM) and return its DER bytes.
+
+    Checked here so that a wrong file is bad input (exit status 2), not a quote that fails
+    to verify (exit status 1) for a reason buried in the verdict.
+    """
+    data = _read_bytes(path, "root CA")
+    try:
+        certificate = (
+            x509.load_pem_x509_certificate(data)
+            if data.lstrip().startswith(b"-----BEGIN")
+            else x509.load_der_x509_certificate(data)
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"--root-ca {path}: not an X.509 certificate in DER or PEM ({exc})"
+        ) from exc
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 def _print_fields(title: str, fields: Mapping[str, str]) -> None:
@@ -91,7 +114,12 @@ def verify(
     ],
     at: Annotated[
         int,
-        typer.Option("--at", help="Unix time to verify at (collateral must be valid then).", min=0),
+        typer.Option(
+            "--at",
+            help="Unix time to verify at (collateral must be valid then).",
+            min=0,
+            max=_LATEST_TIME,
+        ),
     ],
     policy_file: Annotated[
         Path | None,
@@ -119,7 +147,7 @@ def verify(
         policy,
         collateral=collateral_source(collateral),
         now=lambda: float(at),
-        root_ca_der=_read_bytes(root_ca, "root CA") if root_ca is not None else None,
+        root_ca_der=_read_root_ca(root_ca) if root_ca is not None else None,
     )
     verdict = verifier.appraise(evidence, check_identity=policy_file is not None)
     if verdict.backend == "unknown":

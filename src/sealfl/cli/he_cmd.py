@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from sealfl import he
+from sealfl._files import check_output_path
 from sealfl.cli.app import app, bench_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.console import output_console
 from sealfl.errors import ConfigError
 
 he_app = typer.Typer(
@@ -20,6 +21,7 @@ he_app = typer.Typer(
 )
 app.add_typer(he_app, name="he")
 
+_MAX_CORES = 1024
 PRIVATE_FILE = "paillier-private.json"
 PUBLIC_FILE = "paillier-public.json"
 
@@ -38,7 +40,7 @@ def keygen(
     for path in (private_path, public_path):
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to replace it")
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", he.WeakKeyWarning)
         public_key, private_key = he.generate_keypair(bits)
@@ -78,8 +80,9 @@ def bench(
     ] = None,
 ) -> None:
     """Paillier encryption, decryption, addition and matrix products against python-paillier."""
-    if cores is not None and cores < 1:
-        raise ConfigError(f"--cores must be at least 1, got {cores}")
+    if cores is not None and not 1 <= cores <= _MAX_CORES:
+        raise ConfigError(f"--cores must be 1..{_MAX_CORES}, got {cores}")
     if bits not in (1024, 2048, 3072):
         raise ConfigError(f"--bits must be 1024, 2048 or 3072, got {bits}")
+    check_output_path(json_path, what="--json")  # before minutes of measuring, not after
     load_benchmark("paillier").main(quick=quick, json_path=json_path, bits=bits, cores=cores)

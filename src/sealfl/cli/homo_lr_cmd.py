@@ -9,9 +9,10 @@ written as JSON lines.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.console import output_console
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import (
     CollateralOption,
@@ -33,6 +35,7 @@ from sealfl.fl.homo_lr.demo import DemoOptions, prepare_run_dir, run_demo, write
 from sealfl.fl.homo_lr.launch import (
     PsOptions,
     WorkerOptions,
+    exit_code,
     role_measurement,
     run_parameter_server,
     run_worker,
@@ -75,15 +78,64 @@ def _echo(line: str) -> None:
     print(line, flush=True)
 
 
+EpochsOption = Annotated[int, typer.Option("--epochs", help="Full-batch iterations.")]
+AlphaOption = Annotated[float, typer.Option("--alpha", help="L2 regularisation.")]
+LearningRateOption = Annotated[float, typer.Option("--learning-rate", help="Base step size lr.")]
+ScheduleOption = Annotated[
+    Schedule,
+    typer.Option(
+        "--schedule",
+        help="sqrt-decay: lr/sqrt(1+t), as the reference; constant: lr (see --preset).",
+    ),
+]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="Use a named setting instead of the flags above: 'reference' (341 iterations, "
+        "0.15/sqrt(1+t), parity with the reference run) or 'accurate' (341 iterations, "
+        "constant 0.3: 0.965 on the breast test split).",
+        show_default=False,
+    ),
+]
+
+
+def _settings(
+    preset: str | None, epochs: int, learning_rate: float, alpha: float, schedule: Schedule
+) -> Hyperparameters:
+    """Return the preset's settings, or the four flags'."""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+        return PRESETS[preset]
+    return Hyperparameters(
+        learning_rate=learning_rate, alpha=alpha, iterations=epochs, schedule=schedule
+    )
+
+
 @homo_lr_app.command("ps")
 def ps(
     worker_num: Annotated[int, typer.Option("--worker-num", help="Workers to wait for.")],
     validate_set: Annotated[
         Path, typer.Option("--validate-set", help="FATE CSV (id, y, features) to evaluate on.")
     ],
+    epochs: EpochsOption = 100,
+    alpha: AlphaOption = 0.01,
+    learning_rate: LearningRateOption = 0.15,
+    schedule: ScheduleOption = Schedule.SQRT_DECAY,
+    preset: PresetOption = None,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the front door.")] = (
         "127.0.0.1:50070"
     ),
+    service_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--service-listen",
+            help="HOST:PORT of the mutual-TLS training service (default: the front door's host "
+            "and a free port). Workers learn it at enrolment; open both ports in a firewall.",
+            show_default=False,
+        ),
+    ] = None,
     key_bits: Annotated[int, typer.Option("--key-bits", help="Paillier modulus size.")] = 2048,
     policy: PolicyOption = None,
     out: Annotated[
@@ -104,26 +156,70 @@ def ps(
     join_deadline: Annotated[
         float, typer.Option("--join-deadline", help="Seconds to wait for workers to join.")
     ] = 300.0,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every",
+            help="Seal the state into --out every this many iterations and at any stop (0: never).",
+        ),
+    ] = 10,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the sealed checkpoint in --out (same settings; workers started "
+            "with --wait-for-server rejoin by themselves).",
+        ),
+    ] = False,
+    admit: Annotated[
+        Path | None,
+        typer.Option(
+            "--admit",
+            help="TOML list of the workers admitted beside the policy (key_sha256 or name, "
+            "optional id).",
+            show_default=False,
+        ),
+    ] = None,
+    fallback_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--fallback-dir",
+            help="Where the model goes if --out cannot be written at the end (default: a new "
+            "directory under the temporary directory).",
+            show_default=False,
+        ),
+    ] = None,
     cores: CoresOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
     collateral: CollateralOption = None,
 ) -> None:
-    """Run the parameter server: key pair in the TEE, encrypted averaging, sealed model."""
+    """Run the parameter server: key pair in the TEE, checked encrypted averaging, sealed model.
+
+    The training settings are the PS's: workers declaring others are refused. Ctrl-C or SIGTERM
+    stops it cleanly: the workers are told at once and the state is checkpointed (exit 130).
+    """
     options = PsOptions(
         worker_num=worker_num,
         validate_set=validate_set,
+        hp=_settings(preset, epochs, learning_rate, alpha, schedule),
         listen=listen,
+        service_listen=service_listen,
         key_bits=key_bits,
         out_dir=out,
         min_workers=min_workers,
         round_deadline_s=round_deadline,
         join_deadline_s=join_deadline,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        admit=admit,
+        fallback_dir=fallback_dir,
         cores=cores,
     )
     runtime = _tee("ps", policy, simulated_platform, tee, collateral)
-    if not run_parameter_server(options, runtime, on_line=_echo).completed:
-        raise typer.Exit(code=1)
+    code = exit_code(run_parameter_server(options, runtime, on_line=_echo))
+    if code:
+        raise typer.Exit(code=code)
 
 
 @homo_lr_app.command("worker")
@@ -133,25 +229,34 @@ def worker(
     ],
     worker_id: Annotated[int, typer.Option("--id", help="This worker's id in the federation.")],
     server: Annotated[str, typer.Option("--server", help="HOST:PORT of the PS's front door.")],
-    epochs: Annotated[int, typer.Option("--epochs", help="Full-batch iterations.")] = 100,
-    alpha: Annotated[float, typer.Option("--alpha", help="L2 regularisation.")] = 0.01,
-    learning_rate: Annotated[
-        float, typer.Option("--learning-rate", help="Base step size lr.")
-    ] = 0.15,
-    schedule: Annotated[
-        Schedule,
+    epochs: EpochsOption = 100,
+    alpha: AlphaOption = 0.01,
+    learning_rate: LearningRateOption = 0.15,
+    schedule: ScheduleOption = Schedule.SQRT_DECAY,
+    preset: PresetOption = None,
+    wait_for_server: Annotated[
+        float,
         typer.Option(
-            "--schedule",
-            help="sqrt-decay: lr/sqrt(1+t), as the reference; constant: lr (see --preset).",
+            "--wait-for-server",
+            help="Seconds to wait for the PS to accept connections, at the start and after "
+            "losing it (a PS restarted with --resume); 0: give up at once.",
         ),
-    ] = Schedule.SQRT_DECAY,
-    preset: Annotated[
+    ] = 0.0,
+    seat_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--seat-file",
+            help="Keep this worker's seat token here, sealed to its TEE, so that a restarted "
+            "worker takes its seat back.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
         str | None,
         typer.Option(
-            "--preset",
-            help="Use a named setting instead of the flags above: 'reference' (341 iterations, "
-            "0.15/sqrt(1+t), parity with the reference run) or 'accurate' (341 iterations, "
-            "constant 0.3: 0.965 on the breast test split).",
+            "--name",
+            help="This worker's name, claimed in its attested certificate (for a PS whose "
+            "--admit list names workers).",
             show_default=False,
         ),
     ] = None,
@@ -167,21 +272,16 @@ def worker(
     tee: TeeOption = None,
     collateral: CollateralOption = None,
 ) -> None:
-    """Run a worker: attest the PS, then train on the encrypted model with local data."""
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
-        hp = PRESETS[preset]
-    else:
-        hp = Hyperparameters(
-            learning_rate=learning_rate, alpha=alpha, iterations=epochs, schedule=schedule
-        )
+    """Run a worker: check the data, attest the PS, then train on the encrypted model."""
     options = WorkerOptions(
         train_set=train_set,
         worker_id=worker_id,
         server=server,
-        hp=hp,
+        hp=_settings(preset, epochs, learning_rate, alpha, schedule),
         metrics_path=metrics,
+        wait_for_server_s=wait_for_server,
+        seat_file=seat_file,
+        name=name,
         cores=cores,
     )
     runtime = _tee("worker", policy, simulated_platform, tee, collateral)
@@ -189,10 +289,19 @@ def worker(
 
 
 def _run_worker_showing_progress(options: WorkerOptions, runtime: PartyRuntime) -> None:
-    """Run a worker; on a terminal, with a progress bar on standard error."""
-    if not sys.stderr.isatty():
+    """Run a worker: its lines on standard output always, a progress bar on a terminal.
+
+    The ``iter:`` lines are the workload's output and go to standard output whatever standard
+    error is, so ``worker > log`` keeps every one of them. The bar goes to standard error, and
+    only when that is a terminal; when standard output is the same terminal, lines print above
+    the bar (through the bar's console, which keeps the two from overwriting each other).
+    """
+    if not _is_terminal(sys.stderr):
         run_worker(options, runtime, on_line=_echo)
         return
+    same_terminal = _is_terminal(sys.stdout) and os.path.samestat(
+        os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    )
     with Progress(
         TextColumn(f"worker {options.worker_id}"),
         BarColumn(),
@@ -200,22 +309,38 @@ def _run_worker_showing_progress(options: WorkerOptions, runtime: PartyRuntime) 
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=True,
+        redirect_stdout=same_terminal,  # else print() must reach the real standard output
     ) as bar:
+
+        def show(line: str) -> None:
+            if same_terminal:
+                bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                _echo(line)
+
         task = bar.add_task("train", total=options.hp.iterations)
         run_worker(
             options,
             runtime,
-            on_line=lambda line: bar.console.print(line, markup=False, highlight=False),
+            on_line=show,
             on_progress=lambda done, total: bar.update(task, completed=done),
         )
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 @role("homo-lr", "ps")
 def _ps_from_config(config: RoleConfig) -> None:
     options = ps_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("ps"))
-    if not run_parameter_server(options, runtime, on_line=_echo).completed:
-        raise typer.Exit(code=1)
+    code = exit_code(run_parameter_server(options, runtime, on_line=_echo))
+    if code:
+        raise typer.Exit(code=code)
 
 
 @role("homo-lr", "worker")
@@ -295,7 +420,7 @@ def demo(
             key_bits=key_bits,
             run_dir=run_dir,
         ),
-        console=Console(),
+        console=output_console(),
     )
     if code != 0:
         raise typer.Exit(code=code)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sealfl._files import create_new_file, write_atomic
+from sealfl._files import check_output_path, create_new_file, write_atomic
 from sealfl.cli.app import app, bench_app
 from sealfl.cli.benchmarks import load_benchmark
+from sealfl.cli.console import output_console, print_table
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import build_runtime
 from sealfl.errors import ConfigError
@@ -450,7 +450,7 @@ def audit(
             who,
             record.reason,
         )
-    Console(width=160).print(table)
+    print_table(output_console(), table)
 
 
 @bench_app.command("kbs")
@@ -462,4 +462,6 @@ def bench_kbs(
     ] = None,
 ) -> None:
     """Broker round trip (challenge, fresh RA-TLS certificate, enrol, release) vs RA-TLS connect."""
+    if out is not None:
+        check_output_path(out, what="--out")
     load_benchmark("kbs").main(runs=runs, out=out)

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from sealfl._files import check_output_path
 from sealfl.cli.app import bench_app, model_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.errors import ConfigError
@@ -266,4 +267,6 @@ def bench_release(
         raise ConfigError(f"--size-mb: expected 1 to 4096, got {size_mb}")
     if not 1 <= repeats <= 50:
         raise ConfigError(f"--repeats: expected 1 to 50, got {repeats}")
+    if out is not None:
+        check_output_path(out, what="--out")
     load_benchmark("release").main(size_mb=size_mb, repeats=repeats, out=out)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sealfl._files import check_output_path
 from sealfl.cli.app import bench_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.errors import ConfigError
@@ -28,4 +29,6 @@ def bench_ratls(
     """Connect+verify+enrol time, per-RPC latency and 200 MB stream throughput vs plain TLS."""
     if not 1 <= tensor_mb <= 4096:
         raise ConfigError(f"--tensor-mb: expected 1 to 4096, got {tensor_mb}")
+    if out is not None:
+        check_output_path(out, what="--out")
     load_benchmark("ratls").main(quick=quick, tensor_mb=tensor_mb, out=out)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sealfl.cli.app import app
-from sealfl.errors import ConfigError
+from sealfl.errors import ConfigError, SealError
 from sealfl.seal import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -36,6 +36,19 @@ KeyFile = Annotated[
     ),
 ]
 SealedInput = Annotated[Path, typer.Argument(help="Sealed file to read.", show_default=False)]
+
+
+def _load_key(key_file: Path) -> SealingKey:
+    """Load ``--key``; a file that is not a sealing key file is bad input (exit status 2).
+
+    :meth:`SealingKey.load` calls malformed contents a :class:`SealError`, since a key that
+    arrives from elsewhere may have been tampered with; on the command line it is the file
+    the user named, and a refusal (exit status 1) is kept for sealed files that fail to verify.
+    """
+    try:
+        return SealingKey.load(key_file)
+    except SealError as exc:
+        raise ConfigError(f"--key: {exc}") from exc
 
 
 def _refuse_key_as_output(out: Path, key_file: Path) -> None:
@@ -79,7 +92,7 @@ def encrypt(
 ) -> None:
     """Seal SRC into DST; DST is replaced only once it is completely written."""
     _refuse_key_as_output(dst, key_file)
-    key = SealingKey.load(key_file)
+    key = _load_key(key_file)
     seal_file(src, dst, key, chunk_size=chunk_size, label=label)
     typer.echo(f"sealed {src} -> {dst} ({dst.stat().st_size} bytes, key id {key.key_id.hex()})")
 
@@ -98,7 +111,7 @@ def decrypt(
 ) -> None:
     """Verify and decrypt SRC into DST; DST is replaced only if all of SRC authenticates."""
     _refuse_key_as_output(dst, key_file)
-    key = SealingKey.load(key_file)
+    key = _load_key(key_file)
     open_sealed_file(src, dst, key, label=label)
     typer.echo(f"opened {src} -> {dst} ({dst.stat().st_size} bytes)")
 

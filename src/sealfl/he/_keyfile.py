@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sealfl._files import write_atomic
+from sealfl._files import make_directory, write_atomic
 from sealfl.errors import ConfigError, HEError
 from sealfl.he._keys import PaillierPrivateKey, PaillierPublicKey, _warn_if_weak
 
@@ -58,7 +58,7 @@ def private_key_to_json(private_key: PaillierPrivateKey) -> bytes:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_directory(path.parent, what="key directory")
     write_atomic(path, data, mode=mode)
 
 

@@ -314,11 +314,11 @@ class _Reader:
             path = self.base_dir / entry
             try:
                 pem = path.read_bytes()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
                 raise self.fail(
                     where,
                     f"{entry!r} is neither a SHA-256 fingerprint (64 hex digits) nor a readable "
-                    f"certificate file ({exc.strerror or exc})",
+                    f"certificate file ({getattr(exc, 'strerror', None) or exc})",
                 ) from exc
             try:
                 load_certificate(pem, what=f"admin certificate {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024
 """2 MiB: large enough that per-message overhead is small, well under message-size limits."""
 
 _MAX_NAME_BYTES = 256
+_DTYPE_CODE = re.compile(r"[<>|=]?[?A-Za-z][0-9]{0,2}")  # a type code, as dtype.str writes it
 _MAX_NDIM = 32
 _NUMERIC_KINDS = frozenset("biufc")
 _MAX_ARRAY_BYTES = int(np.iinfo(np.intp).max)  # numpy's bound on the non-zero extents' product
@@ -172,6 +174,12 @@ class TensorAssembler:
         if self._header is not None:
             raise self._fail("a second header")
         self._header = header
+        # numpy's dtype parser takes far more than a plain type code (structured types,
+        # sub-arrays, Python literals it evaluates): give it nothing but a type code.
+        if not _DTYPE_CODE.fullmatch(header.dtype):
+            raise self._fail(
+                f"dtype: unknown numpy dtype {header.dtype!r} (expected a code such as '<f4')"
+            )
         try:
             dtype = np.dtype(header.dtype)
         except TypeError as exc:

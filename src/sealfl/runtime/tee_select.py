@@ -150,8 +150,8 @@ def make_provider(
             "given; it applies to --tee simulated only (on real TEEs the hardware measures)"
         )
     if kind is TeeKind.GRAMINE_SGX:
-        # Gramine refuses the fd passing a forkserver pool needs: compute in-process instead.
-        forbid_process_pool("running in a Gramine SGX enclave (it refuses forkserver fd passing)")
+        # A worker process would be an enclave of its own: compute in-process instead.
+        forbid_process_pool("running in a Gramine SGX enclave (a worker would be another enclave)")
         return kind, GramineSgx(
             choice.devices.gramine_root, sealing_key=choice.sgx_sealing_key.value
         )

@@ -75,6 +75,7 @@ _TOP_KEYS = frozenset(
         "simulated",
     }
 )
+_MAX_EVIDENCE_AGE_S = 10 * 365 * 24 * 3600  # ten years: longer is no freshness check at all
 _SGX_KEYS = frozenset({"mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"})
 _TDX_DIGEST_KEYS = ("mr_config_id", "mr_owner", "mr_owner_config", "mr_seam")
 _TDX_MASKED_KEYS = ("td_attributes", "xfam")
@@ -299,7 +300,12 @@ def policy_from_document(
     reader.check_keys(simulated, _SIMULATED_KEYS, "simulated")
     max_age = document.get("max_evidence_age_seconds")
     if max_age is not None:
-        max_age = timedelta(seconds=reader.integer(max_age, "max_evidence_age_seconds"))
+        seconds = reader.integer(max_age, "max_evidence_age_seconds")
+        if abs(seconds) > _MAX_EVIDENCE_AGE_S:  # far beyond it, timedelta overflows
+            raise reader.fail(
+                "max_evidence_age_seconds", f"expected at most {_MAX_EVIDENCE_AGE_S}, got {seconds}"
+            )
+        max_age = timedelta(seconds=seconds)
     statuses = (
         reader.strings(document, "tcb_statuses", "") if "tcb_statuses" in document else ["UpToDate"]
     )

@@ -239,9 +239,20 @@ class CertificateEvidence:
 
 def _load_certificate(cert_pem: bytes) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(bytes(cert_pem))
+        certificate = x509.load_pem_x509_certificate(bytes(cert_pem))
+        # cryptography parses these fields on first use: a malformed one would raise a
+        # ValueError wherever it is first read. Read them all here, once.
+        certificate.subject  # noqa: B018
+        certificate.issuer  # noqa: B018
+        certificate.extensions  # noqa: B018
+        certificate.public_key()
     except (ValueError, TypeError) as exc:
         raise AttestationError(f"not a PEM X.509 certificate: {exc}") from exc
+    except UnsupportedAlgorithm as exc:  # a key type or curve cryptography does not know
+        raise AttestationError(f"certificate key: {exc}") from exc
+    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise AttestationError(f"certificate extensions: {exc}") from exc
+    return certificate
 
 
 def read_certificate_evidence(cert_pem: bytes) -> CertificateEvidence:
