@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 
 PEER_SCRIPT = Path(__file__).with_name("net_peer.py")
+ATTACKER_SCRIPT = Path(__file__).with_name("attackers.py")
 
 
 class Peer:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, script: Path = PEER_SCRIPT) -> None:
         self.args = args
         self.process = subprocess.Popen(
-            [sys.executable, str(PEER_SCRIPT), *args],
+            [sys.executable, str(script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -81,18 +82,36 @@ class Peer:
 
 
 @pytest.fixture
-def spawn() -> Iterator[Any]:
-    """Start peers; every one is stopped at the end of the test, pass or fail."""
+def started_peers() -> Iterator[list[Peer]]:
+    """Every process a test starts; each is stopped at the end of the test, pass or fail."""
     started: list[Peer] = []
+    yield started
+    for peer in reversed(started):
+        peer.stop()
+
+
+@pytest.fixture
+def spawn(started_peers: list[Peer]) -> Any:
+    """Start ``net_peer.py`` processes (servers and honest clients)."""
 
     def start(*args: str) -> Peer:
         peer = Peer(*args)
-        started.append(peer)
+        started_peers.append(peer)
         return peer
 
-    yield start
-    for peer in reversed(started):
-        peer.stop()
+    return start
+
+
+@pytest.fixture
+def attack(started_peers: list[Peer]) -> Any:
+    """Start ``attackers.py`` processes (hostile peers)."""
+
+    def start(*args: str) -> Peer:
+        peer = Peer(*args, script=ATTACKER_SCRIPT)
+        started_peers.append(peer)
+        return peer
+
+    return start
 
 
 @pytest.fixture(scope="module")

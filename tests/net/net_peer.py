@@ -8,7 +8,11 @@ reads commands on stdin (``status``, ``swap-key``, ``quit``); a ``hold`` client 
 Usage::
 
     net_peer.py server --platform DIR --role ps --accept worker-1 --accept worker-2 [...]
+    net_peer.py server --platform DIR --role infer --open [--max-enrolled N]   # enrols anyone
     net_peer.py client --platform DIR --role worker-1 --server-role ps --address A SCENARIO
+
+The ``burst`` scenario starts ``--count`` clients at once on threads (each with its own RA-TLS
+certificate) and reports how many were served and how long each waited.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import argparse
 import hashlib
 import json
 import logging
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from sealfl.net import (
     SecureServer,
     TensorStore,
     TransferServicer,
+    accept_any_certificate,
     connect_pinned,
     fetch_server_certificate,
     get_tensor,
@@ -42,7 +49,6 @@ from sealfl.tee import (
     Policy,
     SimulatedPlatform,
     SimulatedTee,
-    VerifiedPeer,
     Verifier,
     create_ratls_certificate,
     verify_ratls_certificate,
@@ -87,12 +93,13 @@ def credentials(platform: SimulatedPlatform, role: str) -> Any:
 
 def run_server(args: argparse.Namespace) -> int:
     platform = SimulatedPlatform.load(Path(args.platform))
-    server: SecureServer[VerifiedPeer] = SecureServer(
+    server: SecureServer[Any] = SecureServer(
         credentials=credentials(platform, args.role),
-        peer_verifier=verifier_for(platform, args.accept),
+        peer_verifier=accept_any_certificate if args.open else verifier_for(platform, args.accept),
         max_connection_age_s=args.max_connection_age,
         connection_age_grace_s=0.2,
         max_message_bytes=8 << 20,
+        max_enrolled=args.max_enrolled,
     )
     store = TensorStore(max_total_bytes=args.store_mb << 20)
     server.add_servicer(transfer_pb2_grpc.add_TransferServicer_to_server, TransferServicer(store))
@@ -103,7 +110,11 @@ def run_server(args: argparse.Namespace) -> int:
         if command == "status":
             emit(
                 "status",
-                enrolled=[e.identity.measurements["measurement"] for e in server.enrolments()],
+                enrolled=[
+                    getattr(e.identity, "measurements", {}).get("measurement", e.fingerprint)
+                    for e in server.enrolments()
+                ],
+                evictions=getattr(server, "evictions", 0),
                 refusals=[{"peer": r.peer, "reason": r.reason} for r in server.refusals()],
                 peak_rss_mb=peak_rss_mb(),
             )
@@ -190,14 +201,57 @@ def never_enrolled(args: argparse.Namespace, platform: SimulatedPlatform) -> Non
     emit("connected-without-enrolment")
 
 
+def burst(args: argparse.Namespace, platform: SimulatedPlatform) -> None:
+    """``--count`` honest clients at once: connect (fetch, verify, enrol, handshake) and ping."""
+    creds = [credentials(platform, args.role) for _ in range(args.count)]
+    verify = verifier_for(platform, [args.server_role])
+    start = threading.Barrier(args.count)
+    waits: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(own: Any) -> None:
+        start.wait()
+        began = time.perf_counter()
+        try:
+            with open_secure_channel(
+                args.address, credentials=own, server_verifier=verify, timeout_s=10.0
+            ) as channel:
+                ping(channel, b"burst", timeout_s=10.0)
+        except SealflError as exc:
+            with lock:
+                errors.append(str(exc))
+            return
+        with lock:
+            waits.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in creds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    emit(
+        "burst",
+        served=len(waits),
+        errors=errors,
+        median_ms=1000 * statistics.median(waits) if waits else None,
+        max_ms=1000 * max(waits) if waits else None,
+    )
+
+
 def run_client(args: argparse.Namespace) -> int:
     platform = SimulatedPlatform.load(Path(args.platform))
+    if args.scenario == "burst":
+        burst(args, platform)
+        return 0
     try:
         if args.scenario == "never-enrolled":
             never_enrolled(args, platform)
             return 0
         with open_channel(args, platform) as channel:
-            emit("pong", payload=ping(channel, b"hello", timeout_s=5.0).decode())
+            started = time.perf_counter()
+            payload = ping(channel, b"hello", timeout_s=5.0).decode()
+            emit("pong", payload=payload, ping_ms=1000 * (time.perf_counter() - started))
             if args.scenario == "hold":
                 hold(channel)
             elif args.scenario == "transfer":
@@ -217,6 +271,8 @@ def main() -> int:
     server.add_argument("--accept", action="append", default=[])
     server.add_argument("--max-connection-age", type=float, default=600.0)
     server.add_argument("--store-mb", type=int, default=16)
+    server.add_argument("--open", action="store_true", help="enrol anyone (accept any cert)")
+    server.add_argument("--max-enrolled", type=int, default=1024)
     client = sub.add_parser("client")
     client.add_argument("--platform", required=True)
     client.add_argument("--role", required=True)
@@ -224,7 +280,8 @@ def main() -> int:
     client.add_argument("--address", required=True)
     client.add_argument("--service-address", default="")
     client.add_argument("--megabytes", type=int, default=200)
-    client.add_argument("scenario", choices=["ping", "hold", "transfer", "never-enrolled"])
+    client.add_argument("--count", type=int, default=30)
+    client.add_argument("scenario", choices=["ping", "hold", "transfer", "never-enrolled", "burst"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     return run_server(args) if args.kind == "server" else run_client(args)

@@ -143,8 +143,9 @@ def test_revocation_refuses_the_next_call_on_an_open_connection(make_server: Any
     channel = _open(server, client)
     assert ping(channel, b"1") == b"1"
     assert server.revoke(channel.client_fingerprint)
+    # Revocation is the operator's decision: the client is refused and does not enrol again.
     with pytest.raises(
-        ChannelError, match=r"refused us: client certificate sha256:[0-9a-f]+ is not"
+        ChannelError, match=r"refused us: client certificate sha256:[0-9a-f]+ was revoked"
     ):
         ping(channel, b"2")
     assert not server.revoke(channel.client_fingerprint)
@@ -154,7 +155,7 @@ def test_revocation_refuses_the_next_call_on_an_open_connection(make_server: Any
 def test_a_revoked_certificate_cannot_enrol_again(make_server: Any) -> None:
     server = make_server()
     client = make_self_signed_credentials("client")
-    _open(server, client).close()
+    _open(server, client).close(leave_server=False)
     assert server.revoke(certificate_fingerprint(client.cert_pem))
     assert "was revoked on this server" in _refused(server, client)
     assert server.enrolments() == []
@@ -162,23 +163,23 @@ def test_a_revoked_certificate_cannot_enrol_again(make_server: Any) -> None:
         assert ping(fresh, b"new key") == b"new key"
 
 
-def test_a_lapsed_enrolment_is_refused_and_enrolling_again_restores_access(
+def test_a_lapsed_enrolment_is_refused_and_the_client_enrols_again_by_itself(
     make_server: Any,
 ) -> None:
     clock = Clock()
     server = make_server(enrolment_ttl_s=60.0, clock=clock)
     client = make_self_signed_credentials("client")
-    channel = _open(server, client)
+    channel = _open(server, client)  # its own clock stands still: it cannot see the lapse coming
     assert channel.enrolment is not None
     assert channel.enrolment.expires_at == pytest.approx(clock.now + 60.0)
     assert [e.fingerprint for e in server.enrolments()] == [channel.client_fingerprint]
     clock.now += 61.0
-    with pytest.raises(ChannelError, match="not enrolled"):
-        ping(channel, b"late")
     assert server.enrolments() == []
+    # The server refuses the call (it never ran), the client enrols again and repeats it.
+    assert ping(channel, b"late") == b"late"
+    assert [e.fingerprint for e in server.enrolments()] == [channel.client_fingerprint]
+    assert channel.enrolment.expires_at == pytest.approx(clock.now + 60.0)
     channel.close()
-    with _open(server, client) as again:
-        assert ping(again, b"back") == b"back"
 
 
 def _bootstrap(server: SecureServer[Any], server_pem: bytes) -> Any:
@@ -309,12 +310,16 @@ def test_a_crashing_verifier_refuses_the_client_and_the_server_goes_on(
     assert server.state is ServerState.SERVING
 
 
-def test_the_allow_list_is_bounded(make_server: Any) -> None:
-    server = make_server(max_enrolled=1)
-    _open(server, make_self_signed_credentials("first")).close()
+def test_the_allow_list_of_a_verifying_server_is_bounded(make_server: Any) -> None:
+    server = make_server(max_enrolled=1, open_enrolment=False)
+    first = _open(server, make_self_signed_credentials("first"))
     assert "allow-list full: 1 of 1 entries used" in _refused(
         server, make_self_signed_credentials()
     )
+    assert ping(first, b"still in") == b"still in"  # no newcomer pushes an admitted client out
+    first.close()  # it leaves, and its slot is free at once
+    with _open(server, make_self_signed_credentials("second")) as second:
+        assert ping(second, b"in") == b"in"
 
 
 def test_the_reason_can_be_kept_from_the_client(make_server: Any) -> None:

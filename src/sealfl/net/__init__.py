@@ -17,6 +17,16 @@ The scheme (DESIGN.md, "Attestation and RA-TLS"):
    enrolments, resumed sessions).
 4. Freshness: the nonce, enrolment lifetimes, an optional maximum certificate age, and a
    maximum connection age after which clients reconnect and handshake again.
+5. Long runs: both sides renew their short-lived certificates before notAfter (``renew=``); a
+   client carries its lineage over with a proof by its old key (:func:`caller_lineage`), a
+   server hands over to its new certificate with a signature by its old key, and the client
+   verifies the new one with the same verifier before it re-pins.
+
+Availability: the front door, and the service listener of a server that admits anyone, run on
+asyncio with read deadlines and per-address limits, so peers that open calls and never send
+them pin no thread; refusals for load are marked busy and clients repeat them with jittered
+backoff; an open server's allow-list evicts its least recently used client rather than fill
+up (:class:`WhenFull`), and a closing client leaves.
 
 Large tensors are streamed in chunks with bounded memory (:class:`TensorChunker`,
 :func:`receive_tensor`); every call has a deadline, idempotent calls may retry with backoff
@@ -35,8 +45,11 @@ Example (``verify`` is e.g. ``lambda pem: verify_ratls_certificate(pem, verifier
 """
 
 from sealfl.net.addresses import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
+from sealfl.net.allowlist import ENROLMENT_STATE_KEY as ENROLMENT_STATE_KEY
 from sealfl.net.allowlist import Enrolment as Enrolment
 from sealfl.net.allowlist import Refusal as Refusal
+from sealfl.net.allowlist import WhenFull as WhenFull
+from sealfl.net.callers import caller_lineage as caller_lineage
 from sealfl.net.calls import CertificatePinError as CertificatePinError
 from sealfl.net.calls import RetryPolicy as RetryPolicy
 from sealfl.net.calls import describe_rpc_error as describe_rpc_error
@@ -73,6 +86,7 @@ from sealfl.net.verifiers import fingerprint_verifier as fingerprint_verifier
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "ENROLMENT_STATE_KEY",
     "CertificateIdentity",
     "CertificatePinError",
     "ChannelState",
@@ -92,7 +106,9 @@ __all__ = [
     "TensorTooLargeError",
     "TlsCredentials",
     "TransferServicer",
+    "WhenFull",
     "accept_any_certificate",
+    "caller_lineage",
     "certificate_fingerprint",
     "connect_pinned",
     "describe_rpc_error",

@@ -8,6 +8,12 @@ itself: a client gets in only by presenting a certificate the peer verifier acce
 it holds that certificate's key, by signing a fresh single-use nonce (see
 :mod:`sealfl.net.possession`). The mutual-TLS handshake on the service listener then proves
 possession again on every connection.
+
+A client that renews its certificate enrols the new one with a second signature, by the key of
+the certificate it enrolled before (:func:`~sealfl.net.possession.renewal_message`): the desk
+then carries the client's lineage over and frees the old slot. The front door also serves the
+chain of a renewing server's handovers (``Handover``), which grants nothing either: each step is
+a public certificate signed by the key before it.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from cryptography import x509
@@ -27,11 +33,19 @@ from cryptography.hazmat.primitives import serialization
 
 from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.net.allowlist import AllowList, Enrolment, Refusal, RevokedError
+from sealfl.net.callers import caller_enrolment
 from sealfl.net.certificates import certificate_fingerprint, load_certificate
-from sealfl.net.possession import possession_message, verify_possession
+from sealfl.net.possession import possession_message, renewal_message, verify_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc
 
-__all__ = ["ChallengeStore", "EnrolmentDesk", "EnrolmentRefusedError", "EnrolmentServicer"]
+__all__ = [
+    "ChallengeStore",
+    "EnrolmentDesk",
+    "EnrolmentRefusedError",
+    "EnrolmentServicer",
+    "HandoverStep",
+    "SessionServicer",
+]
 
 IdentityT = TypeVar("IdentityT")
 
@@ -97,9 +111,12 @@ class EnrolmentDesk(Generic[IdentityT]):
     """The checks that decide an enrolment, in order, independent of gRPC.
 
     1. the certificate parses; 2. the nonce is one this server issued, unused and unexpired;
-    3. the certificate is inside its validity period (and not older than the policy allows);
-    4. the signature proves possession of the certificate's key; 5. the peer verifier accepts
-    the certificate (evidence and policy); 6. the allow-list has room.
+    3. the signature proves possession of the certificate's key (signed for this server's
+    current certificate or one it handed over from); 4. for a renewal, the predecessor's key
+    signed the renewal and the predecessor was not revoked; 5. the certificate is inside its
+    validity period (and not older than the policy allows); 6. the peer verifier accepts the
+    certificate (evidence and policy); 7. the allow-list has room (or, on a server that admits
+    anyone, makes room by evicting its least recently used entry).
     """
 
     def __init__(
@@ -109,7 +126,7 @@ class EnrolmentDesk(Generic[IdentityT]):
         allowlist: AllowList[IdentityT],
         challenges: ChallengeStore,
         policy: EnrolmentPolicy,
-        server_certificate: Callable[[], bytes],
+        server_certificates: Callable[[], Sequence[bytes]],
         clock: Callable[[], float],
         on_enrol: Callable[[Enrolment[IdentityT]], None] | None = None,
         on_refusal: Callable[[Refusal], None] | None = None,
@@ -118,7 +135,7 @@ class EnrolmentDesk(Generic[IdentityT]):
         self._verifier = verifier
         self._allowlist = allowlist
         self._challenges = challenges
-        self._server_certificate = server_certificate
+        self._server_certificates = server_certificates
         self._clock = clock
         self._on_enrol = on_enrol
         self._on_refusal = on_refusal
@@ -130,14 +147,24 @@ class EnrolmentDesk(Generic[IdentityT]):
         """
         cert = load_certificate(cert_pem, what=f"allowed client certificate ({peer})")
         try:
-            return self._check_and_add(cert, cert_pem, peer=peer)
+            return self._check_and_add(cert, cert_pem, peer=peer, pinned=True)
         except EnrolmentRefusedError as exc:
             raise ConfigError(f"allowed client certificate ({peer}): {exc}") from exc
 
     def admit(
-        self, cert_pem: bytes, nonce: bytes, signature: bytes, *, peer: str
+        self,
+        cert_pem: bytes,
+        nonce: bytes,
+        signature: bytes,
+        *,
+        peer: str,
+        predecessor: str = "",
+        predecessor_signature: bytes = b"",
     ) -> Enrolment[IdentityT]:
-        """Run every check and add the client, or raise :class:`EnrolmentRefusedError`."""
+        """Run every check and add the client, or raise :class:`EnrolmentRefusedError`.
+
+        ``predecessor`` (a fingerprint) and ``predecessor_signature`` make it a renewal.
+        """
         fingerprint, subject = "?", "?"
         try:
             try:
@@ -151,12 +178,13 @@ class EnrolmentDesk(Generic[IdentityT]):
                     "nonce: not one this server issued, already used, or expired "
                     "(ask Challenge again)"
                 )
-            message = possession_message(nonce, self._server_certificate(), cert_pem)
-            try:
-                verify_possession(cert, message, signature)
-            except AttestationError as exc:
-                raise EnrolmentRefusedError(str(exc)) from exc
-            enrolment = self._check_and_add(cert, cert_pem, peer=peer)
+            server_pem = self._proven_for(cert, nonce, cert_pem, signature)
+            lineage, replaces = self._renewal(
+                nonce, server_pem, cert_pem, fingerprint, predecessor, predecessor_signature
+            )
+            enrolment = self._check_and_add(
+                cert, cert_pem, peer=peer, lineage=lineage, replaces=replaces
+            )
         except EnrolmentRefusedError as exc:
             refusal = Refusal(peer, fingerprint, subject, str(exc), self._clock())
             self._allowlist.record_refusal(refusal)
@@ -168,8 +196,78 @@ class EnrolmentDesk(Generic[IdentityT]):
             raise
         return enrolment
 
+    def _proven_for(
+        self, cert: x509.Certificate, nonce: bytes, cert_pem: bytes, signature: bytes
+    ) -> bytes:
+        """Check the possession proof; return the server certificate it was signed for.
+
+        A client may have signed for the certificate this server presented before its latest
+        renewal (it pinned that one a moment ago): every certificate of the server's handover
+        chain is this server's, so each is accepted; the nonce keeps the proof fresh.
+        """
+        error: AttestationError | None = None
+        for server_pem in self._server_certificates():
+            try:
+                verify_possession(cert, possession_message(nonce, server_pem, cert_pem), signature)
+            except AttestationError as exc:
+                error = error or exc
+                continue
+            return server_pem
+        raise EnrolmentRefusedError(str(error or "possession proof: no server certificate"))
+
+    def _renewal(
+        self,
+        nonce: bytes,
+        server_pem: bytes,
+        cert_pem: bytes,
+        fingerprint: str,
+        predecessor: str,
+        signature: bytes,
+    ) -> tuple[str | None, str | None]:
+        """Return (lineage, replaced fingerprint) for a renewal, (None, None) otherwise."""
+        if not predecessor:
+            return None, None
+        if predecessor == fingerprint:
+            raise EnrolmentRefusedError(
+                "renewal: the predecessor named is the certificate itself; re-enrol it without "
+                "a predecessor"
+            )
+        if self._allowlist.is_revoked(predecessor):
+            raise EnrolmentRefusedError(
+                f"renewal: the predecessor certificate sha256:{predecessor} was revoked on this "
+                "server, so its lineage ends; enrol without it"
+            )
+        known = self._allowlist.predecessor(predecessor, self._clock())
+        if known is None:
+            _log.info(
+                "renewal of sha256:%s names sha256:%s, which this server does not know: "
+                "enrolled as a new lineage",
+                fingerprint,
+                predecessor,
+            )
+            return None, None
+        old = load_certificate(known.certificate_pem, what="predecessor certificate")
+        try:
+            verify_possession(
+                old,
+                renewal_message(nonce, server_pem, cert_pem, predecessor),
+                signature,
+                what="renewal proof",
+                meaning="whoever enrols this certificate does not hold the predecessor's key",
+            )
+        except AttestationError as exc:
+            raise EnrolmentRefusedError(str(exc)) from exc
+        return known.lineage, predecessor
+
     def _check_and_add(
-        self, cert: x509.Certificate, cert_pem: bytes, *, peer: str
+        self,
+        cert: x509.Certificate,
+        cert_pem: bytes,
+        *,
+        peer: str,
+        pinned: bool = False,
+        lineage: str | None = None,
+        replaces: str | None = None,
     ) -> Enrolment[IdentityT]:
         # Only the certificate that was parsed, checked and proved is kept: the stored PEM
         # becomes a root of the mutual-TLS trust store, so anything the client appended to it
@@ -208,15 +306,19 @@ class EnrolmentDesk(Generic[IdentityT]):
             peer=peer,
             enrolled_at=now,
             expires_at=min(now + self.policy.ttl_s, not_after),
+            lineage=lineage or "",
         )
         try:
-            self._allowlist.add(enrolment)
+            evicted = self._allowlist.add(enrolment, pinned=pinned, replaces=replaces)
         except (OverflowError, RevokedError) as exc:
             raise EnrolmentRefusedError(str(exc)) from exc
+        for old in evicted:
+            _log.info("evicted the least recently used client sha256:%s", old.fingerprint)
         _log.info(
-            "enrolled %s (sha256:%s) from %s until %s",
+            "enrolled %s (sha256:%s%s) from %s until %s",
             enrolment.subject,
             enrolment.fingerprint,
+            f", renewing sha256:{replaces}" if replaces else "",
             peer,
             _utc(enrolment.expires_at),
         )
@@ -229,6 +331,15 @@ def _utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+@dataclass(frozen=True)
+class HandoverStep:
+    """One renewal of the server's certificate: from which, to which, signed by the old key."""
+
+    from_fingerprint: str
+    certificate_pem: bytes
+    signature: bytes
+
+
 class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer, Generic[IdentityT]):
     """gRPC face of an :class:`EnrolmentDesk`, served on the front-door listener."""
 
@@ -237,10 +348,12 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer, Generic[IdentityT]
         desk: EnrolmentDesk[IdentityT],
         challenges: ChallengeStore,
         service_port: Callable[[], int],
+        handovers: Callable[[str], Sequence[HandoverStep]] = lambda fingerprint: (),
     ) -> None:
         self._desk = desk
         self._challenges = challenges
         self._service_port = service_port
+        self._handovers = handovers
 
     def Challenge(  # noqa: N802 - gRPC method name
         self, request: enrolment_pb2.ChallengeRequest, context: grpc.ServicerContext
@@ -254,7 +367,12 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer, Generic[IdentityT]
         """Admit the client or abort with PERMISSION_DENIED and (by default) the reason."""
         try:
             enrolment = self._desk.admit(
-                request.certificate_pem, request.nonce, request.signature, peer=context.peer()
+                request.certificate_pem,
+                request.nonce,
+                request.signature,
+                peer=context.peer(),
+                predecessor=request.predecessor_fingerprint,
+                predecessor_signature=request.predecessor_signature,
             )
         except EnrolmentRefusedError as exc:
             detail = str(exc) if self._desk.policy.disclose_reasons else "see the server log"
@@ -263,4 +381,36 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer, Generic[IdentityT]
             service_port=self._service_port(),
             expires_at=enrolment.expires_at,
             fingerprint=enrolment.fingerprint,
+            lineage=enrolment.lineage,
         )
+
+    def Handover(  # noqa: N802 - gRPC method name
+        self, request: enrolment_pb2.HandoverRequest, context: grpc.ServicerContext
+    ) -> enrolment_pb2.HandoverReply:
+        """Return the server's renewals since ``from_fingerprint`` (public, signed data)."""
+        steps = self._handovers(request.from_fingerprint)
+        return enrolment_pb2.HandoverReply(
+            steps=[
+                enrolment_pb2.HandoverStep(certificate_pem=s.certificate_pem, signature=s.signature)
+                for s in steps
+            ]
+        )
+
+
+class SessionServicer(enrolment_pb2_grpc.SessionServicer):
+    """Served on the mutual-TLS listener: an enrolled client that is done leaves."""
+
+    def __init__(self, allowlist: AllowList[Any]) -> None:
+        self._allowlist = allowlist
+
+    def Leave(  # noqa: N802 - gRPC method name
+        self, request: enrolment_pb2.LeaveRequest, context: grpc.ServicerContext
+    ) -> enrolment_pb2.LeaveReply:
+        """Remove the caller's enrolment, freeing its slot (the peer check admitted it)."""
+        enrolment = caller_enrolment(context)
+        if enrolment is None:
+            return enrolment_pb2.LeaveReply(left=False)
+        left = self._allowlist.leave(enrolment.fingerprint)
+        if left:
+            _log.info("client sha256:%s left", enrolment.fingerprint)
+        return enrolment_pb2.LeaveReply(left=left)

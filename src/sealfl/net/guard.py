@@ -9,6 +9,8 @@ with ``check(context)`` (which aborts the call to refuse it) before the real han
 This is an interceptor by construction rather than through gRPC's interceptor pipeline: every
 handler the server can dispatch to was added through the registrar, so none escapes the check,
 and the pipeline's per-call cost (measured at 4-6 % of a small RPC on loopback) is avoided.
+The asyncio listeners use the same registrar with another wrapping (:mod:`sealfl.net.bridge`),
+which runs the check too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["GuardedRegistrar", "PeerCheck", "guard_handler"]
+__all__ = ["GuardedRegistrar", "PeerCheck", "WrappingRegistrar", "guard_handler"]
 
 PeerCheck = Callable[[grpc.ServicerContext], None]
 
@@ -48,49 +50,60 @@ def guard_handler(handler: grpc.RpcMethodHandler, check: PeerCheck) -> grpc.RpcM
     raise TypeError(f"RPC method handler {handler!r} has no behaviour to guard")
 
 
-class _GuardedGenericHandler(grpc.GenericRpcHandler):
-    """A generic handler whose every answer is guarded (wrapped once per method, then reused)."""
+Wrap = Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]
 
-    def __init__(self, inner: grpc.GenericRpcHandler, check: PeerCheck) -> None:
+
+class _WrappedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose every answer is wrapped (once per method, then reused)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Wrap) -> None:
         self._inner = inner
-        self._check = check
-        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrap = wrap
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        guarded = self._guarded.get(method)
-        if guarded is None:
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
             handler = self._inner.service(handler_call_details)
             if handler is None:  # unknown methods are not remembered: the table stays bounded
                 return None
-            guarded = self._guarded[method] = guard_handler(handler, self._check)
-        return guarded
+            wrapped = self._wrapped[method] = self._wrap(handler)
+        return wrapped
 
 
-class GuardedRegistrar:
+class WrappingRegistrar:
     """Stands in for a ``grpc.Server`` while generated code registers a servicer.
 
-    Only the two registration calls that generated ``add_XServicer_to_server`` functions make
-    are offered; anything else raises ``AttributeError`` rather than bypass the check.
+    Every method handler registered through it reaches ``target`` wrapped by ``wrap``. Only the
+    two registration calls that generated ``add_XServicer_to_server`` functions make are
+    offered; anything else raises ``AttributeError`` rather than bypass the wrapping.
     """
 
-    def __init__(self, server: grpc.Server, check: PeerCheck) -> None:
-        self._server = server
-        self._check = check
+    def __init__(self, target: Any, wrap: Wrap) -> None:
+        self._target = target
+        self._wrap = wrap
 
     def add_generic_rpc_handlers(
         self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]
     ) -> None:
-        """Register generic handlers, each wrapped so that its handlers run the check first."""
-        self._server.add_generic_rpc_handlers(
-            tuple(_GuardedGenericHandler(h, self._check) for h in generic_rpc_handlers)
+        """Register generic handlers, each wrapped so that its method handlers are."""
+        self._target.add_generic_rpc_handlers(
+            tuple(_WrappedGenericHandler(h, self._wrap) for h in generic_rpc_handlers)
         )
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        """Register the fast-path handlers of one service, each guarded."""
-        guarded = {name: guard_handler(h, self._check) for name, h in method_handlers.items()}
-        self._server.add_registered_method_handlers(service_name, guarded)  # type: ignore[attr-defined]
+        """Register the fast-path handlers of one service, each wrapped."""
+        wrapped = {name: self._wrap(h) for name, h in method_handlers.items()}
+        self._target.add_registered_method_handlers(service_name, wrapped)
+
+
+class GuardedRegistrar(WrappingRegistrar):
+    """A registrar whose handlers run ``check(context)`` first (the per-RPC peer check)."""
+
+    def __init__(self, server: Any, check: PeerCheck) -> None:
+        super().__init__(server, lambda handler: guard_handler(handler, check))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sealfl/net/protos/enrolment.proto\x12\nsealfl.net\"\x12\n\x10\x43hallengeRequest\"\x1f\n\x0e\x43hallengeReply\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"I\n\x0c\x45nrolRequest\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"K\n\nEnrolReply\x12\x14\n\x0cservice_port\x18\x01 \x01(\r\x12\x12\n\nexpires_at\x18\x02 \x01(\x01\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t2\x8d\x01\n\tEnrolment\x12\x45\n\tChallenge\x12\x1c.sealfl.net.ChallengeRequest\x1a\x1a.sealfl.net.ChallengeReply\x12\x39\n\x05\x45nrol\x12\x18.sealfl.net.EnrolRequest\x1a\x16.sealfl.net.EnrolReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sealfl/net/protos/enrolment.proto\x12\nsealfl.net\"\x12\n\x10\x43hallengeRequest\"\x1f\n\x0e\x43hallengeReply\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x89\x01\n\x0c\x45nrolRequest\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x1f\n\x17predecessor_fingerprint\x18\x04 \x01(\t\x12\x1d\n\x15predecessor_signature\x18\x05 \x01(\x0c\"\\\n\nEnrolReply\x12\x14\n\x0cservice_port\x18\x01 \x01(\r\x12\x12\n\nexpires_at\x18\x02 \x01(\x01\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x0f\n\x07lineage\x18\x04 \x01(\t\"+\n\x0fHandoverRequest\x12\x18\n\x10\x66rom_fingerprint\x18\x01 \x01(\t\":\n\x0cHandoverStep\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"8\n\rHandoverReply\x12\'\n\x05steps\x18\x01 \x03(\x0b\x32\x18.sealfl.net.HandoverStep\"\x0e\n\x0cLeaveRequest\"\x1a\n\nLeaveReply\x12\x0c\n\x04left\x18\x01 \x01(\x08\x32\xd1\x01\n\tEnrolment\x12\x45\n\tChallenge\x12\x1c.sealfl.net.ChallengeRequest\x1a\x1a.sealfl.net.ChallengeReply\x12\x39\n\x05\x45nrol\x12\x18.sealfl.net.EnrolRequest\x1a\x16.sealfl.net.EnrolReply\x12\x42\n\x08Handover\x12\x1b.sealfl.net.HandoverRequest\x1a\x19.sealfl.net.HandoverReply2D\n\x07Session\x12\x39\n\x05Leave\x12\x18.sealfl.net.LeaveRequest\x1a\x16.sealfl.net.LeaveReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHALLENGEREQUEST']._serialized_end=67
   _globals['_CHALLENGEREPLY']._serialized_start=69
   _globals['_CHALLENGEREPLY']._serialized_end=100
-  _globals['_ENROLREQUEST']._serialized_start=102
-  _globals['_ENROLREQUEST']._serialized_end=175
-  _globals['_ENROLREPLY']._serialized_start=177
-  _globals['_ENROLREPLY']._serialized_end=252
-  _globals['_ENROLMENT']._serialized_start=255
-  _globals['_ENROLMENT']._serialized_end=396
+  _globals['_ENROLREQUEST']._serialized_start=103
+  _globals['_ENROLREQUEST']._serialized_end=240
+  _globals['_ENROLREPLY']._serialized_start=242
+  _globals['_ENROLREPLY']._serialized_end=334
+  _globals['_HANDOVERREQUEST']._serialized_start=336
+  _globals['_HANDOVERREQUEST']._serialized_end=379
+  _globals['_HANDOVERSTEP']._serialized_start=381
+  _globals['_HANDOVERSTEP']._serialized_end=439
+  _globals['_HANDOVERREPLY']._serialized_start=441
+  _globals['_HANDOVERREPLY']._serialized_end=497
+  _globals['_LEAVEREQUEST']._serialized_start=499
+  _globals['_LEAVEREQUEST']._serialized_end=513
+  _globals['_LEAVEREPLY']._serialized_start=515
+  _globals['_LEAVEREPLY']._serialized_end=541
+  _globals['_ENROLMENT']._serialized_start=544
+  _globals['_ENROLMENT']._serialized_end=753
+  _globals['_SESSION']._serialized_start=755
+  _globals['_SESSION']._serialized_end=823
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class EnrolmentStub:
                 request_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolRequest.SerializeToString,
                 response_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolReply.FromString,
                 _registered_method=True)
+        self.Handover = channel.unary_unary(
+                '/sealfl.net.Enrolment/Handover',
+                request_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverRequest.SerializeToString,
+                response_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverReply.FromString,
+                _registered_method=True)
 
 
 class EnrolmentServicer:
@@ -61,6 +66,13 @@ class EnrolmentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Handover(self, request, context):
+        """The chain of certificates a renewing server handed over to, each signed by the key before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnrolmentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +85,11 @@ def add_EnrolmentServicer_to_server(servicer, server):
                     servicer.Enrol,
                     request_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolRequest.FromString,
                     response_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolReply.SerializeToString,
+            ),
+            'Handover': grpc.unary_unary_rpc_method_handler(
+                    servicer.Handover,
+                    request_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverRequest.FromString,
+                    response_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +146,108 @@ class Enrolment:
             '/sealfl.net.Enrolment/Enrol',
             sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolRequest.SerializeToString,
             sealfl_dot_net_dot_protos_dot_enrolment__pb2.EnrolReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Handover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealfl.net.Enrolment/Handover',
+            sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverRequest.SerializeToString,
+            sealfl_dot_net_dot_protos_dot_enrolment__pb2.HandoverReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SessionStub:
+    """Served on the mutual-TLS service listener: a client that is done frees its allow-list slot.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Leave = channel.unary_unary(
+                '/sealfl.net.Session/Leave',
+                request_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveReply.FromString,
+                _registered_method=True)
+
+
+class SessionServicer:
+    """Served on the mutual-TLS service listener: a client that is done frees its allow-list slot.
+    """
+
+    def Leave(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SessionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveRequest.FromString,
+                    response_serializer=sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'sealfl.net.Session', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('sealfl.net.Session', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Session:
+    """Served on the mutual-TLS service listener: a client that is done frees its allow-list slot.
+    """
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealfl.net.Session/Leave',
+            sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveRequest.SerializeToString,
+            sealfl_dot_net_dot_protos_dot_enrolment__pb2.LeaveReply.FromString,
             options,
             channel_credentials,
             insecure,
