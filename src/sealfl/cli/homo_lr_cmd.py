@@ -378,7 +378,7 @@ def prepare(
     typer.echo(
         "\nor with the development subcommands (flags instead of a role config):\n"
         f"sealfl homo-lr ps --worker-num {workers} --validate-set {paths['test']} "
-        f"--policy {paths['policy-ps']} --out {run_dir / 'ps'} "
+        f"--preset reference --policy {paths['policy-ps']} --out {run_dir / 'ps'} "
         f"--simulated-platform {paths['platform']}"
     )
 

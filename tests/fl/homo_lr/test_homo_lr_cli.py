@@ -6,7 +6,6 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import cast
 
 import pytest
 from rich.console import Console
@@ -115,17 +114,15 @@ def test_labels_other_than_0_and_1_are_refused(tmp_path: Path, rows: str, messag
 
 def test_min_workers_zero_is_refused_not_replaced(tmp_path: Path) -> None:
     """``--min-workers 0`` is out of range; it must not silently mean ``--worker-num``."""
-    from sealfl.fl.homo_lr.launch import PsOptions, run_parameter_server
-    from sealfl.runtime import PartyRuntime
+    from sealfl.fl.homo_lr.launch import PsOptions
 
     csv = tmp_path / "v.csv"
     csv.write_text("id,y,x0\n1,0,0.5\n")
-    options = PsOptions(
-        worker_num=2, validate_set=csv, min_workers=0, key_bits=1024, out_dir=tmp_path / "o"
-    )
-    no_tee = cast(PartyRuntime, None)  # refused before the TEE is used
     with pytest.raises(ConfigError, match=r"--min-workers must be between 1 .*got 0"):
-        run_parameter_server(options, no_tee)
+        PsOptions(
+            worker_num=2, validate_set=csv, min_workers=0, key_bits=1024, out_dir=tmp_path / "o"
+        )
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -175,4 +172,6 @@ def test_demo_shows_why_the_ps_did_not_start(tmp_path: Path) -> None:
         console=Console(file=out, width=200),
     )
     assert code == 2
-    assert "ps │ error: Paillier key size must be one of" in out.getvalue(), out.getvalue()
+    expected = "ps.toml: options.key_bits: expected one of 1024, 2048, 3072, got 64"
+    assert expected in out.getvalue(), out.getvalue()
+    assert not (tmp_path / "run" / "ps").exists()  # refused before creating anything

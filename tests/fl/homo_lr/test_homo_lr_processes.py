@@ -10,38 +10,49 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
 import grpc
 import numpy as np
 import pytest
+from homo_lr_parties import (
+    CLI,
+    NAMES,
+    TIMEOUT_S,
+    Party,
+    in_process_tee,
+    start_ps,
+    start_worker,
+)
 
 from sealfl.data import breast
 from sealfl.errors import ProtocolError
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, with_bias
-from sealfl.fl.homo_lr.demo import prepare_run_dir, simulated_policy_toml
+from sealfl.fl.homo_lr.demo import simulated_policy_toml
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.launch import (
-    ADDRESS_FILE,
     MODEL_FILE,
     MODEL_LABEL,
     PS_METRICS_FILE,
     PUBKEY_HASH_CLAIM,
 )
 from sealfl.fl.homo_lr.metrics import MetricsLog
+from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.plaintext import train_plaintext
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc
-from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings, TrainingResult
+from sealfl.fl.homo_lr.server import (
+    ParameterServer,
+    ServerSettings,
+    SubmitStatus,
+    TrainingResult,
+)
 from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService
 from sealfl.he import EncryptedVector
 from sealfl.net import SecureServer, open_secure_channel
-from sealfl.runtime import PartyRuntime, TeeChoice, TeeKind
 from sealfl.seal import SealingKey, read_sealed
 from sealfl.tee import (
     EvidenceProvider,
@@ -53,183 +64,28 @@ from sealfl.tee import (
 
 pytestmark = pytest.mark.filterwarnings("ignore::sealfl.he.WeakKeyWarning")
 
-CLI = [sys.executable, "-m", "sealfl.cli.main", "homo-lr"]
-TIMEOUT_S = 90.0
-
-
-class Party:
-    """A started process whose combined output goes to a file we can poll."""
-
-    def __init__(self, name: str, argv: list[str], logs: Path) -> None:
-        self.name = name
-        self.log = logs / f"{name}.log"
-        self._fh = self.log.open("w")
-        self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def words(self) -> str:
-        """The output with whitespace collapsed (error messages are wrapped to the terminal)."""
-        return " ".join(self.output().split())
-
-    def wait_for(self, predicate: Callable[[str], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if predicate(self.output()):
-                return
-            if self.proc.poll() is not None and not predicate(self.output()):
-                raise AssertionError(f"{self.name} exited before {what}:\n{self.output()}")
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {what} within {TIMEOUT_S} s:\n{self.output()}")
-
-    def finish(self) -> int:
-        try:
-            code = self.proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"{self.name} did not finish:\n{self.output()}") from None
-        self._fh.close()
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._fh.close()
-
-
-def fresh_measurements() -> dict[str, bytes]:
-    """Measure the roles in a new process, as the parties about to start will.
-
-    The simulated measurement covers every file of the package and a process measures once; a
-    value cached in this long-lived test process would go stale if the checkout is edited
-    while the suite runs.
-    """
-    code = (
-        "from sealfl.fl.homo_lr.launch import role_measurement as m; "
-        "print(m('ps').hex(), m('worker').hex())"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    ps, worker = out.stdout.split()
-    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[dict[str, Path]]:
-    measurements = fresh_measurements()
-    paths = prepare_run_dir(tmp_path, workers=2, measurements=measurements)
-    (tmp_path / "measurement-ps.hex").write_text(measurements["ps"].hex())
-    (tmp_path / "measurement-worker.hex").write_text(measurements["worker"].hex())
-    paths["root"] = tmp_path
-    paths["logs"] = tmp_path / "logs"
-    paths["logs"].mkdir()
-    yield paths
-
-
-@pytest.fixture
-def parties() -> Iterator[list[Party]]:
-    started: list[Party] = []
-    yield started
-    for party in started:
-        party.stop()
-
-
-def _ps(run: dict[str, Path], parties: list[Party], *extra: str, workers: int = 2) -> str:
-    out = run["root"] / "ps"
-    party = Party(
-        "ps",
-        [
-            *CLI,
-            "ps",
-            "--worker-num",
-            str(workers),
-            "--validate-set",
-            str(run["test"]),
-            "--listen",
-            "127.0.0.1:0",
-            "--key-bits",
-            "1024",
-            "--policy",
-            str(run["policy-ps"]),
-            "--out",
-            str(out),
-            "--simulated-platform",
-            str(run["platform"]),
-            *extra,
-        ],
-        run["logs"],
-    )
-    parties.append(party)
-    address_file = out / ADDRESS_FILE
-    party.wait_for(lambda _: address_file.is_file(), "listening address")
-    return address_file.read_text().strip()
-
-
-def _worker(
-    run: dict[str, Path],
-    parties: list[Party],
-    k: int,
-    address: str,
-    epochs: int,
-    *,
-    policy: Path | None = None,
-    platform: Path | None = None,
-) -> Party:
-    party = Party(
-        f"worker-{k}",
-        [
-            *CLI,
-            "worker",
-            "--train-set",
-            str(run[f"train-{k}"]),
-            "--id",
-            str(k),
-            "--server",
-            address,
-            "--epochs",
-            str(epochs),
-            "--policy",
-            str(policy or run["policy-worker"]),
-            "--simulated-platform",
-            str(platform or run["platform"]),
-            "--cores",
-            "1",  # several parties share this machine (and no process pool to start)
-        ],
-        run["logs"],
-    )
-    parties.append(party)
-    return party
-
-
-def _in_process_tee(run: dict[str, Path], role: str) -> PartyRuntime:
-    """A party of this test process, with the measurement the policies expect for ``role``."""
-    measurement = bytes.fromhex((run["root"] / f"measurement-{role}.hex").read_text())
-    return PartyRuntime.create(
-        TeeChoice(TeeKind.SIMULATED, simulated_platform=run["platform"]),
-        simulated_measurement=lambda: measurement,
-        policy=run[f"policy-{role}"],
-    )
-
 
 def _in_process_ps(
     run: dict[str, Path],
     crypto: PaillierServerCrypto,
     *,
     worker_num: int,
+    hp: Hyperparameters,
     bound_key: bytes | None = None,
 ) -> tuple[ParameterServer[EncryptedVector], SecureServer[VerifiedPeer]]:
     """A PS core of this test process behind RA-TLS gRPC (not started).
 
     Its certificate binds ``bound_key``, by default the public key of ``crypto``.
     """
-    tee = _in_process_tee(run, "ps")
+    tee = in_process_tee(run, "ps")
     key = crypto.public_key_bytes() if bound_key is None else bound_key
     test = breast.load_split("homo_test")
     core: ParameterServer[EncryptedVector] = ParameterServer(
         crypto=crypto,
         validation=(test.X, test.labels().astype(np.float64)),
-        settings=ServerSettings(worker_num=worker_num, min_workers=worker_num, join_deadline_s=20),
+        settings=ServerSettings(
+            worker_num=worker_num, min_workers=worker_num, hp=hp, join_deadline_s=20
+        ),
         metrics=MetricsLog(None, party="ps"),
         on_line=lambda line: None,
     )
@@ -248,8 +104,8 @@ def _in_process_ps(
 def test_two_workers_train_and_the_sealed_model_matches_plaintext(
     run: dict[str, Path], parties: list[Party]
 ) -> None:
-    address = _ps(run, parties)
-    workers = [_worker(run, parties, k, address, 11) for k in (1, 2)]
+    address = start_ps(run, parties, epochs=11)
+    workers = [start_worker(run, parties, k, address, 11) for k in (1, 2)]
     assert [w.finish() for w in workers] == [0, 0], [w.output() for w in workers]
     assert parties[0].finish() == 0, parties[0].output()
     out = workers[0].output()
@@ -279,13 +135,13 @@ def test_two_workers_train_and_the_sealed_model_matches_plaintext(
 def test_worker_refuses_a_ps_that_fails_its_policy(
     run: dict[str, Path], parties: list[Party]
 ) -> None:
-    address = _ps(run, parties)
+    address = start_ps(run, parties, epochs=5)
     platform = SimulatedPlatform.load(run["platform"])
     wrong = run["root"] / "policy-expects-worker-code.toml"
     ps_code = bytes.fromhex((run["root"] / "measurement-ps.hex").read_text())
     not_ps = bytes(b ^ 0xFF for b in ps_code)
     wrong.write_text(simulated_policy_toml(not_ps, platform.fingerprint))
-    worker = _worker(run, parties, 1, address, 5, policy=wrong)
+    worker = start_worker(run, parties, 1, address, 5, policy=wrong)
     assert worker.finish() == 1
     assert "error:" in worker.words() and "measurement: expected one of" in worker.words()
 
@@ -293,12 +149,12 @@ def test_worker_refuses_a_ps_that_fails_its_policy(
 def test_ps_refuses_an_unattested_worker_and_goes_on(
     run: dict[str, Path], parties: list[Party]
 ) -> None:
-    address = _ps(run, parties, workers=1)
+    address = start_ps(run, parties, workers=1, epochs=3)
     SimulatedPlatform.create(run["root"] / "rogue-platform")
-    rogue = _worker(run, parties, 2, address, 5, platform=run["root"] / "rogue-platform")
+    rogue = start_worker(run, parties, 2, address, 3, platform=run["root"] / "rogue-platform")
     assert rogue.finish() == 1
     assert "refused" in rogue.words() and "platform" in rogue.words(), rogue.output()
-    good = _worker(run, parties, 1, address, 3)
+    good = start_worker(run, parties, 1, address, 3)
     assert good.finish() == 0, good.output()
     assert parties[0].finish() == 0
     assert "refused a party at enrolment" in parties[0].output()
@@ -309,10 +165,16 @@ def test_worker_stops_when_the_ps_key_binding_does_not_verify(
 ) -> None:
     # A PS that binds one Paillier key into its attested certificate but hands out another.
     bound, served = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
-    _, server = _in_process_ps(run, served, worker_num=1, bound_key=bound.public_key_bytes())
+    _, server = _in_process_ps(
+        run,
+        served,
+        worker_num=1,
+        hp=Hyperparameters(iterations=5),
+        bound_key=bound.public_key_bytes(),
+    )
     address = server.start()
     try:
-        worker = _worker(run, parties, 1, address, 5)
+        worker = start_worker(run, parties, 1, address, 5)
         assert worker.finish() == 1
         output = worker.words()
         assert f"PS at {address} attested" in output, output  # refused for the key only
@@ -325,9 +187,11 @@ def test_worker_stops_when_the_ps_key_binding_does_not_verify(
 def test_dead_worker_mid_run(
     run: dict[str, Path], parties: list[Party], min_workers: int, ps_code: int
 ) -> None:
-    address = _ps(run, parties, "--min-workers", str(min_workers), "--round-deadline", "3")
-    survivor = _worker(run, parties, 1, address, 150)
-    doomed = _worker(run, parties, 2, address, 150)
+    address = start_ps(
+        run, parties, "--min-workers", str(min_workers), "--round-deadline", "3", epochs=150
+    )
+    survivor = start_worker(run, parties, 1, address, 150)
+    doomed = start_worker(run, parties, 2, address, 150)
     doomed.wait_for(lambda out: "iter: 10 " in out, "iteration 10")
     doomed.proc.kill()
     ps = parties[0]
@@ -343,8 +207,8 @@ def test_dead_worker_mid_run(
 
 
 def test_worker_stops_cleanly_when_the_ps_dies(run: dict[str, Path], parties: list[Party]) -> None:
-    address = _ps(run, parties, workers=1)
-    worker = _worker(run, parties, 1, address, 400)
+    address = start_ps(run, parties, workers=1, epochs=400)
+    worker = start_worker(run, parties, 1, address, 400)
     worker.wait_for(lambda out: "iter: 10 " in out, "iteration 10")
     parties[0].proc.kill()
     started = time.monotonic()
@@ -379,10 +243,11 @@ def test_demo_runs_every_party_and_reports(tmp_path: Path) -> None:
 
 def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
     """Duplicate, foreign-key and malformed submissions over real RA-TLS gRPC are refused."""
-    worker_tee = _in_process_tee(run, "worker")
+    worker_tee = in_process_tee(run, "worker")
     crypto, foreign = PaillierServerCrypto.generate(1024), PaillierServerCrypto.generate(1024)
-    core, server = _in_process_ps(run, crypto, worker_num=2)
-    core.join(2, Hyperparameters(iterations=1), 30, 10, "second-worker")  # joins in-process
+    hp = Hyperparameters(iterations=1)
+    core, server = _in_process_ps(run, crypto, worker_num=2, hp=hp)
+    core.join(2, hp, NAMES, 10, Peer("second-worker"))  # joins in-process
     address = server.start()
     results: list[TrainingResult] = []
     driver = threading.Thread(target=lambda: results.append(core.run()), daemon=True)
@@ -394,7 +259,7 @@ def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
     )
     try:
         link = GrpcPsLink(channel)
-        info = link.join(1, Hyperparameters(iterations=1), 30, 10)
+        info = link.join(1, hp, NAMES, 10)
         worker = PaillierWorkerCrypto.from_public_key_bytes(info.public_key)
         view = link.get_model(1, 0)
         good = worker.step(view.encrypted_weights, np.eye(31), np.zeros(31))
@@ -408,10 +273,10 @@ def test_refusals_over_grpc_keep_the_round(run: dict[str, Path]) -> None:
         raw = channel.channel.unary_unary("/sealfl.fl.homo_lr.HomoLr/Submit")
         with pytest.raises(grpc.RpcError):  # not a protobuf message at all
             raw(b"\xff\xff\xff", timeout=5)
-        link.submit(1, 0, good)
+        assert link.submit(1, 0, good).status is SubmitStatus.ACCEPTED
         with pytest.raises(ProtocolError, match="second submission for iteration 0"):
             link.submit(1, 0, good)
-        core.submit(2, 0, good, "second-worker")  # the round still completes
+        core.submit(2, 0, good, Peer("second-worker"))  # the round still completes
         final = link.get_model(1, 1)
         assert final.state == "ready" and final.evaluation is not None
     finally:

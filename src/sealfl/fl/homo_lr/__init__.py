@@ -5,21 +5,25 @@ Layers, from pure to wired:
 - :mod:`.algorithm`, :mod:`.evaluation`, :mod:`.plaintext`: the reference update rule, the
   metrics and a plaintext federation (NumPy only);
 - :mod:`.encrypted`: the worker's encrypted step and the PS's refresh over :mod:`sealfl.he`;
-- :mod:`.rounds`, :mod:`.server`, :mod:`.worker`: the protocol (joins, rounds with deadlines,
-  refusals), independent of gRPC;
-- :mod:`.service`, :mod:`.launch`, :mod:`.demo`: gRPC glue, whole processes (TEE, RA-TLS,
-  sealing), and the demo that starts them.
+- :mod:`.rounds`, :mod:`.seats`, :mod:`.admission`, :mod:`.screening`, :mod:`.checkpoint`,
+  :mod:`.server`, :mod:`.worker`: the protocol (seats and who may take them, rounds with
+  deadlines, the PS's check of each decrypted update, sealed checkpoints, refusals),
+  independent of gRPC;
+- :mod:`.datacheck`, :mod:`.reach`: what a party checks before it starts (its data, its
+  addresses);
+- :mod:`.service`, :mod:`.launch`, :mod:`.roles`, :mod:`.demo`: gRPC glue, whole processes
+  (TEE, RA-TLS, sealing, signals), role configs, and the demo that starts them.
 
 Running a federation from Python::
 
-    from sealfl.fl.homo_lr import PsOptions, role_measurement, run_parameter_server
+    from sealfl.fl.homo_lr import REFERENCE, PsOptions, role_measurement, run_parameter_server
     from sealfl.runtime import PartyRuntime, TeeChoice, TeeKind
     tee = PartyRuntime.create(
         TeeChoice(TeeKind.SIMULATED, simulated_platform=...),
         simulated_measurement=lambda: role_measurement("ps"),
         policy=...,
     )
-    result = run_parameter_server(PsOptions(worker_num=2, validate_set=...), tee)
+    result = run_parameter_server(PsOptions(worker_num=2, validate_set=..., hp=REFERENCE), tee)
 """
 
 from sealfl.fl.homo_lr.algorithm import ACCURATE as ACCURATE

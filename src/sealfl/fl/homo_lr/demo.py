@@ -162,8 +162,18 @@ def write_role_configs(
     ps_cores: int | None = None,
     worker_cores: int | None = None,
 ) -> dict[str, Path]:
-    """Write ``ps.toml`` and ``worker-K.toml`` into ``run_dir``; return them by party name."""
+    """Write ``ps.toml`` and ``worker-K.toml`` into ``run_dir``; return them by party name.
+
+    The PS's config holds the federation's training settings (the preset's, with ``iterations``
+    of them), and every worker's declares the same.
+    """
     hp = PRESETS[preset]
+    settings: dict[str, str | int | float] = {
+        "epochs": iterations,
+        "learning_rate": hp.learning_rate,
+        "alpha": hp.alpha,
+        "schedule": hp.schedule.value,
+    }
 
     def rel(path: Path) -> str:
         return str(path.relative_to(run_dir))
@@ -171,6 +181,7 @@ def write_role_configs(
     ps_options: dict[str, str | int | float] = {
         "worker_num": workers,
         "validate_set": rel(paths["test"]),
+        **settings,
         "key_bits": key_bits,
         "out": "ps",
         "round_deadline": round_deadline_s,
@@ -190,11 +201,9 @@ def write_role_configs(
         worker: dict[str, str | int | float] = {
             "train_set": rel(paths[f"train-{k}"]),
             "id": k,
-            "epochs": iterations,
-            "learning_rate": hp.learning_rate,
-            "alpha": hp.alpha,
-            "schedule": hp.schedule.value,
+            **settings,
             "metrics": f"worker-{k}_metrics.jsonl",
+            "seat_file": f"worker-{k}.seat",
         }
         if worker_cores is not None:
             worker["cores"] = worker_cores

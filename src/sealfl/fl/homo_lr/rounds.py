@@ -7,9 +7,12 @@ Rules:
 
 - only workers still in the federation may submit, once per iteration, for the current
   iteration only; anything else is refused with a reason and the round goes on;
-- a round closes when every active worker has submitted, or at its deadline; at the deadline the
-  late workers are dropped for the rest of the run if at least ``min_workers`` submitted,
-  otherwise the run stops, naming who is missing.
+- a submission the PS's check refuses after decryption (:mod:`.screening`) counts as the
+  worker's answer for the iteration but not as a contribution: that one party's round is
+  dropped, with the reason recorded, and the others' average goes on;
+- a round closes when every active worker has answered, or at its deadline; at the deadline the
+  late workers are dropped if at least ``min_workers`` answered, otherwise the run stops, naming
+  who is missing. A dropped worker that rejoins is reinstated (:meth:`RoundBook.reinstate`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class RoundOutcome(Generic[T]):
         Submissions by worker id (empty when the run stops).
     missing
         Workers that did not submit before the deadline (dropped, or the reason for stopping).
+    rejected
+        Workers whose submission failed the PS's check, with the reason (left out of the
+        average; they stay in the federation).
     stop_reason
         ``None`` when training goes on; otherwise a message for the operator and the workers.
     """
@@ -42,6 +48,7 @@ class RoundOutcome(Generic[T]):
     iteration: int
     contributions: dict[int, T]
     missing: tuple[int, ...] = ()
+    rejected: dict[int, str] = field(default_factory=dict)
     stop_reason: str | None = None
 
 
@@ -68,6 +75,7 @@ class RoundBook(Generic[T]):
     active: set[int] = field(init=False)
     dropped: set[int] = field(init=False, default_factory=set)
     _pending: dict[int, T] = field(init=False, default_factory=dict)
+    _rejected: dict[int, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.active = set(self.workers)
@@ -100,7 +108,7 @@ class RoundBook(Generic[T]):
                 f"worker {worker_id}: submission for iteration {iteration}, but the current "
                 f"iteration is {self.iteration}"
             )
-        if worker_id in self._pending:
+        if worker_id in self._pending or worker_id in self._rejected:
             raise ProtocolError(
                 f"worker {worker_id}: second submission for iteration {iteration} refused "
                 "(the first one stands)"
@@ -117,9 +125,33 @@ class RoundBook(Generic[T]):
         self.check(worker_id, iteration)
         self._pending[worker_id] = item
 
+    def reject(self, worker_id: int, iteration: int, reason: str) -> None:
+        """Record that ``worker_id``'s submission for ``iteration`` failed the PS's check.
+
+        The worker has answered for this iteration (the round need not wait for it) but
+        contributes nothing to it.
+
+        Raises
+        ------
+        ProtocolError
+            As :meth:`check`; nothing recorded is changed.
+        """
+        self.check(worker_id, iteration)
+        self._rejected[worker_id] = reason
+
+    def answered(self, worker_id: int) -> bool:
+        """Whether ``worker_id`` has submitted (accepted or rejected) for the current iteration."""
+        return worker_id in self._pending or worker_id in self._rejected
+
+    def reinstate(self, worker_id: int) -> None:
+        """Take a dropped worker back (it rejoined); it owes a submission from this iteration on."""
+        if worker_id in self.dropped:
+            self.dropped.discard(worker_id)
+            self.active.add(worker_id)
+
     def waiting_for(self) -> tuple[int, ...]:
-        """Active workers that have not submitted for the current iteration, sorted."""
-        return tuple(sorted(self.active - self._pending.keys()))
+        """Active workers that have not answered for the current iteration, sorted."""
+        return tuple(sorted(self.active - self._pending.keys() - self._rejected.keys()))
 
     def is_complete(self) -> bool:
         """Whether every active worker has submitted."""
@@ -132,7 +164,8 @@ class RoundBook(Generic[T]):
         and the book stays on this iteration.
         """
         missing = self.waiting_for()
-        if missing and len(self._pending) < self.min_workers:
+        answered = len(self._pending) + len(self._rejected)
+        if missing and answered < self.min_workers:
             names = ", ".join(str(w) for w in missing)
             return RoundOutcome(
                 iteration=self.iteration,
@@ -140,7 +173,7 @@ class RoundBook(Generic[T]):
                 missing=missing,
                 stop_reason=(
                     f"iteration {self.iteration}: round deadline passed without worker(s) "
-                    f"{names}; {len(self._pending)} submitted, --min-workers is "
+                    f"{names}; {answered} submitted, --min-workers is "
                     f"{self.min_workers}: stopping"
                 ),
             )
@@ -148,8 +181,12 @@ class RoundBook(Generic[T]):
         self.active -= set(missing)
         self.dropped |= set(missing)
         outcome = RoundOutcome(
-            iteration=self.iteration, contributions=contributions, missing=missing
+            iteration=self.iteration,
+            contributions=contributions,
+            missing=missing,
+            rejected=dict(sorted(self._rejected.items())),
         )
         self._pending = {}
+        self._rejected = {}
         self.iteration += 1
         return outcome

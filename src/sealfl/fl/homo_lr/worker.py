@@ -4,12 +4,18 @@ The worker holds its data and the PS's public key, never the private key nor a p
 weight. It talks to the PS through :class:`PsLink` (gRPC in :mod:`.service`) and computes with
 :class:`WorkerCrypto` (Paillier in :mod:`.encrypted`), so the loop is the same code in tests and
 in the real process.
+
+A worker's state is its data and the iteration it is at, so it can carry on after losing the PS:
+with ``reconnect_s`` it reconnects (the PS restarted, perhaps resumed from its checkpoint),
+checks that it is the same session under the same Paillier key, joins again with its seat token
+and continues from the iteration the PS names. Every step is exact fixed-point arithmetic, so
+repeating iterations the PS lost changes nothing in the result.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,24 +32,35 @@ from sealfl.fl.homo_lr.algorithm import (
 )
 from sealfl.fl.homo_lr.evaluation import format_iteration
 from sealfl.fl.homo_lr.metrics import MetricsLog
-from sealfl.fl.homo_lr.server import JoinInfo, ModelView
+from sealfl.fl.homo_lr.server import JoinInfo, ModelView, SubmitOutcome, SubmitStatus
 
 
 class PsLink(Protocol):
-    """The three calls a worker makes to the parameter server."""
+    """The calls a worker makes to the parameter server."""
 
     def join(
-        self, worker_id: int, hp: Hyperparameters, n_features: int, n_samples: int
+        self,
+        worker_id: int,
+        hp: Hyperparameters,
+        feature_names: Sequence[str],
+        n_samples: int,
+        seat_token: bytes = b"",
     ) -> JoinInfo:
-        """Join the federation; raise ProtocolError if refused."""
+        """Join the federation (or take a seat back); raise ProtocolError if refused."""
         ...
 
-    def submit(self, worker_id: int, iteration: int, data: bytes) -> None:
-        """Submit encrypted weights; raise ProtocolError if refused."""
+    def submit(
+        self, worker_id: int, iteration: int, data: bytes, seat_token: bytes = b""
+    ) -> SubmitOutcome:
+        """Submit encrypted weights; raise ProtocolError if refused or training stopped."""
         ...
 
-    def get_model(self, worker_id: int, version: int) -> ModelView:
+    def get_model(self, worker_id: int, version: int, seat_token: bytes = b"") -> ModelView:
         """Ask for a model version; the PS answers within its bounded wait."""
+        ...
+
+    def reconnect(self, wait_s: float) -> None:
+        """Open a new connection to the PS, waiting at most ``wait_s`` for it to come back."""
         ...
 
 
@@ -63,6 +80,8 @@ class WorkerResult:
     sealed_model_path: str
     last_line: str
     seconds_per_iteration: float
+    model_note: str = ""
+    dropped_rounds: int = 0
 
 
 @dataclass(kw_only=True)
@@ -76,19 +95,25 @@ class Worker:
     data
         Training rows (labels required).
     hp
-        Settings, shared with every other worker.
+        Settings; the PS refuses this worker unless they are the federation's.
     link
         Calls to the PS.
     open_key
         Turns the PS's public key bytes into the crypto to compute with; it must raise
         :class:`~sealfl.errors.AttestationError` if the key is not the one bound into the PS's
-        verified RA-TLS claims.
+        verified RA-TLS claims (of the connection in use).
     metrics
         JSON-lines sink.
     on_line
         Receives the ``iter:`` lines and events.
     on_progress
         Called with ``(iterations done, total)`` after each submission.
+    on_joined
+        Called with each join's answer (the launcher seals the seat token to the seat file).
+    seat_token
+        The token of an earlier join (from the seat file), to take the seat back.
+    reconnect_s
+        How long to try to get the PS back after losing it (0: give up at once).
     max_wait_s
         Longest this worker keeps asking for one model version before giving up.
     clock
@@ -103,6 +128,9 @@ class Worker:
     metrics: MetricsLog
     on_line: Callable[[str], None] = print
     on_progress: Callable[[int, int], None] = lambda done, total: None
+    on_joined: Callable[[JoinInfo], None] = lambda info: None
+    seat_token: bytes = b""
+    reconnect_s: float = 0.0
     max_wait_s: float = 900.0
     clock: Callable[[], float] = time.monotonic
 
@@ -114,58 +142,118 @@ class Worker:
         AttestationError
             If the PS's public key does not match its attested key binding.
         ProtocolError
-            If the PS refuses this worker or stops the training (the reason is in the message).
+            If the PS refuses this worker or stops the training (the reason is in the message),
+            or comes back from a restart as another session.
         ChannelError
-            If the PS cannot be reached, or no model arrives within ``max_wait_s``.
+            If the PS cannot be reached (within ``reconnect_s`` after losing it), or no model
+            arrives within ``max_wait_s``.
         """
         X1 = with_bias(self.data.X)
         G, c, m = gram_statistics(X1, self.data.labels().astype(np.float64))
-        info = self.link.join(self.worker_id, self.hp, self.data.n_features, self.data.n_rows)
-        crypto = self.open_key(info.public_key)
+        first = self._join()
+        crypto = self.open_key(first.public_key)
         self.metrics.write(
-            "joined", session=info.session_id, worker_num=info.worker_num, rows=self.data.n_rows
+            "joined", session=first.session_id, worker_num=first.worker_num, rows=self.data.n_rows
         )
+        where = f" at iteration {first.next_iteration}" if first.next_iteration else ""
         self.on_line(
-            f"worker {self.worker_id}: joined session {info.session_id} "
-            f"({info.worker_num} workers, {self.data.n_rows} rows)"
+            f"worker {self.worker_id}: joined session {first.session_id}{where} "
+            f"({first.worker_num} workers, {self.data.n_rows} rows)"
         )
         last_line = ""
         started = self.clock()
         busy = 0.0
-        for t in range(self.hp.iterations):
-            view = self._fetch(t)
-            last_line = self._report(view) or last_line
-            step_started = self.clock()
-            A, b = affine_from_gram(G, c, m, eta=self.hp.step_size(t), alpha=self.hp.alpha)
-            update = crypto.step(view.encrypted_weights, A, b)
-            busy += self.clock() - step_started
-            self.link.submit(self.worker_id, t, update)
-            self.on_progress(t + 1, self.hp.iterations)
-        final = self._fetch(self.hp.iterations)
+        steps = 0
+        dropped = 0
+        t = first.next_iteration
+        iterations = self.hp.iterations
+        while True:
+            try:
+                while t < iterations:
+                    view = self._fetch(t)
+                    last_line = self._report(view) or last_line
+                    step_started = self.clock()
+                    A, b = affine_from_gram(G, c, m, eta=self.hp.step_size(t), alpha=self.hp.alpha)
+                    update = crypto.step(view.encrypted_weights, A, b)
+                    busy += self.clock() - step_started
+                    steps += 1
+                    outcome = self.link.submit(self.worker_id, t, update, self.seat_token)
+                    if outcome.status is SubmitStatus.DROPPED:
+                        dropped += 1
+                        self.metrics.write("update_dropped", iteration=t, reason=outcome.reason)
+                        self.on_line(
+                            f"worker {self.worker_id}: the PS left this update out: "
+                            f"{outcome.reason}"
+                        )
+                    t += 1
+                    self.on_progress(t, iterations)
+                final = self._fetch(iterations)
+                break
+            except ChannelError as exc:
+                t = self._rejoin(exc, first)
         last_line = self._report(final) or last_line
-        per_iteration = busy / self.hp.iterations
+        per_iteration = busy / max(steps, 1)
         self.metrics.write(
             "finished",
-            iterations=self.hp.iterations,
+            iterations=iterations,
             seconds=round(self.clock() - started, 6),
             step_seconds_per_iteration=round(per_iteration, 6),
             sealed_model_path=final.sealed_model_path,
+            model_note=final.model_note,
+            dropped_rounds=dropped,
         )
         if final.sealed_model_path:
             self.on_line(
                 f"worker {self.worker_id}: PS sealed the model at {final.sealed_model_path}"
             )
+        if final.model_note:
+            self.on_line(f"worker {self.worker_id}: the PS says: {final.model_note}")
         return WorkerResult(
-            iterations_done=self.hp.iterations,
+            iterations_done=iterations,
             sealed_model_path=final.sealed_model_path,
             last_line=last_line,
             seconds_per_iteration=per_iteration,
+            model_note=final.model_note,
+            dropped_rounds=dropped,
         )
+
+    def _join(self) -> JoinInfo:
+        info = self.link.join(
+            self.worker_id, self.hp, self.data.feature_names, self.data.n_rows, self.seat_token
+        )
+        self.seat_token = info.seat_token
+        self.on_joined(info)
+        return info
+
+    def _rejoin(self, lost: ChannelError, first: JoinInfo) -> int:
+        """Get the PS back after ``lost``; return the iteration to continue from."""
+        if self.reconnect_s <= 0:
+            raise lost
+        self.on_line(
+            f"worker {self.worker_id}: lost the PS ({lost}); trying to reconnect for up to "
+            f"{self.reconnect_s:g} s"
+        )
+        self.metrics.write("reconnecting", reason=str(lost))
+        self.link.reconnect(self.reconnect_s)
+        info = self._join()
+        if info.session_id != first.session_id or info.public_key != first.public_key:
+            raise ProtocolError(
+                f"worker {self.worker_id}: the PS came back as another session "
+                f"({info.session_id}, not {first.session_id}) or with another Paillier key: the "
+                "federation this worker trained in is gone; stopping"
+            )
+        self.open_key(info.public_key)  # the new certificate must bind the same key
+        self.metrics.write("rejoined", session=info.session_id, iteration=info.next_iteration)
+        self.on_line(
+            f"worker {self.worker_id}: rejoined session {info.session_id} at iteration "
+            f"{info.next_iteration}"
+        )
+        return info.next_iteration
 
     def _fetch(self, version: int) -> ModelView:
         deadline = self.clock() + self.max_wait_s
         while True:
-            view = self.link.get_model(self.worker_id, version)
+            view = self.link.get_model(self.worker_id, version, self.seat_token)
             if view.state == "ready":
                 return view
             if view.state == "aborted":

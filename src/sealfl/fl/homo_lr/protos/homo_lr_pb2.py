@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&sealfl/fl/homo_lr/protos/homo_lr.proto\x12\x11sealfl.fl.homo_lr\"r\n\x10TrainingSettings\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x12\n\niterations\x18\x03 \x01(\r\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x12\n\nn_features\x18\x05 \x01(\r\"j\n\x0bJoinRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x35\n\x08settings\x18\x02 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\x12\x11\n\tn_samples\x18\x03 \x01(\x04\"r\n\tJoinReply\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x12\n\nworker_num\x18\x02 \x01(\r\x12\x18\n\x10round_deadline_s\x18\x03 \x01(\x01\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0f\n\x07refused\x18\x05 \x01(\t\"P\n\rSubmitRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x11\n\titeration\x18\x02 \x01(\r\x12\x19\n\x11\x65ncrypted_weights\x18\x03 \x01(\x0c\"\x91\x01\n\x0bSubmitReply\x12\x35\n\x06status\x18\x01 \x01(\x0e\x32%.sealfl.fl.homo_lr.SubmitReply.Status\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0b\n\x07REFUSED\x10\x02\"2\n\x0cModelRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\r\"?\n\nEvaluation\x12\x11\n\titeration\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\"\xa8\x02\n\nModelReply\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.sealfl.fl.homo_lr.ModelReply.State\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x19\n\x11\x65ncrypted_weights\x18\x03 \x01(\x0c\x12\x31\n\nevaluation\x18\x04 \x01(\x0b\x32\x1d.sealfl.fl.homo_lr.Evaluation\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x17\n\x0fmissing_workers\x18\x06 \x03(\r\x12\x19\n\x11sealed_model_path\x18\x07 \x01(\t\"C\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\t\n\x05READY\x10\x01\x12\x0b\n\x07WAITING\x10\x02\x12\x0b\n\x07\x41\x42ORTED\x10\x03\"\xe3\x01\n\x0cTrainedModel\x12\x0f\n\x07weights\x18\x01 \x03(\x01\x12\x15\n\rfeature_names\x18\x02 \x03(\t\x12\x35\n\x08settings\x18\x03 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\x12\x17\n\x0fiterations_done\x18\x04 \x01(\r\x12\x31\n\nevaluation\x18\x05 \x01(\x0b\x32\x1d.sealfl.fl.homo_lr.Evaluation\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontributors\x18\x07 \x03(\r2\xe6\x01\n\x06HomoLr\x12\x44\n\x04Join\x12\x1e.sealfl.fl.homo_lr.JoinRequest\x1a\x1c.sealfl.fl.homo_lr.JoinReply\x12J\n\x06Submit\x12 .sealfl.fl.homo_lr.SubmitRequest\x1a\x1e.sealfl.fl.homo_lr.SubmitReply\x12J\n\x08GetModel\x12\x1f.sealfl.fl.homo_lr.ModelRequest\x1a\x1d.sealfl.fl.homo_lr.ModelReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&sealfl/fl/homo_lr/protos/homo_lr.proto\x12\x11sealfl.fl.homo_lr\"r\n\x10TrainingSettings\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x12\n\niterations\x18\x03 \x01(\r\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x12\n\nn_features\x18\x05 \x01(\r\"\x95\x01\n\x0bJoinRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x35\n\x08settings\x18\x02 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\x12\x11\n\tn_samples\x18\x03 \x01(\x04\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x12\n\nseat_token\x18\x05 \x01(\x0c\"\xd5\x01\n\tJoinReply\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x12\n\nworker_num\x18\x02 \x01(\r\x12\x18\n\x10round_deadline_s\x18\x03 \x01(\x01\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0f\n\x07refused\x18\x05 \x01(\t\x12\x16\n\x0enext_iteration\x18\x06 \x01(\r\x12\x12\n\nseat_token\x18\x07 \x01(\x0c\x12\x35\n\x08settings\x18\x08 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\"d\n\rSubmitRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x11\n\titeration\x18\x02 \x01(\r\x12\x19\n\x11\x65ncrypted_weights\x18\x03 \x01(\x0c\x12\x12\n\nseat_token\x18\x04 \x01(\x0c\"\xab\x01\n\x0bSubmitReply\x12\x35\n\x06status\x18\x01 \x01(\x0e\x32%.sealfl.fl.homo_lr.SubmitReply.Status\x12\x0e\n\x06reason\x18\x02 \x01(\t\"U\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0b\n\x07REFUSED\x10\x02\x12\x0b\n\x07\x44ROPPED\x10\x03\x12\x0b\n\x07STOPPED\x10\x04\"F\n\x0cModelRequest\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x12\n\nseat_token\x18\x03 \x01(\x0c\"?\n\nEvaluation\x12\x11\n\titeration\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\"\xbc\x02\n\nModelReply\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.sealfl.fl.homo_lr.ModelReply.State\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x19\n\x11\x65ncrypted_weights\x18\x03 \x01(\x0c\x12\x31\n\nevaluation\x18\x04 \x01(\x0b\x32\x1d.sealfl.fl.homo_lr.Evaluation\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x17\n\x0fmissing_workers\x18\x06 \x03(\r\x12\x19\n\x11sealed_model_path\x18\x07 \x01(\t\x12\x12\n\nmodel_note\x18\x08 \x01(\t\"C\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\t\n\x05READY\x10\x01\x12\x0b\n\x07WAITING\x10\x02\x12\x0b\n\x07\x41\x42ORTED\x10\x03\"\xe3\x01\n\x0cTrainedModel\x12\x0f\n\x07weights\x18\x01 \x03(\x01\x12\x15\n\rfeature_names\x18\x02 \x03(\t\x12\x35\n\x08settings\x18\x03 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\x12\x17\n\x0fiterations_done\x18\x04 \x01(\r\x12\x31\n\nevaluation\x18\x05 \x01(\x0b\x32\x1d.sealfl.fl.homo_lr.Evaluation\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontributors\x18\x07 \x03(\r\"G\n\nSeatTicket\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\r\x12\x12\n\nseat_token\x18\x03 \x01(\x0c\"p\n\x0e\x43heckpointSeat\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x12\n\nseat_token\x18\x03 \x01(\x0c\x12\x11\n\tn_samples\x18\x04 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x05 \x01(\x08\"\xee\x02\n\nCheckpoint\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x35\n\x08settings\x18\x03 \x01(\x0b\x32#.sealfl.fl.homo_lr.TrainingSettings\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x12\n\nworker_num\x18\x05 \x01(\r\x12\x13\n\x0bmin_workers\x18\x06 \x01(\r\x12\x16\n\x0enext_iteration\x18\x07 \x01(\r\x12\x0f\n\x07weights\x18\x08 \x03(\x01\x12\x30\n\x05seats\x18\t \x03(\x0b\x32!.sealfl.fl.homo_lr.CheckpointSeat\x12\x36\n\x0flast_evaluation\x18\n \x01(\x0b\x32\x1d.sealfl.fl.homo_lr.Evaluation\x12\x1c\n\x14paillier_private_key\x18\x0b \x01(\x0c\x12\x14\n\x0c\x63ontributors\x18\x0c \x03(\r2\xe6\x01\n\x06HomoLr\x12\x44\n\x04Join\x12\x1e.sealfl.fl.homo_lr.JoinRequest\x1a\x1c.sealfl.fl.homo_lr.JoinReply\x12J\n\x06Submit\x12 .sealfl.fl.homo_lr.SubmitRequest\x1a\x1e.sealfl.fl.homo_lr.SubmitReply\x12J\n\x08GetModel\x12\x1f.sealfl.fl.homo_lr.ModelRequest\x1a\x1d.sealfl.fl.homo_lr.ModelReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAININGSETTINGS']._serialized_start=61
   _globals['_TRAININGSETTINGS']._serialized_end=175
-  _globals['_JOINREQUEST']._serialized_start=177
-  _globals['_JOINREQUEST']._serialized_end=283
-  _globals['_JOINREPLY']._serialized_start=285
-  _globals['_JOINREPLY']._serialized_end=399
-  _globals['_SUBMITREQUEST']._serialized_start=401
-  _globals['_SUBMITREQUEST']._serialized_end=481
-  _globals['_SUBMITREPLY']._serialized_start=484
-  _globals['_SUBMITREPLY']._serialized_end=629
-  _globals['_SUBMITREPLY_STATUS']._serialized_start=570
-  _globals['_SUBMITREPLY_STATUS']._serialized_end=629
-  _globals['_MODELREQUEST']._serialized_start=631
-  _globals['_MODELREQUEST']._serialized_end=681
-  _globals['_EVALUATION']._serialized_start=683
-  _globals['_EVALUATION']._serialized_end=746
-  _globals['_MODELREPLY']._serialized_start=749
-  _globals['_MODELREPLY']._serialized_end=1045
-  _globals['_MODELREPLY_STATE']._serialized_start=978
-  _globals['_MODELREPLY_STATE']._serialized_end=1045
-  _globals['_TRAINEDMODEL']._serialized_start=1048
-  _globals['_TRAINEDMODEL']._serialized_end=1275
-  _globals['_HOMOLR']._serialized_start=1278
-  _globals['_HOMOLR']._serialized_end=1508
+  _globals['_JOINREQUEST']._serialized_start=178
+  _globals['_JOINREQUEST']._serialized_end=327
+  _globals['_JOINREPLY']._serialized_start=330
+  _globals['_JOINREPLY']._serialized_end=543
+  _globals['_SUBMITREQUEST']._serialized_start=545
+  _globals['_SUBMITREQUEST']._serialized_end=645
+  _globals['_SUBMITREPLY']._serialized_start=648
+  _globals['_SUBMITREPLY']._serialized_end=819
+  _globals['_SUBMITREPLY_STATUS']._serialized_start=734
+  _globals['_SUBMITREPLY_STATUS']._serialized_end=819
+  _globals['_MODELREQUEST']._serialized_start=821
+  _globals['_MODELREQUEST']._serialized_end=891
+  _globals['_EVALUATION']._serialized_start=893
+  _globals['_EVALUATION']._serialized_end=956
+  _globals['_MODELREPLY']._serialized_start=959
+  _globals['_MODELREPLY']._serialized_end=1275
+  _globals['_MODELREPLY_STATE']._serialized_start=1208
+  _globals['_MODELREPLY_STATE']._serialized_end=1275
+  _globals['_TRAINEDMODEL']._serialized_start=1278
+  _globals['_TRAINEDMODEL']._serialized_end=1505
+  _globals['_SEATTICKET']._serialized_start=1507
+  _globals['_SEATTICKET']._serialized_end=1578
+  _globals['_CHECKPOINTSEAT']._serialized_start=1580
+  _globals['_CHECKPOINTSEAT']._serialized_end=1692
+  _globals['_CHECKPOINT']._serialized_start=1695
+  _globals['_CHECKPOINT']._serialized_end=2061
+  _globals['_HOMOLR']._serialized_start=2064
+  _globals['_HOMOLR']._serialized_end=2294
 # @@protoc_insertion_point(module_scope)
