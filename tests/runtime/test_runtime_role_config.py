@@ -166,3 +166,14 @@ def test_unreadable_and_oversized_files_are_refused(tmp_path: Path) -> None:
         load_role_config(_write(tmp_path, "workload = "), environ={})
     with pytest.raises(ConfigError, match="larger than"):
         load_role_config(_write(tmp_path, "#" * (2 << 20)), environ={})
+
+
+def test_role_configs_keep_refusal_reasons_from_unauthenticated_peers_unless_asked(
+    tmp_path: Path,
+) -> None:
+    quiet = load_role_config(_write(tmp_path, FULL), environ={})
+    assert quiet.disclose_refusals is False
+    loud = FULL.replace(
+        'collateral = "collateral"', 'collateral = "collateral"\ndisclose_refusals = true'
+    )
+    assert load_role_config(_write(tmp_path, loud), environ={}).disclose_refusals is True

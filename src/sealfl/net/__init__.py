@@ -65,6 +65,7 @@ from sealfl.net.channel import connect_pinned as connect_pinned
 from sealfl.net.channel import open_secure_channel as open_secure_channel
 from sealfl.net.memory import freeze_startup_objects as freeze_startup_objects
 from sealfl.net.memory import keep_freed_memory as keep_freed_memory
+from sealfl.net.refusal_log import RateLimitedLog as RateLimitedLog
 from sealfl.net.server import SecureServer as SecureServer
 from sealfl.net.server import ServerState as ServerState
 from sealfl.net.tensors import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
@@ -94,6 +95,7 @@ __all__ = [
     "Enrolment",
     "EnrolmentReceipt",
     "PeerVerifier",
+    "RateLimitedLog",
     "ReceivedTensor",
     "Refusal",
     "RetryPolicy",

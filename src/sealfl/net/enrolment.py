@@ -37,6 +37,7 @@ from sealfl.net.callers import caller_enrolment
 from sealfl.net.certificates import certificate_fingerprint, load_certificate
 from sealfl.net.possession import possession_message, renewal_message, verify_possession
 from sealfl.net.protos import enrolment_pb2, enrolment_pb2_grpc
+from sealfl.net.refusal_log import RateLimitedLog
 
 __all__ = [
     "ChallengeStore",
@@ -139,6 +140,7 @@ class EnrolmentDesk(Generic[IdentityT]):
         self._clock = clock
         self._on_enrol = on_enrol
         self._on_refusal = on_refusal
+        self._log_refusal = RateLimitedLog(_log.warning, what="refused enrolments")
 
     def admit_preverified(self, cert_pem: bytes, *, peer: str) -> Enrolment[IdentityT]:
         """Enrol a certificate provisioned by the operator (no nonce: there is no live client).
@@ -188,8 +190,8 @@ class EnrolmentDesk(Generic[IdentityT]):
         except EnrolmentRefusedError as exc:
             refusal = Refusal(peer, fingerprint, subject, str(exc), self._clock())
             self._allowlist.record_refusal(refusal)
-            _log.warning(
-                "refused enrolment of %s (sha256:%s) from %s: %s", subject, fingerprint, peer, exc
+            self._log_refusal(
+                f"refused enrolment of {subject} (sha256:{fingerprint}) from {peer}: {exc}"
             )
             if self._on_refusal is not None:
                 self._on_refusal(refusal)

@@ -152,6 +152,10 @@ class PartyRuntime:
         The key broker this party may ask for resources, or ``None``.
     release
         Who may open what this party produces, or ``None``.
+    disclose_refusals
+        Whether a peer refused at enrolment is told why (the measurements the policy expected,
+        say). Convenient in development; role configs turn it off unless they ask for it, since
+        the reason goes to callers nobody has authenticated yet.
     """
 
     kind: TeeKind
@@ -161,6 +165,7 @@ class PartyRuntime:
     sealing: SealingPlan = field(default_factory=SealingPlan)
     broker: BrokerRef | None = None
     release: ReleasePolicy | None = None
+    disclose_refusals: bool = True
     _base_key: SealingKey | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -176,6 +181,7 @@ class PartyRuntime:
         sealing: SealingPlan | None = None,
         broker: BrokerRef | None = None,
         release: Path | None = None,
+        disclose_refusals: bool = True,
     ) -> PartyRuntime:
         """Build the runtime: provider, verifier (policy + collateral), sealing, release list.
 
@@ -200,6 +206,7 @@ class PartyRuntime:
             sealing=sealing,
             broker=broker,
             release=None if release is None else ReleasePolicy.load(release),
+            disclose_refusals=disclose_refusals,
         )
 
     # -- identity -------------------------------------------------------------------------------

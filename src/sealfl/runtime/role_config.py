@@ -26,6 +26,7 @@ Layout (paths are relative to the config file's directory)::
     policy = "policy-ps.toml"            # how this party judges its peers' evidence
     collateral = "collateral/"           # real TEEs: a file, a directory, or a PCCS https URL
     collateral_cache = "collateral-cache"
+    disclose_refusals = false            # tell refused peers why (development); off by default
 
     [sealing]
     source = "tee"                       # tee | broker | file
@@ -107,7 +108,7 @@ _TOP_KEYS = frozenset(
 )
 _TABLE_KEYS: Mapping[str, frozenset[str]] = {
     "tee": frozenset({"kind", "simulated_platform", "sgx_sealing_key"}),
-    "attestation": frozenset({"policy", "collateral", "collateral_cache"}),
+    "attestation": frozenset({"policy", "collateral", "collateral_cache", "disclose_refusals"}),
     "sealing": frozenset({"source", "key_file", "resource"}),
     "broker": frozenset({"peer", "policy", "fingerprint"}),
     "release": frozenset({"policy"}),
@@ -271,6 +272,7 @@ class RoleConfig:
     policy: Path | None
     collateral: str | None
     collateral_cache: Path | None
+    disclose_refusals: bool
     sealing_table: Mapping[str, Any]
     broker_table: Mapping[str, Any]
     kbs_table: Mapping[str, Any] | None
@@ -334,6 +336,7 @@ class RoleConfig:
             sealing=self.sealing_plan(),
             broker=self.broker(),
             release=self.release,
+            disclose_refusals=self.disclose_refusals,
         )
 
     def default_measurement(self) -> bytes:
@@ -497,6 +500,7 @@ def load_role_config(
     if collateral is not None and "://" not in collateral:
         collateral = str(base / collateral)
     collateral_cache = attestation.path("collateral_cache")
+    disclose_refusals = attestation.boolean("disclose_refusals", False)
     attestation.finish()
 
     release_table = tables["release"]
@@ -532,6 +536,7 @@ def load_role_config(
         policy=policy,
         collateral=collateral,
         collateral_cache=collateral_cache,
+        disclose_refusals=disclose_refusals,
         sealing_table=tables["sealing"].raw(),
         broker_table=tables["broker"].raw(),
         kbs_table=kbs,

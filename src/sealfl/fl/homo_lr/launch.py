@@ -62,7 +62,7 @@ from sealfl.fl.homo_lr.server import (
 from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService, peer_of_call
 from sealfl.fl.homo_lr.worker import Worker, WorkerResult
 from sealfl.he import EncryptedVector
-from sealfl.net import SecureChannel, SecureServer, open_secure_channel
+from sealfl.net import RateLimitedLog, SecureChannel, SecureServer, open_secure_channel
 from sealfl.runtime import RELEASE_LIST_CLAIM, PartyRuntime, check_address
 from sealfl.seal import SealingKey, read_sealed, write_sealed
 from sealfl.seal.release import write_release
@@ -364,9 +364,15 @@ def _serve(
     if admission is not None:
         on_line(f"PS: admitting only the {len(admission.entries)} workers of {admission.source}")
 
+    # Anyone may knock: the first refusals of a minute are told one by one, then summarised.
+    refusal_line = RateLimitedLog(on_line, what="refused enrolments")
+    refusal_record = RateLimitedLog(
+        lambda line: metrics.write("enrolment_refused", detail=line), what="refused enrolments"
+    )
+
     def refused(refusal: object) -> None:
-        on_line(f"PS: refused a party at enrolment: {refusal}")
-        metrics.write("enrolment_refused", detail=str(refusal))
+        refusal_line(f"PS: refused a party at enrolment: {refusal}")
+        refusal_record(str(refusal))
 
     def verify_worker(cert_pem: bytes) -> VerifiedPeer:
         peer = tee.verify_peer(cert_pem)
@@ -380,6 +386,7 @@ def _serve(
         address=options.listen,
         service_address=options.service_listen,
         on_refusal=refused,
+        disclose_refusal_reasons=tee.disclose_refusals,
         # Past the certificate's hour: a new one with the same claims, handed over signed.
         renew=lambda: tee.credentials(claims={PUBKEY_HASH_CLAIM: key_hash}),
     )
