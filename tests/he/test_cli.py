@@ -50,7 +50,7 @@ def test_inspect_refuses_a_corrupt_file(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--bits", "1000"), "--bits must be 1024, 2048 or 3072"),
-        (("--cores", "0"), "--cores must be at least 1, got 0"),
+        (("--cores", "0"), "--cores must be 1..1024, got 0"),
     ],
 )
 def test_bench_refuses_bad_arguments(args: tuple[str, ...], message: str) -> None:

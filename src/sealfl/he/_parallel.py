@@ -45,6 +45,7 @@ _log = logging.getLogger(__name__)
 _GRAMINE_MARKER = "/dev/attestation"
 _forbidden: list[str] = []  # why worker processes may not be used here (first reason only)
 _forbidden_told = threading.Event()
+_DEATH_NOTICE_S = 1.0  # how long a worker whose socket closed may take to be seen as ended
 _WORKER_EXIT_S = 5.0  # how long a closed worker may take to exit before it is killed
 
 
@@ -83,7 +84,10 @@ class _Worker:
             self._conn.send((fn, args))
             ok, value = self._conn.recv()
         except (EOFError, OSError) as exc:
-            code = self._proc.poll()
+            try:  # a closed socket usually means the process is ending: give it a moment
+                code: int | None = self._proc.wait(timeout=_DEATH_NOTICE_S)
+            except subprocess.TimeoutExpired:
+                code = None
             state = "has not ended" if code is None else f"exit status {code}"
             raise _WorkerDiedError(
                 f"worker process {self._proc.pid} stopped answering ({state})"
