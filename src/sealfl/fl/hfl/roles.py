@@ -1,0 +1,161 @@
+"""hfl's role configs: the ``[options]`` of a PS or a worker, for ``sealfl run --config``.
+
+The keys are the development subcommands' options without their dashes, with ``_`` for ``-``
+(``worker_num``, ``test_set``, ``round_deadline`` ...); paths are relative to the config file.
+The PS listens on the config's ``[listen] address``; a worker finds the PS as the peer named
+``ps``. Both take the training settings as ``preset`` (default ``demo``) plus any of the
+settings' own keys (``model``, ``rounds``, ``local_epochs``, ``local_steps``, ``batch_size``,
+``learning_rate``, ``momentum``, ``weight_decay``, ``lr_milestones``, ``seed``, ``pipeline``,
+``aggregation``, ``server_learning_rate``, ``server_momentum``), which override the preset's:
+the PS's are the federation's, and it refuses workers whose settings differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sealfl.errors import ConfigError
+from sealfl.fl.hfl.launch import PsOptions, WorkerOptions
+from sealfl.fl.hfl.settings import PRESETS, Settings
+from sealfl.runtime import RoleConfig, Table
+
+__all__ = ["ROLES", "SETTING_KEYS", "ps_options", "settings_from_table", "worker_options"]
+
+ROLES = ("ps", "worker")
+SETTING_KEYS = tuple(f.name for f in dataclasses.fields(Settings))
+"""The settings' keys, as they appear in a role config's ``[options]``."""
+
+_PS_KEYS = frozenset(
+    {
+        "test_set",
+        "worker_num",
+        "min_workers",
+        "out",
+        "round_deadline",
+        "join_deadline",
+        "evaluate_every",
+        "resume",
+        "threads",
+        "max_abs",
+        "max_relative_change",
+        "certificate_hours",
+    }
+)
+_WORKER_KEYS = frozenset(
+    {"shard", "id", "threads", "seat_file", "metrics", "wait_for_server", "expect_release"}
+)
+_INTEGERS = {"rounds", "local_epochs", "local_steps", "batch_size", "seed"}
+_STRINGS = {"model", "pipeline", "aggregation"}
+
+
+def settings_from_table(config: RoleConfig, table: Table) -> Settings:
+    """Read ``preset`` and the overriding settings keys.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and key of an unknown preset or a value out of range.
+    """
+    preset = table.string("preset", "demo")
+    if preset not in PRESETS:
+        raise table.fail("preset", f"expected one of {sorted(PRESETS)}, got {preset!r}")
+    changes: dict[str, Any] = {}
+    for key in SETTING_KEYS:
+        if not table.has(key):
+            continue
+        if key in _INTEGERS:
+            changes[key] = table.integer(key)
+        elif key in _STRINGS:
+            changes[key] = table.string(key)
+        elif key == "lr_milestones":
+            raw = table.raw().get(key)  # a list: no typed accessor; keys are checked up front
+            if not isinstance(raw, list):
+                raise table.fail(key, f"expected a list of round numbers, got {raw!r}")
+            changes[key] = tuple(raw)
+        else:
+            changes[key] = table.number(key)
+    try:
+        return PRESETS[preset].replace(**changes)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.path}: options: {exc}") from None
+
+
+def _refuse_unknown(table: Table, allowed: frozenset[str]) -> None:
+    """Refuse keys that are neither options nor settings (a typo would otherwise be ignored)."""
+    known = allowed | set(SETTING_KEYS) | {"preset"}
+    unknown = sorted(set(table.raw()) - known)
+    if unknown:
+        raise table.fail(", ".join(unknown), f"unknown key(s); expected some of {sorted(known)}")
+
+
+def _in_config(config: RoleConfig, exc: ConfigError) -> ConfigError:
+    """Name the config file and key in an option's error (``--min-workers`` → ``min_workers``)."""
+    text = str(exc)
+    if text.startswith(str(config.path)):
+        return exc
+    flag, sep, rest = text.partition(" ")
+    if flag.startswith("--"):
+        text = flag[2:].replace("-", "_") + sep + rest
+    return ConfigError(f"{config.path}: options.{text}")
+
+
+def ps_options(config: RoleConfig) -> PsOptions:
+    """Read a PS's options from its role config.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and key of a missing, mistyped or unknown option.
+    """
+    table = config.options
+    _refuse_unknown(table, _PS_KEYS)
+    try:
+        options = PsOptions(
+            test_set=table.path("test_set", required=True),
+            settings=settings_from_table(config, table),
+            worker_num=table.integer("worker_num", required=True, minimum=1),
+            min_workers=table.integer("min_workers", minimum=1),
+            listen=config.require_listen(),
+            out_dir=table.path("out") or config.base_dir / "hfl-out",
+            round_deadline_s=table.number("round_deadline", 60.0),
+            join_deadline_s=table.number("join_deadline", 300.0),
+            evaluate_every=table.integer("evaluate_every", 1, minimum=1),
+            resume=table.boolean("resume"),
+            threads=table.integer("threads", 1, minimum=1),
+            max_abs=table.number("max_abs", 1e4),
+            max_relative_change=table.number("max_relative_change", 10.0),
+            certificate_hours=table.number("certificate_hours", 24.0),
+        )
+    except ConfigError as exc:
+        raise _in_config(config, exc) from None
+    table.finish()
+    return options
+
+
+def worker_options(config: RoleConfig) -> WorkerOptions:
+    """Read a worker's options from its role config.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and key of a missing, mistyped or unknown option.
+    """
+    table = config.options
+    _refuse_unknown(table, _WORKER_KEYS)
+    try:
+        options = WorkerOptions(
+            shard=table.path("shard", required=True),
+            worker_id=table.integer("id", required=True),
+            server=config.peer("ps"),
+            settings=settings_from_table(config, table),
+            threads=table.integer("threads", 1, minimum=1),
+            seat_file=table.path("seat_file"),
+            metrics_path=table.path("metrics"),
+            wait_for_server_s=table.number("wait_for_server", 0.0),
+            expect_release=table.string("expect_release"),
+        )
+    except ConfigError as exc:
+        raise _in_config(config, exc) from None
+    table.finish()
+    return options

@@ -1,0 +1,807 @@
+"""The parameter server's core: seats, blocking model hand-out, rounds with deadlines, quorum.
+
+Independent of gRPC (:mod:`.service` adapts it) and of torch (evaluation, checkpoints and the
+final model come in as :class:`PsHooks`), so the round logic runs in tests without sockets.
+Thread-safe: gRPC calls arrive on a thread pool while :meth:`ParameterServer.run` drives the
+rounds on the caller's thread, all under one condition variable.
+
+What the PS decides, and where:
+
+- **Joins.** The federation's settings are the operator's; a worker whose settings, data schema
+  or model manifest differ is refused, naming what differs. A seat belongs to the certificate
+  that took it, or to whoever presents its seat token (a restarted worker); anyone else asking
+  for the same id is refused ("a second seat"), unless the holder was dropped.
+- **Rounds.** Round ``v + 1`` trains on model version ``v``: it opens when the PS publishes
+  version ``v`` to every worker blocked in :meth:`ParameterServer.get_global`, and closes when
+  every active seat's update is in (and at least ``min_workers``), or at its deadline. Workers
+  that sent nothing by the deadline are dropped, logged by id, and not waited for again until
+  they come back (any call reinstates them; a worker that comes back gets the current model).
+  A round that closes with fewer than ``min_workers`` updates stops training.
+- **Updates.** Refused with a reason, the round going on, when late, a second one, for an
+  unknown seat, of the wrong shape, NaN, absurd (:func:`.aggregation.screen_upload`) or
+  truncated (:mod:`.service`).
+- **After a round.** The next round opens first; the new model is then evaluated and
+  checkpointed while the workers train, so neither adds to a round's critical path.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer, Upload, screen_upload
+from sealfl.fl.hfl.metrics import MetricsLog
+from sealfl.fl.hfl.settings import Settings
+from sealfl.models import FlatManifest
+
+__all__ = [
+    "FinalModel",
+    "GlobalView",
+    "JoinInfo",
+    "ParameterServer",
+    "Phase",
+    "PsHooks",
+    "PsState",
+    "RoundEval",
+    "RoundRules",
+    "TrainingResult",
+]
+
+F32 = npt.NDArray[np.float32]
+_WAIT_SLICE_S = 0.5  # how often a blocked hand-out looks whether its caller is still there
+
+
+class Phase(enum.Enum):
+    """Lifecycle of a parameter server."""
+
+    JOINING = "joining"
+    TRAINING = "training"
+    DONE = "done"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundRules:
+    """Counts and deadlines of a parameter server.
+
+    Parameters
+    ----------
+    worker_num
+        Seats.
+    min_workers
+        Quorum: a round needs this many updates; training starts once this many joined and
+        the join deadline passed (or all seats are taken).
+    round_deadline_s
+        Longest a round waits for updates.
+    join_deadline_s
+        Longest the PS waits for all seats before starting with a quorum.
+    wait_s
+        Longest one model request blocks before answering "waiting" (the worker asks again).
+    final_grace_s
+        After training, how long the PS keeps answering so every worker hears it is done.
+    evaluate_every
+        Evaluate the model every this many rounds (and after the last).
+
+    Raises
+    ------
+    ConfigError
+        Naming the option of a value out of range.
+    """
+
+    worker_num: int
+    min_workers: int
+    round_deadline_s: float = 60.0
+    join_deadline_s: float = 300.0
+    wait_s: float = 60.0
+    final_grace_s: float = 10.0
+    evaluate_every: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.worker_num <= 2**32 - 1:
+            raise ConfigError(f"--worker-num must be at least 1, got {self.worker_num}")
+        if not 1 <= self.min_workers <= self.worker_num:
+            raise ConfigError(
+                f"--min-workers must be between 1 and --worker-num ({self.worker_num}), got "
+                f"{self.min_workers}"
+            )
+        if self.evaluate_every < 1:
+            raise ConfigError(f"--evaluate-every must be at least 1, got {self.evaluate_every}")
+        for name in ("round_deadline_s", "join_deadline_s", "wait_s", "final_grace_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                option = "--" + name.removesuffix("_s").replace("_", "-")
+                raise ConfigError(f"{option} must be a positive number of seconds, got {value}")
+
+
+@dataclass(frozen=True)
+class RoundEval:
+    """The global model after ``round`` rounds on the PS's held-out test set."""
+
+    round: int
+    loss: float
+    accuracy: float
+    per_class: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class JoinInfo:
+    """What a worker learns when it joins."""
+
+    run_id: str
+    next_version: int
+    seat_token: bytes
+    worker_num: int
+    round_deadline_s: float
+
+
+@dataclass(frozen=True)
+class GlobalView:
+    """The answer to a model request: a state and, for ``"model"``, the buffer to train on."""
+
+    state: str  # "model", "waiting", "done" or "stopped"
+    version: int
+    values: F32 | None = None
+    reason: str = ""
+    evaluation: RoundEval | None = None
+    deadline_in_s: float = 0.0
+    model_path: str = ""
+    release_path: str = ""
+
+
+@dataclass(frozen=True)
+class PsState:
+    """What a checkpoint holds: the PS after ``next_version`` rounds."""
+
+    run_id: str
+    next_version: int
+    model: F32
+    server_state: bytes
+    evaluations: tuple[RoundEval, ...]
+    contributors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """Where the trained model went (paths on the PS), and anything the workers should know."""
+
+    model_path: str = ""
+    release_path: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The outcome of :meth:`ParameterServer.run`."""
+
+    completed: bool
+    rounds_done: int
+    model: F32
+    evaluation: RoundEval | None
+    contributors: tuple[int, ...]
+    stop_reason: str = ""
+    final: FinalModel = field(default_factory=FinalModel)
+    run_id: str = ""
+
+
+class PsHooks(Protocol):
+    """What the core asks of the process around it (torch, sealing, release)."""
+
+    def evaluate(self, rounds_done: int, values: F32) -> RoundEval:
+        """Evaluate the global model on the held-out test set."""
+        ...
+
+    def checkpoint(self, state: PsState) -> None:
+        """Seal ``state``; raise ConfigError if it cannot be written (training goes on)."""
+        ...
+
+    def finish(self, result: TrainingResult) -> FinalModel:
+        """Seal and release the trained model; say where it went."""
+        ...
+
+
+@dataclass
+class _Seat:
+    worker_id: int
+    fingerprint: str
+    token: bytes
+    num_examples: int
+    dropped: bool = False
+
+
+@dataclass(frozen=True)
+class _Pending:
+    upload: Upload
+    loss: float
+    train_s: float
+    nbytes: int
+
+
+class ParameterServer:
+    """Seats workers, hands out the global model, collects and aggregates updates.
+
+    Parameters
+    ----------
+    settings
+        The federation's settings (workers must declare the same).
+    manifest
+        The model's flat-buffer manifest (workers must have the same digest).
+    schema_digest
+        The data schema's digest (workers' shards must have the same).
+    initial
+        The global model to start from (version ``start_version``).
+    optimizer
+        The server optimiser (FedAvg, FedAvgM, reference), possibly restored.
+    rules
+        Counts and deadlines.
+    hooks
+        Evaluation, checkpoint and final sealing.
+    metrics
+        JSON-lines sink.
+    on_line
+        Receives the human-readable lines.
+    limits
+        Screening bounds for uploads.
+    run_id
+        Id of this run (kept across a resume).
+    start_version
+        Rounds already done (from a checkpoint).
+    evaluations
+        Evaluations of the rounds already done (from a checkpoint).
+    clock
+        Monotonic clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        manifest: FlatManifest,
+        schema_digest: str,
+        initial: F32,
+        optimizer: ServerOptimizer,
+        rules: RoundRules,
+        hooks: PsHooks,
+        metrics: MetricsLog,
+        on_line: Callable[[str], None] = print,
+        limits: ScreeningLimits = ScreeningLimits(),  # noqa: B008 (a frozen value)
+        run_id: str | None = None,
+        start_version: int = 0,
+        evaluations: tuple[RoundEval, ...] = (),
+        contributors: tuple[int, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if initial.shape != (manifest.numel,):
+            raise ConfigError(
+                f"initial model: expected {manifest.numel} values, got shape {initial.shape}"
+            )
+        if not 0 <= start_version <= settings.rounds:
+            raise ConfigError(
+                f"start version {start_version} is outside the run's {settings.rounds} rounds"
+            )
+        self.settings = settings
+        self.manifest = manifest
+        self.manifest_digest = manifest.digest()
+        self.schema_digest = schema_digest
+        self.optimizer = optimizer
+        self.rules = rules
+        self.hooks = hooks
+        self.metrics = metrics
+        self.on_line = on_line
+        self.limits = limits
+        self.run_id = run_id or secrets.token_hex(8)
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._phase = Phase.JOINING
+        self._seats: dict[int, _Seat] = {}
+        self._model = initial
+        self._version = start_version
+        self._open: int | None = None  # the version the open round trains on
+        self._deadline = 0.0
+        self._round_started = 0.0
+        self._pending: dict[int, _Pending] = {}
+        self._evaluations = list(evaluations)
+        self._contributors = contributors
+        self._stop_reason = ""
+        self._final = FinalModel()
+        self._final_ready = False
+        self._told_done: set[int] = set()
+
+    # ---- state for callers and tests ------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """Where the PS is in its lifecycle."""
+        with self._cond:
+            return self._phase
+
+    @property
+    def version(self) -> int:
+        """Rounds done."""
+        with self._cond:
+            return self._version
+
+    def seated(self) -> dict[int, bool]:
+        """Return ``{worker id: dropped}`` for every seat."""
+        with self._cond:
+            return {k: s.dropped for k, s in self._seats.items()}
+
+    def _latest_evaluation(self) -> RoundEval | None:
+        return self._evaluations[-1] if self._evaluations else None
+
+    # ---- calls from workers (gRPC threads) --------------------------------------------------
+
+    def join(
+        self,
+        worker_id: int,
+        settings: Settings,
+        schema_digest: str,
+        manifest_digest: str,
+        num_examples: int,
+        fingerprint: str,
+        seat_token: bytes = b"",
+    ) -> JoinInfo:
+        """Seat a worker, or give a returning one its seat back.
+
+        Raises
+        ------
+        ProtocolError
+            If training has ended, the settings, schema or manifest differ from the
+            federation's, the shard is empty, the federation is full, or the seat is held by
+            another live certificate and no valid seat token was shown.
+        """
+        who = f"worker {worker_id}"
+        with self._cond:
+            try:
+                if self._phase in (Phase.DONE, Phase.STOPPED):
+                    raise ProtocolError(f"{who}: training has ended ({self._phase.value})")
+                differences = self.settings.differences(settings)
+                if differences:
+                    raise ProtocolError(
+                        f"{who}: settings differ from the federation's: {'; '.join(differences)}"
+                    )
+                if schema_digest != self.schema_digest:
+                    raise ProtocolError(
+                        f"{who}: data schema differs (image shape or class names): expected "
+                        f"sha256 {self.schema_digest[:16]}…, got {schema_digest[:16]}…"
+                    )
+                if manifest_digest != self.manifest_digest:
+                    raise ProtocolError(
+                        f"{who}: model manifest differs: expected sha256 "
+                        f"{self.manifest_digest[:16]}…, got {manifest_digest[:16]}…"
+                    )
+                if num_examples < 1:
+                    raise ProtocolError(f"{who}: a shard without examples cannot contribute")
+                seat = self._seat_for(worker_id, fingerprint, seat_token, num_examples)
+            except ProtocolError as exc:
+                self._refused("join", worker_id, None, str(exc))
+                raise
+            self._cond.notify_all()
+            next_version = self._open if self._open is not None else self._version
+            return JoinInfo(
+                run_id=self.run_id,
+                next_version=next_version,
+                seat_token=seat.token,
+                worker_num=self.rules.worker_num,
+                round_deadline_s=self.rules.round_deadline_s,
+            )
+
+    def _seat_for(self, worker_id: int, fingerprint: str, token: bytes, num_examples: int) -> _Seat:
+        """Return the worker's seat (taken, retaken or re-seated); the caller holds the lock."""
+        seat = self._seats.get(worker_id)
+        if seat is None:
+            if len(self._seats) >= self.rules.worker_num:
+                raise ProtocolError(
+                    f"worker {worker_id}: the federation is full ({self.rules.worker_num} seats, "
+                    f"held by workers {sorted(self._seats)})"
+                )
+            seat = _Seat(worker_id, fingerprint, secrets.token_bytes(32), num_examples)
+            self._seats[worker_id] = seat
+            self.metrics.write("joined", worker=worker_id, num_examples=num_examples)
+            self.on_line(
+                f"PS: worker {worker_id} joined ({num_examples} examples); "
+                f"{len(self._seats)}/{self.rules.worker_num} seats taken"
+            )
+            return seat
+        if seat.fingerprint == fingerprint or (token and hmac.compare_digest(token, seat.token)):
+            how = "the same certificate" if seat.fingerprint == fingerprint else "its seat token"
+            seat.fingerprint = fingerprint
+        elif seat.dropped:
+            how = "a new certificate (the previous holder had been dropped)"
+            seat.fingerprint = fingerprint
+            seat.token = secrets.token_bytes(32)
+        else:
+            raise ProtocolError(
+                f"worker {worker_id}: a second seat for the same id is refused: the seat is held "
+                f"by certificate sha256:{seat.fingerprint[:16]}…, which has not been dropped "
+                "(a restarted worker takes its seat back with its seat token)"
+            )
+        seat.num_examples = num_examples
+        was_dropped, seat.dropped = seat.dropped, False
+        self.metrics.write("rejoined", worker=worker_id, was_dropped=was_dropped)
+        self.on_line(f"PS: worker {worker_id} rejoined with {how}")
+        return seat
+
+    def _prove(self, worker_id: int, fingerprint: str, token: bytes) -> _Seat:
+        """Return the caller's seat if it holds it; the caller holds the lock.
+
+        A worker whose certificate changed (renewed, or a reconnect with a fresh key) keeps its
+        seat by showing the seat token.
+        """
+        seat = self._seats.get(worker_id)
+        if seat is None:
+            raise ProtocolError(f"worker {worker_id}: no such seat (join first)")
+        if seat.fingerprint == fingerprint:
+            return seat
+        if token and hmac.compare_digest(token, seat.token):
+            seat.fingerprint = fingerprint
+            return seat
+        raise ProtocolError(
+            f"worker {worker_id}: the seat is held by certificate sha256:{seat.fingerprint[:16]}"
+            f"…, this call comes from sha256:{fingerprint[:16]}… without the seat token"
+        )
+
+    def _reinstate(self, seat: _Seat) -> None:
+        if seat.dropped:
+            seat.dropped = False
+            self.metrics.write("reinstated", worker=seat.worker_id, version=self._version)
+            self.on_line(f"PS: worker {seat.worker_id} is back; it gets the current model")
+
+    def get_global(
+        self,
+        worker_id: int,
+        version: int,
+        fingerprint: str,
+        seat_token: bytes = b"",
+        *,
+        is_active: Callable[[], bool] = lambda: True,
+    ) -> GlobalView:
+        """Block until the round training on ``version`` opens, then return its model.
+
+        A worker that is behind (``version`` older than the open round) gets the current
+        model at once. Returns ``"done"`` or ``"stopped"`` when training has ended, and
+        ``"waiting"`` after :attr:`RoundRules.wait_s` or when the caller has gone.
+
+        Raises
+        ------
+        ProtocolError
+            If the caller does not hold the seat.
+        """
+        with self._cond:
+            seat = self._prove(worker_id, fingerprint, seat_token)
+            self._reinstate(seat)
+            give_up = self.clock() + self.rules.wait_s
+            while True:
+                if self._phase is Phase.STOPPED:
+                    return GlobalView("stopped", self._version, reason=self._stop_reason)
+                if self._phase is Phase.DONE and self._final_ready:
+                    self._told_done.add(worker_id)
+                    self._cond.notify_all()
+                    return GlobalView(
+                        "done",
+                        self._version,
+                        evaluation=self._latest_evaluation(),
+                        model_path=self._final.model_path,
+                        release_path=self._final.release_path,
+                        reason=self._final.note,
+                    )
+                if self._open is not None and self._open >= version:
+                    return GlobalView(
+                        "model",
+                        self._open,
+                        values=self._model,
+                        evaluation=self._latest_evaluation(),
+                        deadline_in_s=max(0.0, self._deadline - self.clock()),
+                    )
+                remaining = give_up - self.clock()
+                if remaining <= 0 or not is_active():
+                    return GlobalView("waiting", self._version)
+                self._cond.wait(min(remaining, _WAIT_SLICE_S))
+
+    def check_update(self, worker_id: int, version: int, fingerprint: str, token: bytes) -> None:
+        """Refuse an update before its buffer is received, if it cannot be taken anyway.
+
+        Raises
+        ------
+        ProtocolError
+            If the caller does not hold the seat, training is not under way, the update is
+            late or early (not for the open round), or this worker's update for the round is
+            already in.
+        """
+        with self._cond:
+            try:
+                self._check_open(self._prove(worker_id, fingerprint, token), version)
+            except ProtocolError as exc:
+                self._refused("update", worker_id, version, str(exc))
+                raise
+
+    def _check_open(self, seat: _Seat, version: int) -> None:
+        who = f"worker {seat.worker_id}"
+        if self._phase is not Phase.TRAINING:
+            raise ProtocolError(f"{who}: not accepting updates ({self._phase.value})")
+        if self._open is None or version != self._open:
+            current = (
+                f"the open round trains on version {self._open}"
+                if self._open is not None
+                else f"round {self._version + 1} has not opened yet"
+            )
+            late = self._open is None or version < self._open
+            raise ProtocolError(
+                f"{who}: {'late' if late else 'early'} update for round {version + 1} "
+                f"(computed from version {version}); {current}"
+            )
+        if seat.worker_id in self._pending:
+            raise ProtocolError(
+                f"{who}: a second update for round {version + 1} (its first was accepted)"
+            )
+
+    def submit(
+        self,
+        worker_id: int,
+        version: int,
+        fingerprint: str,
+        token: bytes,
+        values: F32,
+        *,
+        num_examples: int,
+        train_loss: float = math.nan,
+        train_seconds: float = 0.0,
+    ) -> None:
+        """Take a worker's received, shape-checked buffer for the open round.
+
+        Raises
+        ------
+        ProtocolError
+            If it is no longer acceptable (the round closed while it streamed, a second one),
+            has no examples, or its values are absurd. Nothing accepted earlier changes.
+        """
+        try:
+            if num_examples < 1:
+                raise ProtocolError(f"worker {worker_id}: an update needs at least one example")
+            with self._cond:
+                seat = self._prove(worker_id, fingerprint, token)
+                self._check_open(seat, version)
+                model = self._model
+            # Screening reads the whole buffer: outside the lock, re-checked on recording.
+            screen_upload(values, model, self.settings, self.limits)
+            with self._cond:
+                seat = self._prove(worker_id, fingerprint, token)
+                self._check_open(seat, version)
+                self._reinstate(seat)
+                self._pending[worker_id] = _Pending(
+                    Upload(worker_id, num_examples, values),
+                    train_loss,
+                    train_seconds,
+                    values.nbytes,
+                )
+                self._cond.notify_all()
+        except ProtocolError as exc:
+            self._refused("update", worker_id, version, str(exc))
+            raise
+
+    def refuse(self, worker_id: int, version: int | None, reason: str) -> None:
+        """Record an update refused by the transport layer (truncated, malformed stream)."""
+        self._refused("update", worker_id, version, reason)
+
+    def _refused(self, what: str, worker_id: int, version: int | None, reason: str) -> None:
+        self.metrics.write("refused", what=what, worker=worker_id, version=version, reason=reason)
+        self.on_line(f"PS: refused {what} from worker {worker_id}: {reason}")
+
+    # ---- the operator ----------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Stop training: workers blocked on the PS are told ``reason`` at once."""
+        with self._cond:
+            if self._phase in (Phase.DONE, Phase.STOPPED):
+                return
+            self._phase = Phase.STOPPED
+            self._stop_reason = reason
+            self._open = None
+            self._cond.notify_all()
+        self.metrics.write("stopped", reason=reason, version=self.version)
+        self.on_line(f"PS: training stopped: {reason}")
+
+    # ---- the driver (the caller's thread) ---------------------------------------------------
+
+    def run(self) -> TrainingResult:
+        """Wait for the workers, train every round, seal the model; return the outcome."""
+        if self._wait_for_joins():
+            with self._cond:
+                if self._version < self.settings.rounds:
+                    self._open_round(self._version)  # later rounds open in _after_round
+            while True:
+                with self._cond:
+                    version = self._open
+                    if self._phase is not Phase.TRAINING or version is None:
+                        break
+                closed = self._close_round(version)
+                if closed is None:
+                    break
+                self._after_round(*closed)
+        return self._finish()
+
+    def _wait_for_joins(self) -> bool:
+        deadline = self.clock() + self.rules.join_deadline_s
+        with self._cond:
+            while self._phase is Phase.JOINING:
+                seats = len(self._seats)
+                if seats >= self.rules.worker_num or (
+                    self.clock() >= deadline and seats >= self.rules.min_workers
+                ):
+                    self._phase = Phase.TRAINING
+                    break
+                if self.clock() >= deadline:
+                    self.stop(  # the condition's lock is re-entrant
+                        f"only {seats} of the {self.rules.min_workers} workers needed joined "
+                        f"within the join deadline ({self.rules.join_deadline_s:g} s)"
+                    )
+                    return False
+                self._cond.wait(max(0.0, deadline - self.clock()))
+            return self._phase is Phase.TRAINING
+
+    def _open_round(self, version: int) -> None:
+        """Publish ``version`` to the workers; the caller holds the lock."""
+        self._pending = {}
+        self._open = version
+        self._round_started = self.clock()
+        self._deadline = self._round_started + self.rules.round_deadline_s
+        self.metrics.write("round_open", round=version + 1, version=version)
+        self._cond.notify_all()
+
+    def _close_round(self, version: int) -> tuple[int, F32, list[_Pending], list[int]] | None:
+        """Wait for the round's updates, close it, aggregate; ``None`` if training stopped."""
+        with self._cond:
+            while self._phase is Phase.TRAINING:
+                active = {k for k, s in self._seats.items() if not s.dropped}
+                have = set(self._pending)
+                if active and active <= have and len(have) >= self.rules.min_workers:
+                    break
+                now = self.clock()
+                if now >= self._deadline:
+                    break
+                self._cond.wait(self._deadline - now)
+            if self._phase is not Phase.TRAINING:
+                return None
+            self._open = None
+            pending = [self._pending[k] for k in sorted(self._pending)]
+            missing = sorted(k for k, s in self._seats.items() if k not in self._pending)
+            newly_dropped = [k for k in missing if not self._seats[k].dropped]
+            for k in newly_dropped:
+                self._seats[k].dropped = True
+            model = self._model
+        if newly_dropped:
+            self.metrics.write(
+                "dropped", round=version + 1, workers=newly_dropped, reason="no update by deadline"
+            )
+            self.on_line(
+                f"PS: round {version + 1} closed at its deadline "
+                f"({self.rules.round_deadline_s:g} s) with {len(pending)} update(s); dropped: "
+                + ", ".join(f"worker {k} (no update by the deadline)" for k in newly_dropped)
+            )
+        if len(pending) < self.rules.min_workers:
+            self.stop(
+                f"round {version + 1} closed with {len(pending)} update(s), fewer than the "
+                f"{self.rules.min_workers} needed (--min-workers); missing: workers {missing}"
+            )
+            return None
+        new_model = self.optimizer.step(version, model, [p.upload for p in pending])
+        return version, new_model, pending, missing
+
+    def _after_round(
+        self, version: int, new_model: F32, pending: list[_Pending], missing: list[int]
+    ) -> None:
+        rounds_done = version + 1
+        state_bytes = self.optimizer.state_bytes()
+        contributors = tuple(p.upload.worker_id for p in pending)
+        wall = self.clock() - self._round_started
+        with self._cond:
+            self._model = new_model
+            self._version = rounds_done
+            self._contributors = contributors
+            if rounds_done < self.settings.rounds and self._phase is Phase.TRAINING:
+                self._open_round(rounds_done)  # the workers start at once; we evaluate meanwhile
+        slowest = max(p.train_s for p in pending)
+        weight = sum(p.upload.weight for p in pending)
+        train_loss = sum(p.loss * p.upload.weight for p in pending) / weight
+        self.metrics.write(
+            "round",
+            round=rounds_done,
+            contributors=list(contributors),
+            missing=missing,
+            wall_s=wall,
+            slowest_train_s=slowest,
+            overhead_s=max(0.0, wall - slowest),
+            train_loss=train_loss,
+            bytes_in=sum(p.nbytes for p in pending),
+            examples=weight,
+        )
+        line = (
+            f"round {rounds_done}/{self.settings.rounds}: {len(pending)} update(s), train loss "
+            f"{train_loss:.4f}, round {wall:.2f} s (overhead {1000 * max(0.0, wall - slowest):.0f}"
+            " ms)"
+        )
+        if rounds_done % self.rules.evaluate_every == 0 or rounds_done == self.settings.rounds:
+            evaluation = self.hooks.evaluate(rounds_done, new_model)
+            with self._cond:
+                self._evaluations.append(evaluation)
+            self.metrics.write(
+                "evaluation",
+                round=rounds_done,
+                loss=evaluation.loss,
+                accuracy=evaluation.accuracy,
+                per_class=list(evaluation.per_class),
+            )
+            line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
+        self.on_line(f"PS: {line}")
+        started = time.perf_counter()
+        state = PsState(
+            run_id=self.run_id,
+            next_version=rounds_done,
+            model=new_model,
+            server_state=state_bytes,
+            evaluations=tuple(self._evaluations),
+            contributors=contributors,
+        )
+        try:
+            self.hooks.checkpoint(state)
+        except ConfigError as exc:
+            self.metrics.write("checkpoint_failed", round=rounds_done, reason=str(exc))
+            self.on_line(f"PS: could not write the checkpoint after round {rounds_done}: {exc}")
+        else:
+            self.metrics.write(
+                "checkpoint", round=rounds_done, seconds=time.perf_counter() - started
+            )
+
+    def _finish(self) -> TrainingResult:
+        with self._cond:
+            completed = self._phase is Phase.TRAINING and self._version >= self.settings.rounds
+            result = TrainingResult(
+                completed=completed,
+                rounds_done=self._version,
+                model=self._model,
+                evaluation=self._latest_evaluation(),
+                contributors=self._contributors,
+                stop_reason=self._stop_reason,
+                run_id=self.run_id,
+            )
+        if not completed:
+            return result
+        final = self.hooks.finish(result)
+        with self._cond:
+            self._phase = Phase.DONE
+            self._final = final
+            self._final_ready = True
+            self._cond.notify_all()
+        self.metrics.write(
+            "done", rounds=result.rounds_done, model_path=final.model_path, note=final.note
+        )
+        self._wait_for_goodbyes()
+        return TrainingResult(
+            completed=True,
+            rounds_done=result.rounds_done,
+            model=result.model,
+            evaluation=result.evaluation,
+            contributors=result.contributors,
+            final=final,
+            run_id=self.run_id,
+        )
+
+    def _wait_for_goodbyes(self) -> None:
+        """Keep serving until every active worker heard training is done (bounded)."""
+        deadline = self.clock() + self.rules.final_grace_s
+        with self._cond:
+            while True:
+                active = {k for k, s in self._seats.items() if not s.dropped}
+                if active <= self._told_done or self.clock() >= deadline:
+                    return
+                self._cond.wait(max(0.0, deadline - self.clock()))

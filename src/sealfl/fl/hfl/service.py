@@ -1,0 +1,415 @@
+"""gRPC glue: the PS's servicer and the worker's link, flat buffers streamed in chunks.
+
+``GetGlobal`` is a server stream: one :class:`GlobalHeader`, then the model as
+:class:`sealfl.net.TensorChunk` messages; the handler blocks (without polling) until the round
+opens. ``SubmitUpdate`` is a client stream: one :class:`UpdateHeader`, then the update's
+chunks. The PS checks the header before it receives a byte of the buffer, refuses a buffer
+announced larger than the model before allocating anything (:class:`sealfl.net.TensorAssembler`),
+and checks the received bytes against their SHA-256 trailer, the manifest (length, dtype,
+finiteness) and the screening bounds. Every refusal is a reply with a reason; the round goes on.
+
+A caller is the client certificate gRPC authenticated for the call (mutual RA-TLS, enrolled
+after its evidence passed the PS's policy), plus the seat token it shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.hfl.checkpoint import evaluation_from_proto, evaluation_to_proto
+from sealfl.fl.hfl.protos import hfl_pb2 as pb
+from sealfl.fl.hfl.protos import hfl_pb2_grpc as pb_grpc
+from sealfl.fl.hfl.server import GlobalView, JoinInfo, ParameterServer
+from sealfl.fl.hfl.settings import Settings, settings_from_proto
+from sealfl.models import FlatManifest
+from sealfl.models.manifest import FLAT_DTYPE
+from sealfl.net import (
+    DEFAULT_CHUNK_BYTES,
+    RetryPolicy,
+    SecureChannel,
+    TensorAssembler,
+    TensorChunker,
+    certificate_fingerprint,
+)
+from sealfl.net.protos import tensor_pb2
+
+__all__ = ["HflService", "PsLink", "SubmitResult", "caller_fingerprint", "receive_flat"]
+
+F32 = npt.NDArray[np.float32]
+
+_STATES = {
+    "model": pb.GlobalHeader.MODEL,
+    "waiting": pb.GlobalHeader.WAITING,
+    "done": pb.GlobalHeader.DONE,
+    "stopped": pb.GlobalHeader.STOPPED,
+}
+_STATE_NAMES = {value: key for key, value in _STATES.items()}
+
+
+def caller_fingerprint(context: grpc.ServicerContext) -> str:
+    """Return the SHA-256 (hex) of the client certificate gRPC authenticated for this call.
+
+    Raises
+    ------
+    ProtocolError
+        If the call carries no client certificate (the server must require mutual TLS).
+    """
+    certs = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
+    if not certs:
+        raise ProtocolError("call without an authenticated client certificate")
+    return certificate_fingerprint(certs[0])
+
+
+def _tensor_chunks(messages: Iterator[Any], part: str) -> Iterator[tensor_pb2.TensorChunk]:
+    """Yield the TensorChunk of every message; refuse a message of another kind."""
+    for message in messages:
+        kind = message.WhichOneof("part")
+        if kind != "chunk":
+            raise ProtocolError(f"expected only tensor chunks after the {part}, got {kind!r}")
+        yield message.chunk
+
+
+def receive_flat(
+    chunks: Iterator[tensor_pb2.TensorChunk], manifest: FlatManifest, *, peer: str
+) -> F32:
+    """Assemble a flat float32 buffer from chunks and check it against ``manifest``.
+
+    Raises
+    ------
+    ProtocolError
+        If the stream announces more bytes than the model has (refused before allocating),
+        ends before its trailer, fails its SHA-256, is not a 1-D little-endian float32 tensor,
+        has the wrong length, or holds NaN or infinite values.
+    """
+    assembler = TensorAssembler(max_bytes=manifest.nbytes, peer=peer)
+    for chunk in chunks:
+        received = assembler.feed(chunk)
+        if received is not None:
+            break
+    else:
+        raise assembler.incomplete()
+    array = received.array
+    if array.dtype != FLAT_DTYPE or array.ndim != 1:
+        raise ProtocolError(
+            f"tensor from {peer}: expected a 1-D little-endian float32 buffer, got "
+            f"{array.dtype.str} of shape {list(array.shape)}"
+        )
+    return manifest.check_buffer(array)
+
+
+class HflService(pb_grpc.HflServicer):
+    """Serve a :class:`ParameterServer` over gRPC.
+
+    Parameters
+    ----------
+    ps
+        The core.
+    chunk_bytes
+        Data bytes per streamed message.
+    """
+
+    def __init__(self, ps: ParameterServer, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self._ps = ps
+        self._chunk_bytes = chunk_bytes
+
+    def Join(  # noqa: N802 (gRPC's method name)
+        self, request: pb.JoinRequest, context: grpc.ServicerContext
+    ) -> pb.JoinReply:
+        """Seat a worker, or say why not."""
+        try:
+            try:
+                settings = settings_from_proto(request.settings)
+            except ConfigError as exc:
+                raise ProtocolError(
+                    f"worker {request.worker_id}: unusable settings: {exc}"
+                ) from None
+            info = self._ps.join(
+                request.worker_id,
+                settings,
+                request.schema_digest,
+                request.manifest_digest,
+                request.num_examples,
+                caller_fingerprint(context),
+                bytes(request.seat_token),
+            )
+        except ProtocolError as exc:
+            return pb.JoinReply(refused=str(exc))
+        return pb.JoinReply(
+            run_id=info.run_id,
+            next_version=info.next_version,
+            seat_token=info.seat_token,
+            worker_num=info.worker_num,
+            round_deadline_s=info.round_deadline_s,
+            settings=self._ps.settings.to_proto(),
+        )
+
+    def GetGlobal(  # noqa: N802 (gRPC's method name)
+        self, request: pb.GlobalRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.GlobalMessage]:
+        """Block until the round opens; stream its header and model."""
+        try:
+            view = self._ps.get_global(
+                request.worker_id,
+                request.version,
+                caller_fingerprint(context),
+                bytes(request.seat_token),
+                is_active=context.is_active,
+            )
+        except ProtocolError as exc:
+            yield pb.GlobalMessage(
+                header=pb.GlobalHeader(state=pb.GlobalHeader.STOPPED, reason=str(exc))
+            )
+            return
+        header = pb.GlobalHeader(
+            state=_STATES[view.state],
+            version=view.version,
+            reason=view.reason,
+            model_path=view.model_path,
+            release_path=view.release_path,
+            deadline_in_s=view.deadline_in_s,
+        )
+        if view.evaluation is not None:
+            header.evaluation.CopyFrom(evaluation_to_proto(view.evaluation))
+        yield pb.GlobalMessage(header=header)
+        if view.values is not None:
+            chunker = TensorChunker(
+                view.values, name=f"global/{view.version}", chunk_bytes=self._chunk_bytes
+            )
+            for chunk in chunker:
+                yield pb.GlobalMessage(chunk=chunk)
+
+    def SubmitUpdate(  # noqa: N802 (gRPC's method name)
+        self, request_iterator: Iterator[pb.UpdateMessage], context: grpc.ServicerContext
+    ) -> pb.UpdateReply:
+        """Receive, check and hand over one update; refuse it with a reason otherwise."""
+        messages = iter(request_iterator)
+        first = next(messages, None)
+        if first is None or first.WhichOneof("part") != "header":
+            kind = "nothing" if first is None else repr(first.WhichOneof("part"))
+            return pb.UpdateReply(
+                status=pb.UpdateReply.REFUSED, reason=f"expected an update header first, got {kind}"
+            )
+        h = first.header
+        try:
+            fingerprint = caller_fingerprint(context)
+            if h.manifest_digest != self._ps.manifest_digest:
+                raise ProtocolError(
+                    f"worker {h.worker_id}: update for another model manifest (sha256 "
+                    f"{h.manifest_digest[:16]}…, expected {self._ps.manifest_digest[:16]}…)"
+                )
+            self._ps.check_update(h.worker_id, h.version, fingerprint, bytes(h.seat_token))
+        except ProtocolError as exc:
+            return self._refusal(exc)
+        try:
+            values = receive_flat(
+                _tensor_chunks(messages, "update header"),
+                self._ps.manifest,
+                peer=f"worker {h.worker_id}",
+            )
+        except ProtocolError as exc:
+            self._ps.refuse(h.worker_id, h.version, str(exc))
+            return self._refusal(exc)
+        except Exception as exc:  # the stream broke (cancelled, connection lost)
+            reason = f"worker {h.worker_id}: the update stream broke off: {type(exc).__name__}"
+            self._ps.refuse(h.worker_id, h.version, reason)
+            return pb.UpdateReply(status=pb.UpdateReply.REFUSED, reason=reason)
+        try:
+            self._ps.submit(
+                h.worker_id,
+                h.version,
+                fingerprint,
+                bytes(h.seat_token),
+                values,
+                num_examples=h.num_examples,
+                train_loss=h.train_loss,
+                train_seconds=h.train_seconds,
+            )
+        except ProtocolError as exc:
+            return self._refusal(exc)
+        return pb.UpdateReply(status=pb.UpdateReply.ACCEPTED)
+
+    def _refusal(self, exc: ProtocolError) -> pb.UpdateReply:
+        status = (
+            pb.UpdateReply.STOPPED if self._ps.phase.value == "stopped" else pb.UpdateReply.REFUSED
+        )
+        return pb.UpdateReply(status=status, reason=str(exc))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The PS's answer to an update: accepted, or refused (or stopped) with its reason."""
+
+    accepted: bool
+    stopped: bool = False
+    reason: str = ""
+
+
+class PsLink:
+    """A worker's calls to the PS over an open RA-TLS channel.
+
+    Parameters
+    ----------
+    channel
+        The secure channel (from :func:`sealfl.net.open_secure_channel`).
+    call_timeout_s
+        Deadline of a join or an upload.
+    """
+
+    def __init__(self, channel: SecureChannel[Any], *, call_timeout_s: float = 120.0) -> None:
+        self.channel = channel
+        self._stub = channel.stub(pb_grpc.HflStub)
+        self._timeout = call_timeout_s
+        self._address = channel.front_door or channel.address
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+    def _what(self, method: str) -> str:
+        return f"hfl {method} to the PS at {self._address}"
+
+    def join(
+        self,
+        worker_id: int,
+        settings: Settings,
+        *,
+        schema_digest: str,
+        manifest_digest: str,
+        num_examples: int,
+        seat_token: bytes = b"",
+    ) -> JoinInfo:
+        """Join; raise ProtocolError with the PS's reason if refused.
+
+        Raises
+        ------
+        ProtocolError
+            With the PS's reason, if it refused.
+        ChannelError
+            If the PS cannot be reached.
+        """
+        request = pb.JoinRequest(
+            worker_id=worker_id,
+            settings=settings.to_proto(),
+            schema_digest=schema_digest,
+            manifest_digest=manifest_digest,
+            num_examples=num_examples,
+            seat_token=seat_token,
+        )
+        reply: pb.JoinReply = self.channel.call(
+            self._stub.Join,
+            request,
+            timeout_s=self._timeout,
+            retry=RetryPolicy(attempts=5, max_backoff_s=2.0),  # a join is idempotent
+            what=self._what("Join"),
+        )
+        if reply.refused:
+            raise ProtocolError(f"the PS at {self._address} refused: {reply.refused}")
+        return JoinInfo(
+            run_id=reply.run_id,
+            next_version=reply.next_version,
+            seat_token=bytes(reply.seat_token),
+            worker_num=reply.worker_num,
+            round_deadline_s=reply.round_deadline_s,
+        )
+
+    def get_global(
+        self,
+        worker_id: int,
+        version: int,
+        manifest: FlatManifest,
+        *,
+        seat_token: bytes,
+        timeout_s: float,
+    ) -> GlobalView:
+        """Ask for model ``version``; block until the PS answers (see :class:`GlobalView`).
+
+        Raises
+        ------
+        ProtocolError
+            If the stream is malformed, truncated or its model does not fit ``manifest``.
+        ChannelError
+            If the PS cannot be reached or the call's deadline passes.
+        """
+        request = pb.GlobalRequest(worker_id=worker_id, version=version, seat_token=seat_token)
+        stream = self.channel.stream(
+            self._stub.GetGlobal, request, timeout_s=timeout_s, what=self._what("GetGlobal")
+        )
+        try:
+            first = next(stream, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise ProtocolError(f"the PS at {self._address} sent no model header")
+            h = first.header
+            state = _STATE_NAMES.get(h.state, "stopped")
+            values = None
+            if state == "model":
+                values = receive_flat(
+                    _tensor_chunks(stream, "model header"), manifest, peer=f"PS at {self._address}"
+                )
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        return GlobalView(
+            state=state,
+            version=h.version,
+            values=values,
+            reason=h.reason,
+            evaluation=evaluation_from_proto(h.evaluation) if h.HasField("evaluation") else None,
+            deadline_in_s=h.deadline_in_s,
+            model_path=h.model_path,
+            release_path=h.release_path,
+        )
+
+    def submit(
+        self,
+        worker_id: int,
+        version: int,
+        values: F32,
+        *,
+        seat_token: bytes,
+        num_examples: int,
+        train_loss: float,
+        train_seconds: float,
+        manifest_digest: str,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> SubmitResult:
+        """Stream one update (never retried: the PS would refuse it as a second one anyway).
+
+        Raises
+        ------
+        ChannelError
+            If the PS cannot be reached.
+        """
+        header = pb.UpdateHeader(
+            worker_id=worker_id,
+            version=version,
+            seat_token=seat_token,
+            num_examples=num_examples,
+            train_loss=train_loss,
+            train_seconds=train_seconds,
+            manifest_digest=manifest_digest,
+        )
+
+        def messages() -> Iterator[pb.UpdateMessage]:
+            yield pb.UpdateMessage(header=header)
+            for chunk in TensorChunker(values, name=f"update/{version}", chunk_bytes=chunk_bytes):
+                yield pb.UpdateMessage(chunk=chunk)
+
+        reply: pb.UpdateReply = self.channel.call_stream(
+            self._stub.SubmitUpdate,
+            messages,
+            timeout_s=self._timeout,
+            what=self._what("SubmitUpdate"),
+        )
+        if reply.status == pb.UpdateReply.ACCEPTED:
+            return SubmitResult(True)
+        return SubmitResult(
+            False, stopped=reply.status == pb.UpdateReply.STOPPED, reason=reply.reason
+        )
