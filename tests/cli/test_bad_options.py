@@ -24,13 +24,6 @@ from option_walker import RESUME_EXIT, commands
 
 WALKER = Path(__file__).with_name("option_walker.py")
 COMMANDS = sorted(commands())
-# Commands another change in flight is adding (hfl): the walk shows what they still let
-# through; each passes once its options are checked before work starts.
-PENDING = {
-    "demo hfl": "--workers -1, --alpha 1e999 ... start the run (hfl, in progress)",
-    "hfl prepare": "bad values reach a traceback or run past the bound (hfl, in progress)",
-    "hfl report": "bad values reach a traceback or run past the bound (hfl, in progress)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +77,7 @@ def test_the_walk_covers_every_command() -> None:
     assert {"seal keygen", "he keygen", "attest verify", "run"} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(reason=PENDING[c], strict=False))
-        if c in PENDING
-        else c
-        for c in COMMANDS
-    ],
-)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_no_traceback_and_one_error_line(
     command: str, records: dict[str, list[dict[str, Any]]]
 ) -> None:

@@ -66,6 +66,7 @@ from sealfl.net.channel import open_secure_channel as open_secure_channel
 from sealfl.net.memory import freeze_startup_objects as freeze_startup_objects
 from sealfl.net.memory import keep_freed_memory as keep_freed_memory
 from sealfl.net.refusal_log import RateLimitedLog as RateLimitedLog
+from sealfl.net.refusal_log import refusal_reporter as refusal_reporter
 from sealfl.net.server import SecureServer as SecureServer
 from sealfl.net.server import ServerState as ServerState
 from sealfl.net.tensors import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
@@ -124,4 +125,5 @@ __all__ = [
     "ping",
     "put_tensor",
     "receive_tensor",
+    "refusal_reporter",
 ]

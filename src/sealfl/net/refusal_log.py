@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["RateLimitedLog", "refusal_reporter"]
 
 
 class RateLimitedLog:
@@ -63,3 +63,22 @@ class RateLimitedLog:
                 lines = [] if summary is None else [summary]
         for text in lines:
             self._emit(text)
+
+
+def refusal_reporter(
+    say: Callable[[str], None], record: Callable[[str], None], *, party: str
+) -> Callable[[object], None]:
+    """Return an ``on_refusal`` hook for a server party: a rate-limited line and record each.
+
+    ``say`` prints the human line (``"PS: refused a party at enrolment: ..."``), ``record`` writes
+    the machine-readable one (a metrics event); both get the first few of each minute, then a
+    summary.
+    """
+    line = RateLimitedLog(say, what="refused enrolments")
+    entry = RateLimitedLog(record, what="refused enrolments")
+
+    def report(refusal: object) -> None:
+        line(f"{party}: refused a party at enrolment: {refusal}")
+        entry(str(refusal))
+
+    return report

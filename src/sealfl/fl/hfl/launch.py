@@ -66,7 +66,7 @@ from sealfl.fl.hfl.training import (
 )
 from sealfl.models import FlatManifest
 from sealfl.models.nn import flatten, load_flat
-from sealfl.net import SecureChannel, SecureServer, open_secure_channel
+from sealfl.net import SecureChannel, SecureServer, open_secure_channel, refusal_reporter
 from sealfl.net.addresses import split_address
 from sealfl.runtime import RELEASE_LIST_CLAIM, PartyRuntime, check_address
 from sealfl.seal import SealingKey, read_sealed, write_sealed
@@ -444,13 +444,11 @@ def _serve(
         SETTINGS_CLAIM: bytes.fromhex(settings.digest()),
         MANIFEST_CLAIM: bytes.fromhex(manifest_digest),
     }
-    credentials = tee.credentials(
-        claims=claims, lifetime=timedelta(hours=options.certificate_hours)
+    lifetime = timedelta(hours=options.certificate_hours)
+    credentials = tee.credentials(claims=claims, lifetime=lifetime)
+    refused = refusal_reporter(
+        on_line, lambda detail: metrics.write("enrolment_refused", detail=detail), party="PS"
     )
-
-    def refused(refusal: object) -> None:
-        on_line(f"PS: refused a party at enrolment: {refusal}")
-        metrics.write("enrolment_refused", detail=str(refusal))
 
     server: SecureServer[VerifiedPeer] = SecureServer(
         credentials=credentials,
@@ -459,6 +457,9 @@ def _serve(
         # Each worker parks one call on GetGlobal while it waits for a round; keep room.
         max_workers=min(256, 2 * options.worker_num + 4),
         on_refusal=refused,
+        disclose_refusal_reasons=tee.disclose_refusals,
+        # Ahead of notAfter: a new certificate with the same claims, handed over signed.
+        renew=lambda: tee.credentials(claims=claims, lifetime=lifetime),
     )
     server.add_servicer(pb_grpc.add_HflServicer_to_server, HflService(ps))
     on_line(f"PS: settings {settings.describe()}; workers must declare the same")
@@ -594,6 +595,7 @@ class _Worker:
                     self.options.server,
                     credentials=self.tee.credentials(),  # a fresh key per connection
                     server_verifier=self.tee.verify_peer,
+                    renew=self.tee.credentials,  # past the hour, without dropping the seat
                 )
             except ChannelError as exc:
                 if _listening(self.options.server) or time.monotonic() + pause > deadline:

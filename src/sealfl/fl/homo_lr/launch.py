@@ -62,7 +62,7 @@ from sealfl.fl.homo_lr.server import (
 from sealfl.fl.homo_lr.service import GrpcPsLink, HomoLrService, peer_of_call
 from sealfl.fl.homo_lr.worker import Worker, WorkerResult
 from sealfl.he import EncryptedVector
-from sealfl.net import RateLimitedLog, SecureChannel, SecureServer, open_secure_channel
+from sealfl.net import SecureChannel, SecureServer, open_secure_channel, refusal_reporter
 from sealfl.runtime import RELEASE_LIST_CLAIM, PartyRuntime, check_address
 from sealfl.seal import SealingKey, read_sealed, write_sealed
 from sealfl.seal.release import write_release
@@ -364,15 +364,9 @@ def _serve(
     if admission is not None:
         on_line(f"PS: admitting only the {len(admission.entries)} workers of {admission.source}")
 
-    # Anyone may knock: the first refusals of a minute are told one by one, then summarised.
-    refusal_line = RateLimitedLog(on_line, what="refused enrolments")
-    refusal_record = RateLimitedLog(
-        lambda line: metrics.write("enrolment_refused", detail=line), what="refused enrolments"
+    refused = refusal_reporter(
+        on_line, lambda detail: metrics.write("enrolment_refused", detail=detail), party="PS"
     )
-
-    def refused(refusal: object) -> None:
-        refusal_line(f"PS: refused a party at enrolment: {refusal}")
-        refusal_record(str(refusal))
 
     def verify_worker(cert_pem: bytes) -> VerifiedPeer:
         peer = tee.verify_peer(cert_pem)
