@@ -68,3 +68,19 @@ def test_tee_variables_of_the_development_commands_do_not_reach_run(tmp_path: Pa
     assert "SEALFL_TEE, SEALFL_SIMULATED_PLATFORM ignored" in result.stderr
     assert result.returncode == 2
     assert "--tee auto: no TEE found" in result.stderr  # the config's kind, not the variable
+
+
+def test_without_torch_the_hfl_commands_say_which_extra_to_install(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from sealfl.cli.main import main\n"
+        f"main(['hfl', 'prepare', '--run-dir', {str(tmp_path / 'run')!r}])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: this command needs torch, which comes with the hfl extra: "
+        "pip install -c constraints.txt -e '.[hfl]' (make test installs it)"
+    ]

@@ -162,6 +162,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except OSError as exc:
         return _os_error(exc)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            return _internal_error(exc)
+        _print_error(
+            "this command needs torch, which comes with the hfl extra: "
+            "pip install -c constraints.txt -e '.[hfl]' (make test installs it)"
+        )
+        return EXIT_BAD_INPUT
     except Exception as exc:
         return _internal_error(exc)
     finally:
