@@ -242,6 +242,7 @@ def _load_certificate(cert_pem: bytes) -> x509.Certificate:
         certificate = x509.load_pem_x509_certificate(bytes(cert_pem))
         # cryptography parses these fields on first use: a malformed one would raise a
         # ValueError wherever it is first read. Read them all here, once.
+        certificate.version  # noqa: B018
         certificate.subject  # noqa: B018
         certificate.issuer  # noqa: B018
         certificate.extensions  # noqa: B018
@@ -252,6 +253,8 @@ def _load_certificate(cert_pem: bytes) -> x509.Certificate:
         raise AttestationError(f"certificate key: {exc}") from exc
     except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise AttestationError(f"certificate extensions: {exc}") from exc
+    except x509.InvalidVersion as exc:
+        raise AttestationError(f"certificate version: {exc}") from exc
     return certificate
 
 
