@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +33,10 @@ __all__ = [
     "TEMP_SUFFIX",
     "atomic_output",
     "check_output_path",
+    "check_private_mode",
     "create_new_file",
     "make_directory",
+    "read_small_file",
     "write_atomic",
 ]
 
@@ -95,6 +98,72 @@ def atomic_output(dst: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
             raise ConfigError(f"cannot write {dst}: {exc.strerror or exc}") from exc
         raise
     _fsync_directory(directory)
+
+
+def read_small_file(
+    path: Path,
+    *,
+    what: str,
+    max_bytes: int,
+    private: bool = False,
+    allow_insecure_permissions: bool = False,
+) -> bytes:
+    """Read a small regular file whole (a key, a certificate), refusing anything else.
+
+    Parameters
+    ----------
+    what
+        What the file is, for messages ("key file", "public key file").
+    max_bytes
+        Larger files are refused before they are read: they cannot be what was meant.
+    private
+        The file holds a secret: refuse it when group or others may read it (as ssh does), unless
+        ``allow_insecure_permissions``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, unreadable, not a regular file, too large, or (``private``)
+        readable by others; each message names the file.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {_why(exc, path)}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file")
+    if private and not allow_insecure_permissions:
+        check_private_mode(path, what=what, mode=info.st_mode)
+    if info.st_size > max_bytes:
+        raise ConfigError(
+            f"{what} {path} is {info.st_size} bytes, not a {what} (at most {max_bytes} expected)"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {_why(exc, path)}") from exc
+
+
+def check_private_mode(path: Path, *, what: str, mode: int | None = None) -> None:
+    """Refuse a file holding a secret that group or others may read (as ssh does).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, its mode and the ``chmod`` that fixes it.
+    """
+    if mode is None:
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} {path}: {_why(exc, path)}") from exc
+    if stat.S_IMODE(mode) & 0o077:
+        raise ConfigError(
+            f"{what} {path} has mode {stat.S_IMODE(mode):04o}, expected 0600 (group and others "
+            f"must not read a secret): run `chmod 600 {path}`"
+        )
 
 
 def make_directory(path: Path, *, what: str = "directory") -> None:

@@ -124,7 +124,7 @@ def test_missing_directory_and_oversized_key_files_are_refused(tmp_path: Path) -
     big = tmp_path / "big.key"
     big.write_bytes(bytes(5000))
     big.chmod(0o600)
-    with pytest.raises(SealError, match="5000 bytes, not a key file"):
+    with pytest.raises(ConfigError, match="5000 bytes, not a key file"):
         SealingKey.load(big)
 
 

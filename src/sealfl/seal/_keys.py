@@ -24,12 +24,11 @@ import hashlib
 import hmac
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from sealfl._files import create_new_file
-from sealfl.errors import ConfigError, SealError
+from sealfl._files import create_new_file, read_small_file
+from sealfl.errors import SealError
 
 KEY_FILE_FORMAT = "sealfl-sealing-key"
 KEY_FILE_VERSION = 1
@@ -182,29 +181,13 @@ class SealingKey:
             If its contents are not a valid key file (each message names the field).
         """
         source = Path(path)
-        try:
-            info = source.stat()
-        except FileNotFoundError as exc:
-            raise ConfigError(f"key file {source} does not exist") from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"key file {source} is not a regular file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077 and not allow_insecure_permissions:
-            raise ConfigError(
-                f"key file {source} has mode {mode:04o}, expected 0600 (group and others must "
-                f"not read a key): run `chmod 600 {source}`"
-            )
-        if info.st_size > _KEY_FILE_MAX_BYTES:
-            raise SealError(
-                f"{source} is {info.st_size} bytes, not a key file "
-                f"(at most {_KEY_FILE_MAX_BYTES} expected)"
-            )
-        try:
-            raw = source.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
+        raw = read_small_file(
+            source,
+            what="key file",
+            max_bytes=_KEY_FILE_MAX_BYTES,
+            private=True,
+            allow_insecure_permissions=allow_insecure_permissions,
+        )
         return cls.from_key_file_bytes(raw, name=str(source))
 
     @classmethod

@@ -34,14 +34,13 @@ import hashlib
 import json
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from sealfl._files import create_new_file
+from sealfl._files import check_private_mode, create_new_file, read_small_file
 from sealfl.errors import ConfigError
 
 PRIVATE_KEY_FORMAT = "sealfl-release-private-key"
@@ -92,26 +91,6 @@ def check_public_key(raw: bytes, where: str) -> bytes:
             f"{where}: public key {raw.hex()} is not usable (a low-order X25519 point)"
         ) from exc
     return raw
-
-
-def _read_small(path: Path, what: str) -> bytes:
-    try:
-        info = path.stat()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file")
-    if info.st_size > MAX_KEY_FILE_BYTES:
-        raise ConfigError(
-            f"{what} {path} is {info.st_size} bytes, too large for a key file "
-            f"(at most {MAX_KEY_FILE_BYTES})"
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
 def _json_document(raw: bytes, name: str, fields: frozenset[str], fmt: str) -> dict[str, Any]:
@@ -211,7 +190,8 @@ def read_public_key(path: str | os.PathLike[str]) -> bytes:
         If the file is missing, unreadable or not an X25519 public key.
     """
     source = Path(path)
-    return parse_public_key(_read_small(source, "public key file"), name=str(source))
+    raw = read_small_file(source, what="public key file", max_bytes=MAX_KEY_FILE_BYTES)
+    return parse_public_key(raw, name=str(source))
 
 
 class ReleaseKey:
@@ -349,13 +329,10 @@ class ReleaseKey:
             key file (each message names the file and the field).
         """
         source = Path(path)
-        key = cls.from_bytes(_read_small(source, "private key file"), name=str(source))
-        mode = stat.S_IMODE(source.stat().st_mode)
-        if mode & 0o077 and not allow_insecure_permissions:
-            raise ConfigError(
-                f"private key file {source} has mode {mode:04o}, expected 0600 (group and "
-                f"others must not read a private key): run `chmod 600 {source}`"
-            )
+        raw = read_small_file(source, what="private key file", max_bytes=MAX_KEY_FILE_BYTES)
+        key = cls.from_bytes(raw, name=str(source))  # first: a public key given here says so
+        if not allow_insecure_permissions:
+            check_private_mode(source, what="private key file")
         return key
 
     @classmethod
