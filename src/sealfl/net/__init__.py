@@ -49,6 +49,7 @@ from sealfl.net.allowlist import ENROLMENT_STATE_KEY as ENROLMENT_STATE_KEY
 from sealfl.net.allowlist import Enrolment as Enrolment
 from sealfl.net.allowlist import Refusal as Refusal
 from sealfl.net.allowlist import WhenFull as WhenFull
+from sealfl.net.callers import caller_certificate as caller_certificate
 from sealfl.net.callers import caller_lineage as caller_lineage
 from sealfl.net.calls import CertificatePinError as CertificatePinError
 from sealfl.net.calls import RetryPolicy as RetryPolicy
@@ -111,6 +112,7 @@ __all__ = [
     "TransferServicer",
     "WhenFull",
     "accept_any_certificate",
+    "caller_certificate",
     "caller_lineage",
     "certificate_fingerprint",
     "connect_pinned",

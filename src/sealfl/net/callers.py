@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
+from sealfl.errors import ProtocolError
 from sealfl.net.allowlist import Enrolment
 
-__all__ = ["caller_enrolment", "caller_lineage", "remember_caller"]
+__all__ = ["caller_certificate", "caller_enrolment", "caller_lineage", "remember_caller"]
 
 _ATTRIBUTE = "_sealfl_caller"
 _callers: weakref.WeakKeyDictionary[Any, Enrolment[Any]] = weakref.WeakKeyDictionary()
@@ -51,3 +52,18 @@ def caller_lineage(context: grpc.ServicerContext) -> str | None:
     """
     enrolment = caller_enrolment(context)
     return None if enrolment is None else enrolment.lineage
+
+
+def caller_certificate(context: grpc.ServicerContext) -> bytes:
+    """Return the client certificate (PEM) gRPC authenticated for this call.
+
+    Raises
+    ------
+    ProtocolError
+        If the call carries no client certificate (the server must require mutual TLS).
+    """
+    # grpc-stubs types the values loosely; at run time they are lists of PEM bytes.
+    certs = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
+    if not certs:
+        raise ProtocolError("call without an authenticated client certificate")
+    return certs[0]

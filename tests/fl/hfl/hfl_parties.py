@@ -7,15 +7,14 @@ files for readiness and never sleep a fixed time to "let things happen".
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import party_processes
+from party_processes import PartyProcess
 
 from sealfl.fl.hfl.demo import prepare_run_dir, write_data, write_role_configs
 from sealfl.fl.hfl.settings import Settings
@@ -26,21 +25,8 @@ SETTINGS = Settings(model="small-cnn", rounds=2)
 
 
 def fresh_measurements() -> dict[str, bytes]:
-    """Measure the roles in a new process, as the parties about to start will.
-
-    The simulated measurement covers every file of the package and a process measures once; a
-    value cached in this long-lived test process would go stale if the checkout is edited
-    while the suite runs.
-    """
-    code = (
-        "from sealfl.fl.hfl.launch import role_measurement as m; "
-        "print(m('ps').hex(), m('worker').hex())"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    ps, worker = out.stdout.split()
-    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
+    """Measure hfl's roles in a new process, as the parties about to start will."""
+    return party_processes.fresh_measurements("sealfl.fl.hfl.launch")
 
 
 def make_run(
@@ -75,60 +61,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Party:
-    """A started process whose combined output goes to a file we can poll."""
+class Party(PartyProcess):
+    """A started process whose combined output goes to a file we can poll (appended to)."""
 
     def __init__(
         self, name: str, argv: list[str], logs: Path, env: dict[str, str] | None = None
     ) -> None:
-        self.name = name
-        self.log = logs / f"{name}.log"
-        self._fh = self.log.open("a")
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
+        super().__init__(name, argv, logs, env, append=True, timeout_s=TIMEOUT_S)
 
     def wait_for(
-        self, predicate: Callable[[], bool], what: str, *, watch: tuple[Party, ...] = ()
+        self, predicate: Callable[[], bool], what: str, *, watch: tuple[PartyProcess, ...] = ()
     ) -> None:
         """Poll ``predicate``; fail early if this party, or a watched one, exits first."""
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            for party in (self, *watch):
-                if party.proc.poll() is not None and not predicate():
-                    raise AssertionError(
-                        f"{party.name} exited before {self.name}'s {what}:\n{party.output()}"
-                    )
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {what} within {TIMEOUT_S} s:\n{self.output()}")
-
-    def finish(self) -> int:
-        try:
-            code = self.proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"{self.name} did not finish:\n{self.output()}") from None
-        self._fh.close()
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        self.kill()
-        self._fh.close()
+        self.poll(predicate, what, watch=watch)
 
 
 def start_role(

@@ -16,9 +16,9 @@ import pytest
 
 from sealfl.data import load_digits_split, partition_iid
 from sealfl.errors import ConfigError, ProtocolError, SealError
+from sealfl.fl.common.metrics import MetricsLog, read_metrics
 from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer, Upload, screen_upload
 from sealfl.fl.hfl.checkpoint import load_checkpoint, save_checkpoint
-from sealfl.fl.hfl.metrics import MetricsLog, read_metrics
 from sealfl.fl.hfl.report import draw_report, find_metrics, read_curves
 from sealfl.fl.hfl.server import (
     FinalModel,

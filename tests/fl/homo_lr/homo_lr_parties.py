@@ -6,20 +6,20 @@ happen". Keys are 1024 bits to keep the suite quick (the protocol does not depen
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import party_processes
+from party_processes import PartyProcess
 
 from sealfl.data import breast
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.algorithm import FloatArray, Hyperparameters
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.launch import ADDRESS_FILE
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.server import (
     JoinInfo,
@@ -39,62 +39,20 @@ NAMES = tuple(f"x{j}" for j in range(30))
 """The breast splits' feature columns."""
 
 
-class Party:
-    """A started process whose combined output goes to a file we can poll."""
+class Party(PartyProcess):
+    """A started process whose combined output goes to a fresh file we can poll."""
 
     def __init__(self, name: str, argv: list[str], logs: Path) -> None:
-        self.name = name
-        self.log = logs / f"{name}.log"
-        self._fh = self.log.open("w")
-        self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def words(self) -> str:
-        """The output with whitespace collapsed (error messages are wrapped to the terminal)."""
-        return " ".join(self.output().split())
+        super().__init__(name, argv, logs, timeout_s=TIMEOUT_S)
 
     def wait_for(self, predicate: Callable[[str], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if predicate(self.output()):
-                return
-            if self.proc.poll() is not None and not predicate(self.output()):
-                raise AssertionError(f"{self.name} exited before {what}:\n{self.output()}")
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {what} within {TIMEOUT_S} s:\n{self.output()}")
-
-    def finish(self) -> int:
-        try:
-            code = self.proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"{self.name} did not finish:\n{self.output()}") from None
-        self._fh.close()
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._fh.close()
+        """Poll ``predicate`` on the output; fail early if the party exits first."""
+        self.poll(lambda: predicate(self.output()), what)
 
 
 def fresh_measurements() -> dict[str, bytes]:
-    """Measure the roles in a new process, as the parties about to start will.
-
-    The simulated measurement covers every file of the package and a process measures once; a
-    value cached in this long-lived test process would go stale if the checkout is edited
-    while the suite runs.
-    """
-    code = (
-        "from sealfl.fl.homo_lr.launch import role_measurement as m; "
-        "print(m('ps').hex(), m('worker').hex())"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    ps, worker = out.stdout.split()
-    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
+    """Measure homo-lr's roles in a new process, as the parties about to start will."""
+    return party_processes.fresh_measurements("sealfl.fl.homo_lr.launch")
 
 
 def start_ps(

@@ -16,12 +16,12 @@ from homo_lr_parties import DirectLink, reference_run
 
 from sealfl.data import Dataset, breast, write_fate_csv
 from sealfl.errors import AttestationError, ChannelError, ConfigError, ProtocolError, SealError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.admission import Admission
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
 from sealfl.fl.homo_lr.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from sealfl.fl.homo_lr.datacheck import check_training_data
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import Peer, check_party_name
 from sealfl.fl.homo_lr.reach import check_can_listen, wait_for_tls_server
 from sealfl.fl.homo_lr.screening import MagnitudeBound

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 import sealfl.cli.main  # noqa: F401  (registers the command modules)
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, Schedule
 from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.service import settings_from_proto, settings_to_proto
 from sealfl.runtime import load_role_config

@@ -17,9 +17,9 @@ from homo_lr_parties import DirectLink
 from sealfl import he
 from sealfl.data import Dataset, breast
 from sealfl.errors import ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.algorithm import REFERENCE, Hyperparameters, Schedule, with_bias
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.plaintext import train_plaintext
 from sealfl.fl.homo_lr.server import (

@@ -30,6 +30,7 @@ from homo_lr_parties import (
 
 from sealfl.data import breast
 from sealfl.errors import ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.algorithm import Hyperparameters, with_bias
 from sealfl.fl.homo_lr.demo import simulated_policy_toml
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
@@ -39,7 +40,6 @@ from sealfl.fl.homo_lr.launch import (
     PS_METRICS_FILE,
     PUBKEY_HASH_CLAIM,
 )
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.plaintext import train_plaintext
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb

@@ -16,29 +16,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
-from sealfl._files import write_atomic
 from sealfl.data import (
     ImageSet,
     load_cifar10,
@@ -48,7 +34,11 @@ from sealfl.data import (
     write_shards,
 )
 from sealfl.data.shards import INDEX_NAME, shard_name
-from sealfl.errors import ConfigError, SealError
+from sealfl.errors import ConfigError
+from sealfl.fl.common.demo_files import OWNER, write_operator_files, write_party_configs
+from sealfl.fl.common.demo_processes import PartiesView, run_parties
+from sealfl.fl.common.demo_release import show_outsider_refused
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.hfl.launch import (
     ADDRESS_FILE,
     MODEL_LABEL,
@@ -56,12 +46,9 @@ from sealfl.fl.hfl.launch import (
     RELEASE_FILE,
     role_measurement,
 )
-from sealfl.fl.hfl.metrics import read_metrics
 from sealfl.fl.hfl.model_file import evaluate_trained_model
 from sealfl.fl.hfl.settings import Settings
-from sealfl.runtime import LISTEN_ENV, PEERS_ENV
 from sealfl.seal import ReleaseKey, open_release
-from sealfl.tee import SimulatedPlatform
 
 __all__ = [
     "DATASETS",
@@ -75,42 +62,18 @@ __all__ = [
     "write_role_configs",
 ]
 
-OWNER = "model-owner"
-"""The release recipient the demo plays: the model owner's trusted node."""
 DATASETS = ("digits", "cifar10")
 PARTITIONS = ("iid", "dirichlet")
 TARGET_ACCURACY = 0.97
 """What the demo must reach on digits by round 10 (issue 11)."""
-_START_TIMEOUT_S = 120.0
+_WRITTEN_BY = "sealfl hfl prepare"
+_EXAMPLE_PORT = 50080
 _PS_GRACE_S = 30.0
 
 
 def digits_channels(model: str) -> int:
     """Channels digits are given for ``model``: 3 for the CIFAR ResNets (3x8x8), else 1."""
     return 3 if model.startswith("resnet") else 1
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def simulated_policy_toml(measurement: bytes, platform_fingerprint: str) -> str:
-    """Return a policy (TOML) trusting one simulated identity on one simulated platform."""
-    return (
-        "# Written by `sealfl hfl prepare`: accept only simulated evidence from this run's\n"
-        "# platform, with the measurement of the peer's role.\n"
-        "max_evidence_age_seconds = 3600\n\n"
-        "[simulated]\n"
-        "allow = true\n"
-        f'measurements = ["{measurement.hex()}"]\n'
-        f'platform_fingerprints = ["{platform_fingerprint}"]\n'
-    )
 
 
 def prepare_run_dir(
@@ -127,28 +90,9 @@ def prepare_run_dir(
         :func:`~sealfl.fl.hfl.launch.role_measurement` of the code this process loaded.
     """
     expected = measurements or {role: role_measurement(role) for role in ("ps", "worker")}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    platform_dir = run_dir / "platform"
-    platform = SimulatedPlatform.create(platform_dir)
-    paths = {"platform": platform_dir}
-    for role, peer in (("ps", "worker"), ("worker", "ps")):
-        path = run_dir / f"policy-{role}.toml"
-        policy = simulated_policy_toml(expected[peer], platform.fingerprint)
-        write_atomic(path, policy.encode("utf-8"), mode=0o644)
-        paths[f"policy-{role}"] = path
-    owner_dir = run_dir / "owner"
-    owner_key = owner_dir / f"{OWNER}.key"
-    if owner_key.is_file():
-        owner_public = owner_dir / f"{OWNER}.pub"
-    else:
-        owner_key, owner_public = ReleaseKey.generate(name=OWNER).save(owner_dir)
-    paths |= {"owner-key": owner_key, "release": run_dir / "release.toml"}
-    release = (
-        "# Written by `sealfl hfl prepare`: who can open the trained model (sealfl model open).\n"
-        f'[[recipient]]\nname = "{OWNER}"\npublic_key = "{owner_public.relative_to(run_dir)}"\n'
+    return write_operator_files(
+        run_dir, measurements=expected, written_by=_WRITTEN_BY, reuse_owner_key=True
     )
-    write_atomic(paths["release"], release.encode("utf-8"), mode=0o644)
-    return paths
 
 
 def check_split(*, workers: int, dataset: str, partition: str, alpha: float) -> None:
@@ -219,40 +163,6 @@ def write_data(
     return paths
 
 
-def _role_config(
-    role: str,
-    *,
-    policy: str,
-    options: Mapping[str, Any],
-    peers: bool,
-    release: str | None = None,
-) -> str:
-    lines = [
-        "# Written by `sealfl hfl prepare` / `sealfl demo hfl`. On SGX or TDX, set",
-        '# kind = "gramine-sgx" or "tdx", drop simulated_platform, and point the policy at',
-        "# your peers' real identities (`sealfl attest policy-from-sig`).",
-        'workload = "hfl"',
-        f"role = {_toml(role)}",
-        "",
-        "[tee]",
-        'kind = "simulated"',
-        'simulated_platform = "platform"',
-        "",
-        "[attestation]",
-        f"policy = {_toml(policy)}",
-        "",
-    ]
-    if release is not None:
-        lines += ["[release]", f"policy = {_toml(release)}", ""]
-    if peers:
-        lines += ["[peers]", 'ps = "127.0.0.1:50080"      # or SEALFL_PEERS=ps=HOST:PORT', ""]
-    else:
-        lines += ["[listen]", 'address = "127.0.0.1:50080"  # or SEALFL_LISTEN=HOST:PORT', ""]
-    lines.append("[options]")
-    lines += [f"{key} = {_toml(value)}" for key, value in options.items()]
-    return "\n".join(lines) + "\n"
-
-
 def write_role_configs(
     run_dir: Path,
     paths: Mapping[str, Path],
@@ -279,13 +189,8 @@ def write_role_configs(
         **(ps_options or {}),
         **spelled,
     }
-    configs = {"ps": run_dir / "ps.toml"}
-    text = _role_config(
-        "ps", policy=rel(paths["policy-ps"]), options=ps, peers=False, release=rel(paths["release"])
-    )
-    write_atomic(configs["ps"], text.encode("utf-8"), mode=0o644)
-    for k in range(1, workers + 1):
-        worker: dict[str, Any] = {
+    worker = [
+        {
             "shard": rel(paths[f"shard-{k}"]),
             "id": k,
             "metrics": f"worker-{k}_metrics.jsonl",
@@ -293,12 +198,11 @@ def write_role_configs(
             **(worker_options or {}),
             **spelled,
         }
-        configs[f"worker {k}"] = run_dir / f"worker-{k}.toml"
-        text = _role_config(
-            "worker", policy=rel(paths["policy-worker"]), options=worker, peers=True
-        )
-        write_atomic(configs[f"worker {k}"], text.encode("utf-8"), mode=0o644)
-    return configs
+        for k in range(1, workers + 1)
+    ]
+    return write_party_configs(
+        run_dir, paths, workload="hfl", port=_EXAMPLE_PORT, ps=ps, workers=worker
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,33 +264,30 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     ps_out = run_dir / "ps"
-    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-    procs: dict[str, subprocess.Popen[str]] = {}
+    view = PartiesView(
+        starting="starting the parameter server…",
+        poll_s=0.05,
+        label="rounds",
+        total=s.rounds,
+        on_record=_show_record,
+        grace_s=_PS_GRACE_S,
+        grace_message="[yellow]every worker has exited: stopping the PS[/yellow]",
+    )
     started = time.monotonic()
-    try:
-        procs["ps"] = _spawn("ps", configs["ps"], logs, lines, {LISTEN_ENV: "127.0.0.1:0"})
-        address = _wait_for_address(ps_out / ADDRESS_FILE, procs["ps"], console)
-        if address is None:
-            _drain(lines, console, procs)
-            return procs["ps"].wait() or 1
-        for k in range(1, options.workers + 1):
-            name = f"worker {k}"
-            procs[name] = _spawn(name, configs[name], logs, lines, {PEERS_ENV: f"ps={address}"})
-        _follow(procs, lines, ps_out / PS_METRICS_FILE, s.rounds, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: stopping every party[/yellow]")
-        return 130
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    outcome = run_parties(
+        configs,
+        workers=options.workers,
+        logs=logs,
+        address_file=ps_out / ADDRESS_FILE,
+        metrics_file=ps_out / PS_METRICS_FILE,
+        view=view,
+        console=console,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    if outcome.early_exit is not None:
+        return outcome.early_exit
     elapsed = time.monotonic() - started
-    codes = {name: proc.returncode for name, proc in procs.items()}
+    codes = outcome.codes
     if any(code != 0 for code in codes.values()):
         failed = ", ".join(f"{name} (exit {code})" for name, code in codes.items() if code)
         console.rule("[red]failed")
@@ -442,151 +343,11 @@ def show_release(
         f"release: the model owner opened {envelope.name} offline with its own key "
         f"({info.model_bytes:,} bytes) and evaluated it: test accuracy {result.accuracy:.4f}"
     )
-    outsider = ReleaseKey.generate(name="untrusted-node")
-    try:
-        open_release(envelope, run_dir / "untrusted.pb", private_key=outsider)
-    except SealError as exc:
-        console.print(f"release: an untrusted node's key is refused: {escape(str(exc))}")
-        return 0
-    console.print("[red]release: an untrusted node opened the model[/red]")
-    return 1
+    return show_outsider_refused(envelope, run_dir, console)
 
 
-# ---- processes ---------------------------------------------------------------------------
-
-
-def _spawn(
-    name: str,
-    config: Path,
-    logs: Path,
-    lines: queue.Queue[tuple[str, str | None]],
-    addresses: Mapping[str, str],
-) -> subprocess.Popen[str]:
-    """Start ``sealfl run --config CONFIG``, telling it only addresses through the environment."""
-    log = (logs / f"{name.replace(' ', '-')}.log").open("w", encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sealfl.cli.main", "run", "--config", str(config)],
-        env={**os.environ, **addresses, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        bufsize=1,
-        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the parties itself
-    )
-    assert proc.stdout is not None
-    threading.Thread(
-        target=_pump, args=(name, proc.stdout, log, lines), daemon=True, name=f"pump-{name}"
-    ).start()
-    return proc
-
-
-def _pump(
-    name: str, stream: IO[str], log: IO[str], lines: queue.Queue[tuple[str, str | None]]
-) -> None:
-    with log:
-        for raw in stream:
-            log.write(raw)
-            log.flush()
-            lines.put((name, raw.rstrip("\n")))
-    lines.put((name, None))
-
-
-def _wait_for_address(path: Path, ps: subprocess.Popen[str], console: Console) -> str | None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    with console.status("starting the parameter server…"):
-        while time.monotonic() < deadline:
-            if path.is_file():
-                text = path.read_text(encoding="utf-8").strip()
-                if text:
-                    return text
-            if ps.poll() is not None:
-                return None
-            time.sleep(0.05)
-    console.print(f"[red]the PS did not start listening within {_START_TIMEOUT_S:g} s[/red]")
-    return None
-
-
-def _style(name: str, line: str) -> str:
-    colour = "magenta" if name == "ps" else ("cyan" if name.endswith("1") else "green")
-    return f"[{colour}]{name:>8}[/{colour}] │ {escape(line)}"
-
-
-def _follow(
-    procs: dict[str, subprocess.Popen[str]],
-    lines: queue.Queue[tuple[str, str | None]],
-    metrics_path: Path,
-    rounds: int,
-    console: Console,
-) -> None:
-    """Show the parties' output and the progress until every stream closes."""
-    open_streams = set(procs)
-    offset = 0
-    workers = [proc for name, proc in procs.items() if name != "ps"]
-    ps_deadline: float | None = None
-    with Progress(
-        TextColumn("[bold]rounds"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("train", total=rounds, status="")
-        while open_streams:
-            try:
-                name, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                pass
-            else:
-                if line is None:
-                    open_streams.discard(name)
-                else:
-                    bar.console.print(_style(name, line), highlight=False, markup=True)
-            offset = _update_bar(bar, task, metrics_path, offset)
-            ps = procs["ps"]
-            if ps_deadline is None and all(w.poll() is not None for w in workers):
-                ps_deadline = time.monotonic() + _PS_GRACE_S
-            if ps_deadline is not None and ps.poll() is None and time.monotonic() > ps_deadline:
-                bar.console.print("[yellow]every worker has exited: stopping the PS[/yellow]")
-                ps.terminate()
-                ps_deadline = float("inf")
-        _update_bar(bar, task, metrics_path, offset)
-
-
-def _update_bar(bar: Progress, task: TaskID, path: Path, offset: int) -> int:
-    if not path.is_file():
-        return offset
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        chunk = fh.read()
-    end = chunk.rfind(b"\n") + 1
-    for raw in chunk[:end].splitlines():
-        record = json.loads(raw)
-        if record.get("event") == "round":
-            bar.update(task, completed=record["round"])
-        elif record.get("event") == "evaluation":
-            bar.update(task, status=f"acc {record['accuracy']:.4f} loss {record['loss']:.4f}")
-    return offset + end
-
-
-def _drain(
-    lines: queue.Queue[tuple[str, str | None]],
-    console: Console,
-    procs: dict[str, subprocess.Popen[str]],
-) -> None:
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    open_streams = set(procs)
-    while open_streams:
-        try:
-            name, line = lines.get(timeout=5)
-        except queue.Empty:
-            return
-        if line is None:
-            open_streams.discard(name)
-        else:
-            console.print(_style(name, line), highlight=False)
+def _show_record(bar: Progress, task: TaskID, record: Mapping[str, Any]) -> None:
+    if record.get("event") == "round":
+        bar.update(task, completed=record["round"])
+    elif record.get("event") == "evaluation":
+        bar.update(task, status=f"acc {record['accuracy']:.4f} loss {record['loss']:.4f}")

@@ -34,6 +34,7 @@ from torch import nn
 from sealfl._files import write_atomic
 from sealfl.data import ImageSet, read_shard
 from sealfl.errors import AttestationError, ChannelError, ConfigError, ProtocolError, SealError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer
 from sealfl.fl.hfl.checkpoint import (
     CHECKPOINT_FILE,
@@ -42,7 +43,6 @@ from sealfl.fl.hfl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from sealfl.fl.hfl.metrics import MetricsLog
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.fl.hfl.protos import hfl_pb2_grpc as pb_grpc
 from sealfl.fl.hfl.server import (

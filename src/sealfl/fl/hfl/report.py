@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sealfl.errors import ConfigError
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.hfl.launch import PS_METRICS_FILE
-from sealfl.fl.hfl.metrics import read_metrics
 
 __all__ = ["Curves", "draw_report", "find_metrics", "read_curves"]
 

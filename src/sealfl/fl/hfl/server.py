@@ -40,8 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sealfl.errors import ConfigError, ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer, Upload, screen_upload
-from sealfl.fl.hfl.metrics import MetricsLog
 from sealfl.fl.hfl.settings import Settings
 from sealfl.models import FlatManifest
 

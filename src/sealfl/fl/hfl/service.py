@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import numpy as np
@@ -36,6 +36,7 @@ from sealfl.net import (
     SecureChannel,
     TensorAssembler,
     TensorChunker,
+    caller_certificate,
     certificate_fingerprint,
 )
 from sealfl.net.protos import tensor_pb2
@@ -61,10 +62,7 @@ def caller_fingerprint(context: grpc.ServicerContext) -> str:
     ProtocolError
         If the call carries no client certificate (the server must require mutual TLS).
     """
-    certs = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
-    if not certs:
-        raise ProtocolError("call without an authenticated client certificate")
-    return certificate_fingerprint(certs[0])
+    return certificate_fingerprint(caller_certificate(context))
 
 
 def _tensor_chunks(messages: Iterator[Any], part: str) -> Iterator[tensor_pb2.TensorChunk]:

@@ -12,34 +12,21 @@ started and the network.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 
-from sealfl._files import write_atomic
 from sealfl.data import breast
-from sealfl.errors import ConfigError, SealError
+from sealfl.errors import ConfigError
+from sealfl.fl.common import demo_files
+from sealfl.fl.common.demo_files import OWNER, write_operator_files, write_party_configs
+from sealfl.fl.common.demo_processes import PartiesView, run_parties
+from sealfl.fl.common.demo_release import show_outsider_refused
 from sealfl.fl.homo_lr.algorithm import PRESETS
 from sealfl.fl.homo_lr.launch import (
     ADDRESS_FILE,
@@ -49,14 +36,22 @@ from sealfl.fl.homo_lr.launch import (
     role_measurement,
 )
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
-from sealfl.runtime import LISTEN_ENV, PEERS_ENV
 from sealfl.seal import ReleaseKey, open_release
-from sealfl.tee import SimulatedPlatform
+
+__all__ = [
+    "OWNER",
+    "DemoOptions",
+    "prepare_run_dir",
+    "role_config_toml",
+    "run_demo",
+    "show_release",
+    "simulated_policy_toml",
+    "write_role_configs",
+]
 
 _SPLITS_BY_WORKER = ("homo_guest", "homo_host")
-OWNER = "model-owner"
-"""The release recipient the demo plays: the model owner's trusted node."""
-_START_TIMEOUT_S = 120.0
+_WRITTEN_BY = "sealfl demo homo-lr"
+_EXAMPLE_PORT = 50070
 _PS_GRACE_S = 15.0
 """How long the PS may go on after every worker has exited (it normally exits at once)."""
 
@@ -95,19 +90,9 @@ class DemoOptions:
 
 def simulated_policy_toml(measurement: bytes, platform_fingerprint: str) -> str:
     """Return a policy (TOML, :func:`sealfl.tee.load_policy`) trusting one simulated identity."""
-    return (
-        "# Written by `sealfl demo homo-lr`: accept only simulated evidence from this run's\n"
-        "# platform, with the measurement of the peer's role.\n"
-        "max_evidence_age_seconds = 3600\n\n"
-        "[simulated]\n"
-        "allow = true\n"
-        f'measurements = ["{measurement.hex()}"]\n'
-        f'platform_fingerprints = ["{platform_fingerprint}"]\n'
+    return demo_files.simulated_policy_toml(
+        measurement, platform_fingerprint, written_by=_WRITTEN_BY
     )
-
-
-def _toml_string(value: str | Path) -> str:
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
 def role_config_toml(
@@ -122,32 +107,15 @@ def role_config_toml(
 
     Paths in ``options`` must already be relative to the run directory, where the file goes.
     """
-    lines = [
-        "# Written by `sealfl homo-lr prepare` / `sealfl demo homo-lr`. On SGX or TDX, set",
-        '# kind = "gramine-sgx" or "tdx", drop simulated_platform, and point the policy at',
-        "# your peers' real identities (`sealfl attest policy-from-sig`).",
-        'workload = "homo-lr"',
-        f"role = {_toml_string(role)}",
-        "",
-        "[tee]",
-        'kind = "simulated"',
-        'simulated_platform = "platform"',
-        "",
-        "[attestation]",
-        f"policy = {_toml_string(policy)}",
-        "",
-    ]
-    if release is not None:
-        lines += ["[release]", f"policy = {_toml_string(release)}", ""]
-    if peers:
-        lines += ["[peers]", 'ps = "127.0.0.1:50070"      # or SEALFL_PEERS=ps=HOST:PORT', ""]
-    else:
-        lines += ["[listen]", 'address = "127.0.0.1:50070"  # or SEALFL_LISTEN=HOST:PORT', ""]
-    lines.append("[options]")
-    for key, value in options.items():
-        rendered = _toml_string(value) if isinstance(value, str | Path) else repr(value)
-        lines.append(f"{key} = {rendered}")
-    return "\n".join(lines) + "\n"
+    return demo_files.role_config_toml(
+        role,
+        workload="homo-lr",
+        port=_EXAMPLE_PORT,
+        policy=policy,
+        options=options,
+        peers=peers,
+        release=release,
+    )
 
 
 def write_role_configs(
@@ -188,15 +156,7 @@ def write_role_configs(
     }
     if ps_cores is not None:
         ps_options["cores"] = ps_cores
-    configs = {"ps": run_dir / "ps.toml"}
-    text = role_config_toml(
-        "ps",
-        policy=rel(paths["policy-ps"]),
-        options=ps_options,
-        peers=False,
-        release=rel(paths["release"]),
-    )
-    write_atomic(configs["ps"], text.encode("utf-8"), mode=0o644)
+    worker_options = []
     for k in range(1, workers + 1):
         worker: dict[str, str | int | float] = {
             "train_set": rel(paths[f"train-{k}"]),
@@ -207,12 +167,15 @@ def write_role_configs(
         }
         if worker_cores is not None:
             worker["cores"] = worker_cores
-        configs[f"worker {k}"] = run_dir / f"worker-{k}.toml"
-        text = role_config_toml(
-            "worker", policy=rel(paths["policy-worker"]), options=worker, peers=True
-        )
-        write_atomic(configs[f"worker {k}"], text.encode("utf-8"), mode=0o644)
-    return configs
+        worker_options.append(worker)
+    return write_party_configs(
+        run_dir,
+        paths,
+        workload="homo-lr",
+        port=_EXAMPLE_PORT,
+        ps=ps_options,
+        workers=worker_options,
+    )
 
 
 def prepare_run_dir(
@@ -231,22 +194,9 @@ def prepare_run_dir(
         :func:`~sealfl.fl.homo_lr.launch.role_measurement` of the code this process loaded.
     """
     expected = measurements or {role: role_measurement(role) for role in ("ps", "worker")}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    platform_dir = run_dir / "platform"
-    platform = SimulatedPlatform.create(platform_dir)
-    paths = {"platform": platform_dir}
-    for role, peer in (("ps", "worker"), ("worker", "ps")):
-        path = run_dir / f"policy-{role}.toml"
-        policy = simulated_policy_toml(expected[peer], platform.fingerprint)
-        write_atomic(path, policy.encode("utf-8"), mode=0o644)
-        paths[f"policy-{role}"] = path
-    owner_key, owner_public = ReleaseKey.generate(name=OWNER).save(run_dir / "owner")
-    paths |= {"owner-key": owner_key, "release": run_dir / "release.toml"}
-    release = (
-        "# Written by `sealfl demo homo-lr`: who can open the trained model (sealfl model open).\n"
-        f'[[recipient]]\nname = "{OWNER}"\npublic_key = "{owner_public.relative_to(run_dir)}"\n'
+    paths = write_operator_files(
+        run_dir, measurements=expected, written_by=_WRITTEN_BY, reuse_owner_key=False
     )
-    write_atomic(paths["release"], release.encode("utf-8"), mode=0o644)
     data = run_dir / "data"
     paths["test"] = breast.write_split("homo_test", data / "breast_homo_test.csv")
     for k in range(workers):
@@ -281,33 +231,34 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     ps_out = run_dir / "ps"
-    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-    procs: dict[str, subprocess.Popen[str]] = {}
+    shown = _ShownLines()
+    view = PartiesView(
+        starting="starting the parameter server (Paillier key generation in the TEE)…",
+        poll_s=0.1,
+        label="training",
+        total=iterations,
+        on_record=_show_record,
+        show_line=shown.show,
+        time_remaining=True,
+        grace_s=_PS_GRACE_S,
+        grace_message=(
+            "[yellow]every worker has exited and the PS is still waiting: stopping it[/yellow]"
+        ),
+    )
     started = time.monotonic()
-    last_line = ""
-    try:
-        procs["ps"] = _spawn("ps", configs["ps"], logs, lines, {LISTEN_ENV: "127.0.0.1:0"})
-        address = _wait_for_address(ps_out / ADDRESS_FILE, procs["ps"], console)
-        if address is None:
-            _drain(lines, console, procs)
-            return procs["ps"].wait() or 1
-        for k in range(1, options.workers + 1):
-            name = f"worker {k}"
-            procs[name] = _spawn(name, configs[name], logs, lines, {PEERS_ENV: f"ps={address}"})
-        last_line = _follow(procs, lines, ps_out / PS_METRICS_FILE, iterations, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: stopping every party[/yellow]")
-        return 130
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    codes = {name: proc.returncode for name, proc in procs.items()}
+    outcome = run_parties(
+        configs,
+        workers=options.workers,
+        logs=logs,
+        address_file=ps_out / ADDRESS_FILE,
+        metrics_file=ps_out / PS_METRICS_FILE,
+        view=view,
+        console=console,
+    )
+    if outcome.early_exit is not None:
+        return outcome.early_exit
+    codes = outcome.codes
+    last_line = shown.last_iteration
     elapsed = time.monotonic() - started
     sealed = ps_out / MODEL_FILE
     if all(code == 0 for code in codes.values()):
@@ -338,165 +289,29 @@ def show_release(envelope: Path, owner_key: Path, run_dir: Path, console: Consol
         f"{len(model.weights)} weights, {model.iterations_done} iterations "
         f"({info.model_bytes} bytes) -> {opened}"
     )
-    outsider = ReleaseKey.generate(name="untrusted-node")
-    try:
-        open_release(envelope, run_dir / "untrusted.pb", private_key=outsider)
-    except SealError as exc:
-        console.print(f"release: an untrusted node's key is refused: {escape(str(exc))}")
-        return 0
-    console.print("[red]release: an untrusted node opened the model[/red]")
-    return 1
+    return show_outsider_refused(envelope, run_dir, console)
 
 
-def _spawn(
-    name: str,
-    config: Path,
-    logs: Path,
-    lines: queue.Queue[tuple[str, str | None]],
-    addresses: Mapping[str, str],
-) -> subprocess.Popen[str]:
-    """Start ``sealfl run --config CONFIG``, telling it only addresses through the environment."""
-    log = (logs / f"{name.replace(' ', '-')}.log").open("w", encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sealfl.cli.main", "run", "--config", str(config)],
-        env={**os.environ, **addresses},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        bufsize=1,
-        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the parties itself
-    )
-    assert proc.stdout is not None
-    threading.Thread(
-        target=_pump, args=(name, proc.stdout, log, lines), daemon=True, name=f"pump-{name}"
-    ).start()
-    return proc
+class _ShownLines:
+    """Which parties' lines the demo prints, remembering the last ``iter:`` line shown."""
+
+    def __init__(self) -> None:
+        self.last_iteration = ""
+
+    def show(self, name: str, line: str) -> bool:
+        if name == "ps" and line.startswith("iter:"):
+            # The PS's own iter lines repeat the workers'; they stay in its log.
+            return False
+        if line.startswith("iter:"):
+            self.last_iteration = line
+        return True
 
 
-def _pump(
-    name: str, stream: IO[str], log: IO[str], lines: queue.Queue[tuple[str, str | None]]
-) -> None:
-    with log:
-        for raw in stream:
-            log.write(raw)
-            log.flush()
-            lines.put((name, raw.rstrip("\n")))
-    lines.put((name, None))
-
-
-def _wait_for_address(path: Path, ps: subprocess.Popen[str], console: Console) -> str | None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    with console.status("starting the parameter server (Paillier key generation in the TEE)…"):
-        while time.monotonic() < deadline:
-            if path.is_file():
-                text = path.read_text(encoding="utf-8").strip()
-                if text:
-                    return text
-            if ps.poll() is not None:
-                return None
-            time.sleep(0.1)
-    console.print(f"[red]the PS did not start listening within {_START_TIMEOUT_S:g} s[/red]")
-    return None
-
-
-def _style(name: str, line: str) -> str:
-    colour = "magenta" if name == "ps" else ("cyan" if name.endswith("1") else "green")
-    return f"[{colour}]{name:>8}[/{colour}] │ {escape(line)}"
-
-
-def _follow(
-    procs: dict[str, subprocess.Popen[str]],
-    lines: queue.Queue[tuple[str, str | None]],
-    metrics_path: Path,
-    iterations: int,
-    console: Console,
-) -> str:
-    """Show the parties' output and the progress until every stream closes.
-
-    Returns the last ``iter:`` line a worker printed.
-    """
-    open_streams = set(procs)
-    last_line = ""
-    offset = 0
-    workers = [proc for name, proc in procs.items() if name != "ps"]
-    ps_deadline: float | None = None
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("train", total=iterations, status="")
-        while open_streams:
-            try:
-                name, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                pass
-            else:
-                if line is None:
-                    open_streams.discard(name)
-                elif not (name == "ps" and line.startswith("iter:")):
-                    # The PS's own iter lines repeat the workers'; they stay in its log.
-                    bar.console.print(_style(name, line), highlight=False, markup=True)
-                    if line.startswith("iter:"):
-                        last_line = line
-            offset = _update_bar(bar, task, metrics_path, offset)
-            ps = procs["ps"]
-            if ps_deadline is None and all(w.poll() is not None for w in workers):
-                # Every worker has gone: the PS would only wait out its deadlines.
-                ps_deadline = time.monotonic() + _PS_GRACE_S
-            if ps_deadline is not None and ps.poll() is None and time.monotonic() > ps_deadline:
-                bar.console.print(
-                    "[yellow]every worker has exited and the PS is still waiting: stopping it"
-                    "[/yellow]"
-                )
-                ps.terminate()
-                ps_deadline = math.inf
-        _update_bar(bar, task, metrics_path, offset)
-    return last_line
-
-
-def _update_bar(bar: Progress, task: TaskID, path: Path, offset: int) -> int:
-    if not path.is_file():
-        return offset
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        chunk = fh.read()
-    end = chunk.rfind(b"\n") + 1
-    for raw in chunk[:end].splitlines():
-        record = json.loads(raw)
-        if record.get("event") == "round":
-            bar.update(task, completed=record["iteration"] + 1)
-        elif record.get("event") == "evaluation":
-            bar.update(
-                task,
-                status=f"acc {record['accuracy']:.3f} loss {record['loss']:.3f}",
-            )
-    return offset + end
-
-
-def _drain(
-    lines: queue.Queue[tuple[str, str | None]],
-    console: Console,
-    procs: dict[str, subprocess.Popen[str]],
-) -> None:
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    # Every process has ended, so each pump is about to report the end of its stream.
-    open_streams = set(procs)
-    while open_streams:
-        try:
-            name, line = lines.get(timeout=5)
-        except queue.Empty:
-            return
-        if line is None:
-            open_streams.discard(name)
-        else:
-            console.print(_style(name, line), highlight=False)
+def _show_record(bar: Progress, task: TaskID, record: Mapping[str, Any]) -> None:
+    if record.get("event") == "round":
+        bar.update(task, completed=record["iteration"] + 1)
+    elif record.get("event") == "evaluation":
+        bar.update(
+            task,
+            status=f"acc {record['accuracy']:.3f} loss {record['loss']:.3f}",
+        )

@@ -35,6 +35,7 @@ import numpy as np
 from sealfl._files import write_atomic
 from sealfl.data import Dataset, read_fate_csv
 from sealfl.errors import AttestationError, ChannelError, ConfigError, SealError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.admission import Admission
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
 from sealfl.fl.homo_lr.checkpoint import (
@@ -47,7 +48,6 @@ from sealfl.fl.homo_lr.checkpoint import (
 from sealfl.fl.homo_lr.datacheck import check_training_data
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.messages import evaluation_to_proto, settings_to_proto
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import PARTY_NAME_CLAIM, Peer, check_party_name, peer_from_certificate
 from sealfl.fl.homo_lr.protos import homo_lr_pb2 as pb
 from sealfl.fl.homo_lr.protos import homo_lr_pb2_grpc as pb_grpc

@@ -34,6 +34,7 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 
 from sealfl.errors import ConfigError, HEError, ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.admission import Admission
 from sealfl.fl.homo_lr.algorithm import (
     FloatArray,
@@ -45,7 +46,6 @@ from sealfl.fl.homo_lr.algorithm import (
 from sealfl.fl.homo_lr.checkpoint import Checkpoint, SeatState
 from sealfl.fl.homo_lr.encrypted import WEIGHT_INTEGER_BITS
 from sealfl.fl.homo_lr.evaluation import Evaluation, evaluate, format_iteration
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.rounds import RoundBook, RoundOutcome
 from sealfl.fl.homo_lr.screening import PUBLIC_REASON, MagnitudeBound, UpdateCheck

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
@@ -34,6 +34,7 @@ from sealfl.fl.homo_lr.server import (
     SubmitStatus,
 )
 from sealfl.net import RetryPolicy, SecureChannel, caller_lineage
+from sealfl.net import caller_certificate as peer_certificate
 
 __all__ = [
     "GrpcPsLink",
@@ -51,21 +52,6 @@ _SUBMIT_STATUS = {
     SubmitStatus.DROPPED: pb.SubmitReply.DROPPED,
     SubmitStatus.STOPPED: pb.SubmitReply.STOPPED,
 }
-
-
-def peer_certificate(context: grpc.ServicerContext) -> bytes:
-    """Return the client certificate (PEM) gRPC authenticated for this call.
-
-    Raises
-    ------
-    ProtocolError
-        If the call carries no client certificate (the server must require mutual TLS).
-    """
-    # grpc-stubs types the values loosely; at run time they are lists of PEM bytes.
-    certs = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
-    if not certs:
-        raise ProtocolError("call without an authenticated client certificate")
-    return certs[0]
 
 
 def peer_of_call(context: grpc.ServicerContext, claims: Mapping[str, bytes] | None = None) -> Peer:

@@ -23,6 +23,7 @@ import numpy as np
 
 from sealfl.data import Dataset
 from sealfl.errors import ChannelError, ProtocolError
+from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.homo_lr.algorithm import (
     FloatArray,
     Hyperparameters,
@@ -31,7 +32,6 @@ from sealfl.fl.homo_lr.algorithm import (
     with_bias,
 )
 from sealfl.fl.homo_lr.evaluation import format_iteration
-from sealfl.fl.homo_lr.metrics import MetricsLog
 from sealfl.fl.homo_lr.server import JoinInfo, ModelView, SubmitOutcome, SubmitStatus
 
 

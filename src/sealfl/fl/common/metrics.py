@@ -1,9 +1,11 @@
 """Machine-readable metrics: one JSON object per line, beside the human output.
 
-Every record has ``event``, ``party`` (``ps`` or ``worker-K``) and ``time`` (Unix seconds); the
-rest depends on the event (``round``, ``evaluation``, ``refused``, ``dropped``, ``checkpoint``
-...; see :mod:`.server`). Lines are flushed as they are written, so a process that dies leaves
-every earlier record readable, and the demo and ``sealfl hfl report`` can follow the file.
+Every record has ``event`` (what happened), ``party`` (``ps`` or ``worker-K``) and ``time``
+(Unix seconds); the rest depends on the workload and the event (``round``, ``evaluation``,
+``refused``, ``dropped``, ``checkpoint`` ...; see each workload's ``server`` module). Lines are
+flushed as they are written, so a process that dies leaves every earlier record readable, and
+the demos and ``sealfl hfl report`` can follow the file. homo-lr and hfl write the same format
+through this one module.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class MetricsLog:
     party
         Name written into every record.
     clock
-        Source of the ``time`` field.
+        Source of the ``time`` field (injectable for tests).
 
     Raises
     ------
