@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from kbs_world import World
+from sealfl_command import one_line, sealfl
 from typer.testing import CliRunner
 
-import sealfl.cli.main
+from sealfl.cli import main as _registers_every_command  # noqa: F401
 from sealfl.cli.app import app
 from sealfl.errors import ConfigError
 from sealfl.kbs import AuditLog, AuditRecord
 from sealfl.net import certificate_fingerprint
-
-
-def sealfl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sealfl.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def test_admin_keygen_writes_a_pair_and_never_overwrites_it(

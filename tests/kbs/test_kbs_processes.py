@@ -26,22 +26,13 @@ from kbs_world import (
     make_world,
     measurement,
 )
+from sealfl_command import sealfl
 
 from sealfl.errors import ChannelError
 from sealfl.kbs import KbsAdmin, KbsClient
 from sealfl.net import fingerprint_verifier
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def sealfl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sealfl.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
 
 
 class BrokerProcess:

@@ -1,29 +1,12 @@
 """``sealfl model keygen|policy|release|inspect|open``, run as real processes."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from sealfl_command import one_line, sealfl
 
 from sealfl.seal import ReleaseKey, ReleasePolicy, write_release
-
-
-def sealfl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sealfl.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-
-
-def one_line(text: str) -> str:
-    """Undo rich's line wrapping of error messages so fragments can be matched."""
-    return " ".join(text.split())
-
 
 POLICY = """
 [[recipient]]

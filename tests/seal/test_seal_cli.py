@@ -1,27 +1,11 @@
 """``sealfl seal keygen|encrypt|decrypt|info``, run as a real process."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from sealfl_command import one_line, sealfl
 
 from sealfl.seal import SealingKey
-
-
-def sealfl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sealfl.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-
-
-def one_line(text: str) -> str:
-    """Undo rich's line wrapping of error messages so fragments can be matched."""
-    return " ".join(text.split())
 
 
 @pytest.fixture
