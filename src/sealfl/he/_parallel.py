@@ -72,11 +72,6 @@ class _Worker:
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
-        self.answered = 0
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
 
     def call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """Run ``fn(*args)`` in the worker; its exception, if any, is raised here."""
@@ -94,7 +89,6 @@ class _Worker:
             ) from exc
         if not ok:
             raise value
-        self.answered += 1
         return value
 
     def close(self, *, wait: bool) -> None:

@@ -102,7 +102,3 @@ class PeerAdmission:
         self._in_flight[address] -= 1
         if self._in_flight[address] <= 0:
             del self._in_flight[address]
-
-    def in_flight(self, address: str) -> int:
-        """Return how many calls from ``address`` are in flight now."""
-        return self._in_flight[address]

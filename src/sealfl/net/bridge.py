@@ -29,11 +29,11 @@ import grpc
 import grpc.aio
 
 from sealfl.net.admission import BUSY_METADATA_KEY, PeerAdmission, source_address
+from sealfl.net.guard import PeerCheck
 
 __all__ = ["Bridge", "CallRefused", "HandlerCollector", "SyncContext"]
 
 T = TypeVar("T")
-PeerCheck = Callable[[grpc.ServicerContext], None]
 Metadata = Sequence[tuple[str, str | bytes]]
 
 _END = object()
