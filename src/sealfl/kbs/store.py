@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sealfl._files import make_directory
 from sealfl.errors import ConfigError, SealError
 from sealfl.kbs.config import check_resource_name
 from sealfl.seal import TEMP_SUFFIX, SealingKey, read_sealed, write_sealed
@@ -120,12 +121,7 @@ class ResourceStore:
         """
         directory = Path(directory)
         values_dir = directory / VALUES_DIR
-        try:
-            values_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"kbs store {directory}: cannot create it: {exc.strerror or exc}"
-            ) from exc
+        make_directory(values_dir, what="kbs store directory")
         index_path = directory / INDEX_FILE
         if not index_path.exists():
             leftovers = sorted(p.name for p in values_dir.glob("*.sealed"))

@@ -40,7 +40,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from sealfl._files import check_private_mode, create_new_file, read_small_file
+from sealfl._files import check_private_mode, create_new_file, make_directory, read_small_file
 from sealfl.errors import ConfigError
 
 PRIVATE_KEY_FORMAT = "sealfl-release-private-key"
@@ -288,10 +288,7 @@ class ReleaseKey:
             If either file exists, or the directory or files cannot be created.
         """
         folder = Path(directory)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create directory {folder}: {exc.strerror or exc}") from exc
+        make_directory(folder, what="key directory")
         private_path, public_path = folder / f"{self._name}.key", folder / f"{self._name}.pub"
         refuse = "refusing to overwrite a key (models released to it would become unreadable)"
         for path in (private_path, public_path):

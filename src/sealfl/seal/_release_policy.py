@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sealfl._files import read_small_file
 from sealfl.errors import ConfigError
 from sealfl.seal._release_keys import KEY_LEN, check_name, check_public_key, key_id, read_public_key
 
@@ -236,21 +237,9 @@ class ReleasePolicy:
             the file, the entry and the field.
         """
         source = Path(path)
+        raw = read_small_file(source, what="release policy", max_bytes=MAX_POLICY_BYTES)
         try:
-            size = source.stat().st_size
-            if size > MAX_POLICY_BYTES:
-                raise ConfigError(
-                    f"release policy {source} is {size} bytes, at most {MAX_POLICY_BYTES} expected"
-                )
-            text = source.read_bytes().decode("utf-8")
-        except FileNotFoundError as exc:
-            raise ConfigError(f"release policy {source} does not exist") from exc
-        except IsADirectoryError as exc:
-            raise ConfigError(f"release policy {source} is a directory, not a file") from exc
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read release policy {source}: {exc.strerror or exc}"
-            ) from exc
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"release policy {source} is not UTF-8 ({exc.reason})") from exc
         return cls.parse(text, source=str(source), base_dir=source.parent)

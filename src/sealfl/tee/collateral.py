@@ -43,7 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from sealfl._files import write_atomic
+from sealfl._files import make_directory, write_atomic
 from sealfl.errors import AttestationError, ConfigError
 from sealfl.tee.dcap import Collateral, quote_fmspc, select_collateral
 
@@ -463,12 +463,7 @@ class PccsCollateral:
         self._opener = urllib.request.build_opener(*handlers)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         if self._cache_dir is not None:
-            try:
-                self._cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot create the collateral cache {self._cache_dir}: {exc.strerror or exc}"
-                ) from exc
+            make_directory(self._cache_dir, what="collateral cache")
         self._timeout_s = float(timeout_s)
         self._clock = clock
         self._max_bytes = int(max_response_bytes)
