@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sealfl._files import check_output_path, create_new_file, write_atomic
+from sealfl._files import check_output_path, create_new_file, make_directory, write_atomic
 from sealfl.cli.app import app, bench_app
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.cli.console import output_console, print_table
@@ -312,10 +312,7 @@ def admin_keygen(
 ) -> None:
     """Make an admin certificate and key; print the fingerprint to list in kbs.admins."""
     credentials = make_self_signed_credentials("kbs-admin", lifetime=datetime.timedelta(days=days))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    make_directory(out, what="--out directory")
     cert_path, key_path = out / "admin-cert.pem", out / "admin-key.pem"
     refuse = "refusing to overwrite an admin identity (choose another --out)"
     create_new_file(key_path, credentials.key_pem, what="admin key", if_exists=refuse)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from sealfl._files import write_atomic
+from sealfl._files import make_directory, write_atomic
 from sealfl.data import ImageSet, read_shard
 from sealfl.errors import AttestationError, ChannelError, ConfigError, ProtocolError, SealError
 from sealfl.fl.common.metrics import MetricsLog
@@ -394,10 +394,7 @@ def run_ps(
         run_id, start, initial = state.run_id, state.next_version, state.model
         evaluations, contributors = state.evaluations, state.contributors
         on_line(f"PS: resuming {checkpoint.describe()} from {out / CHECKPOINT_FILE}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
+    make_directory(out, what="--out directory")
     metrics = MetricsLog(out / PS_METRICS_FILE, party="ps")
     hooks = _PsHooks(
         options=options,

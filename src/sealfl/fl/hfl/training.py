@@ -143,23 +143,31 @@ def _batches(
     data: ImageSet, settings: Settings, *, train: bool, seed: int = 0, batch_size: int
 ) -> Batches:
     pipeline = settings.pipeline
-    kwargs: dict[str, object] = {}
+    augment: Augmentation | None = None
+    crop: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    standardize = False
     if pipeline is Pipeline.CIFAR:
-        kwargs = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
         if train:
-            kwargs["augment"] = Augmentation(padding=4, flip=True)
+            augment = Augmentation(padding=4, flip=True)
     elif pipeline is Pipeline.REFERENCE:
-        kwargs = {"standardize": True}
+        standardize = True
         if train:
-            kwargs["augment"] = Augmentation(padding=0, crop=_REFERENCE_CROP, flip=True)
+            augment = Augmentation(padding=0, crop=_REFERENCE_CROP, flip=True)
         else:
-            kwargs["crop"] = _REFERENCE_CROP
+            crop = _REFERENCE_CROP
     return Batches(
         data,
         batch_size=batch_size,
         shuffle=train,
         seed=seed,
-        **kwargs,  # type: ignore[arg-type]
+        augment=augment,
+        crop=crop,
+        standardize=standardize,
+        mean=mean,
+        std=std,
     )
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from sealfl._files import write_atomic
+from sealfl._files import make_directory, write_atomic
 from sealfl.data import Dataset, read_fate_csv
 from sealfl.errors import AttestationError, ChannelError, ConfigError, SealError
 from sealfl.fl.common.metrics import MetricsLog
@@ -318,10 +318,7 @@ def run_parameter_server(
             source=str(checkpoint_path),
         )
     # Everything is checked: from here on, files are made.
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
+    make_directory(out, what="--out directory")
     metrics = MetricsLog(out / PS_METRICS_FILE, party="ps")
     try:
         return _serve(
