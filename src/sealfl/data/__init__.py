@@ -17,6 +17,13 @@ Images (hfl)::
     write_shards(train, split, "shards/")                    # shard-0-of-2.npz, ..., shards.json
     mine = read_shard("shards/shard-0-of-2.npz", index=0)    # a worker reads only its own
 
+Vertical splits (vfl: each party's columns of the same rows, keyed by id)::
+
+    from sealfl.data.vertical import breast_hetero, read_party_csv
+
+    pair = breast_hetero("train")          # VerticalPair: leader (y, x0..x9), follower (x0..x19)
+    mine = read_party_csv("host.csv")       # PartyData: string ids, features, no labels
+
 Everything exported here is numpy-only. The torch parts, augmentation
 (:mod:`sealfl.data.augment`) and minibatches (:mod:`sealfl.data.batches`), are imported
 explicitly by the workloads that train, so ``import sealfl.data`` never loads torch.
