@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test lint protos bench fuzz clean
+.PHONY: demo test lint protos bench fuzz clean docker-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: $(VENV)/.installed-test
 # input; crashing inputs are written to fuzz-results/ and the target fails.
 fuzz: $(VENV)/.installed-test
 	$(BIN)/python tests/fuzz/run_fuzz.py --inputs 100000 --out fuzz-results
+
+# Opt-in, root, a few minutes, not part of `make test`: install Docker (docker.io) and debootstrap
+# if missing, build the image from a debootstrap base (no registry), run the PS, the key broker and
+# two workers in separate containers from their bundles; prints the image size and the times.
+docker-smoke:
+	sh deploy/docker/smoke.sh
 
 # Regenerate the protobuf and gRPC stubs after editing a .proto file (they are committed).
 protos: $(VENV)/.installed-test

@@ -88,7 +88,9 @@ class PartyProcess:
         self._fh.close()
 
 
-def fresh_measurements(launch_module: str, *, timeout_s: float = 60.0) -> dict[str, bytes]:
+def fresh_measurements(
+    launch_module: str, *, timeout_s: float = 60.0, roles: tuple[str, str] = ("ps", "worker")
+) -> dict[str, bytes]:
     """Measure the roles in a new process, as the parties about to start will.
 
     ``launch_module`` is the workload's module with ``role_measurement``. The simulated
@@ -98,10 +100,10 @@ def fresh_measurements(launch_module: str, *, timeout_s: float = 60.0) -> dict[s
     """
     code = (
         f"from {launch_module} import role_measurement as m; "
-        "print(m('ps').hex(), m('worker').hex())"
+        f"print(m({roles[0]!r}).hex(), m({roles[1]!r}).hex())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=timeout_s
     )
-    ps, worker = out.stdout.split()
-    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
+    first, second = out.stdout.split()
+    return {roles[0]: bytes.fromhex(first), roles[1]: bytes.fromhex(second)}

@@ -33,6 +33,7 @@ import typer
 # Importing a command module registers its commands; add new modules here.
 from sealfl.cli import (
     attest_cmd,  # sealfl attest ...
+    deploy_cmd,  # sealfl deploy ...
     he_cmd,  # sealfl he ..., bench paillier
     hfl_cmd,  # sealfl hfl ..., demo hfl, bench hfl (torch imported inside the commands)
     homo_lr_cmd,  # sealfl homo-lr ..., demo homo-lr, bench homo-lr
@@ -40,8 +41,11 @@ from sealfl.cli import (
     kbs_cmd,  # sealfl kbs ..., bench kbs
     model_cmd,  # sealfl model ..., bench release
     net_cmd,  # sealfl bench ratls
+    provision_cmd,  # sealfl provision, sealfl bundle ...
+    psi_cmd,  # sealfl bench psi
     run_cmd,  # sealfl run --config ROLE.toml
     seal_cmd,  # sealfl seal ...
+    vfl_cmd,  # sealfl vfl ..., demo vfl, bench vfl (torch imported inside the commands)
 )
 from sealfl.cli.app import app
 from sealfl.cli.console import output_console
@@ -49,6 +53,7 @@ from sealfl.errors import ConfigError, SealflError
 
 COMMAND_MODULES = (
     attest_cmd,
+    deploy_cmd,
     he_cmd,
     hfl_cmd,
     homo_lr_cmd,
@@ -56,8 +61,11 @@ COMMAND_MODULES = (
     kbs_cmd,
     model_cmd,
     net_cmd,
+    provision_cmd,
+    psi_cmd,
     run_cmd,
     seal_cmd,
+    vfl_cmd,
 )
 
 EXIT_BAD_INPUT = 2

@@ -397,6 +397,8 @@ class SecureServer(Generic[IdentityT]):
         check_key_matches_certificate(credentials, party="server")
         self._credentials = credentials
         self._credentials_version += 1
+        # Clients that fetch the new certificate bind their enrolment proofs to it.
+        self._presented.append(credentials.cert_pem)
         _log.warning(
             "server credentials replaced: now sha256:%s",
             certificate_fingerprint(credentials.cert_pem),

@@ -64,6 +64,7 @@ def write_operator_files(
     measurements: Mapping[str, bytes],
     written_by: str,
     reuse_owner_key: bool,
+    roles: tuple[str, str] = ("ps", "worker"),
 ) -> dict[str, Path]:
     """Write what every party's operator would provide, but the data and the role configs.
 
@@ -75,17 +76,19 @@ def write_operator_files(
     run_dir
         The run directory (created if missing).
     measurements
-        The measurement each role (``"ps"``, ``"worker"``) expects of its peers' role.
+        The measurement of each of the two ``roles``; each role's policy trusts the other's.
     written_by
         The command named in the files' comments.
     reuse_owner_key
         Keep the owner's key pair when ``run_dir`` already holds one (``prepare`` run again);
         otherwise a new one is made, and an existing one is refused.
+    roles
+        The serving role and the connecting one (``("leader", "follower")`` for vfl).
 
     Returns
     -------
     dict
-        ``platform``, ``policy-ps``, ``policy-worker``, ``owner-key`` and ``release``.
+        ``platform``, ``policy-<role>`` for both roles, ``owner-key`` and ``release``.
 
     Raises
     ------
@@ -96,7 +99,7 @@ def write_operator_files(
     platform_dir = run_dir / "platform"
     platform = SimulatedPlatform.create(platform_dir)
     paths = {"platform": platform_dir}
-    for role, peer in (("ps", "worker"), ("worker", "ps")):
+    for role, peer in (roles, roles[::-1]):
         path = run_dir / f"policy-{role}.toml"
         policy = simulated_policy_toml(
             measurements[peer], platform.fingerprint, written_by=written_by
@@ -127,12 +130,13 @@ def role_config_toml(
     options: Mapping[str, Any],
     peers: bool,
     release: str | None = None,
+    server: str = "ps",
 ) -> str:
     """Return a simulated-TEE role config for ``role`` of ``workload`` (``sealfl run --config``).
 
-    ``port`` is the example PS port the file shows (the demo overrides it through the
-    environment). Paths in ``options`` must already be relative to the run directory, where
-    the file goes.
+    ``port`` is the example port of the serving party (``server``: the PS, the vfl leader)
+    the file shows (the demo overrides it through the environment). Paths in ``options``
+    must already be relative to the run directory, where the file goes.
     """
     lines = [
         f"# Written by `sealfl {workload} prepare` / `sealfl demo {workload}`. On SGX or TDX, set",
@@ -152,7 +156,11 @@ def role_config_toml(
     if release is not None:
         lines += ["[release]", f"policy = {toml_value(release)}", ""]
     if peers:
-        lines += ["[peers]", f'ps = "127.0.0.1:{port}"      # or SEALFL_PEERS=ps=HOST:PORT', ""]
+        lines += [
+            "[peers]",
+            f'{server} = "127.0.0.1:{port}"      # or SEALFL_PEERS={server}=HOST:PORT',
+            "",
+        ]
     else:
         lines += ["[listen]", f'address = "127.0.0.1:{port}"  # or SEALFL_LISTEN=HOST:PORT', ""]
     lines.append("[options]")

@@ -115,13 +115,16 @@ def run_parties(
     view: PartiesView,
     console: Console,
     env: Mapping[str, str] | None = None,
+    server: str = "ps",
+    clients: tuple[str, ...] | None = None,
 ) -> PartiesOutcome:
     """Start the PS, then ``workers`` workers once it listens; show them until all have ended.
 
     Parameters
     ----------
     configs
-        Role config by party name: ``"ps"`` and ``"worker K"`` (K from 1).
+        Role config by party name: ``"ps"`` and ``"worker K"`` (K from 1), or ``server`` and
+        ``clients``.
     logs
         Directory for one log file per party (it must exist).
     address_file
@@ -130,6 +133,9 @@ def run_parties(
         The PS's JSON-lines metrics, which drive the progress bar.
     env
         Variables every party gets besides the addresses.
+    server, clients
+        The serving party's name (its peers find it under that name in ``SEALFL_PEERS``) and
+        the connecting parties' names (default ``"worker K"`` for K up to ``workers``).
 
     Every party still running when this returns (Ctrl-C, a PS that never listened) has been
     terminated, and killed if it did not stop within 10 s.
@@ -138,16 +144,16 @@ def run_parties(
     procs: dict[str, subprocess.Popen[str]] = {}
     extra = dict(env or {})
     try:
-        procs["ps"] = _spawn("ps", configs["ps"], logs, lines, {LISTEN_ENV: "127.0.0.1:0", **extra})
-        address = _wait_for_address(address_file, procs["ps"], view, console)
+        listen = {LISTEN_ENV: "127.0.0.1:0", **extra}
+        procs[server] = _spawn(server, configs[server], logs, lines, listen)
+        address = _wait_for_address(address_file, procs[server], view, console)
         if address is None:
             _drain(lines, console, procs)
-            return PartiesOutcome({}, early_exit=procs["ps"].wait() or 1)
-        for k in range(1, workers + 1):
-            name = f"worker {k}"
-            addresses = {PEERS_ENV: f"ps={address}", **extra}
+            return PartiesOutcome({}, early_exit=procs[server].wait() or 1)
+        for name in clients or tuple(f"worker {k}" for k in range(1, workers + 1)):
+            addresses = {PEERS_ENV: f"{server}={address}", **extra}
             procs[name] = _spawn(name, configs[name], logs, lines, addresses)
-        _follow(procs, lines, metrics_file, view, console)
+        _follow(procs, lines, metrics_file, view, console, server)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping every party[/yellow]")
         return PartiesOutcome({}, early_exit=130)
@@ -212,7 +218,7 @@ def _wait_for_address(
 
 
 def _style(name: str, line: str) -> str:
-    colour = "magenta" if name == "ps" else ("cyan" if name.endswith("1") else "green")
+    colour = "magenta" if name in ("ps", "leader") else ("cyan" if name.endswith("1") else "green")
     return f"[{colour}]{name:>8}[/{colour}] │ {escape(line)}"
 
 
@@ -222,11 +228,12 @@ def _follow(
     metrics_path: Path,
     view: PartiesView,
     console: Console,
+    server: str = "ps",
 ) -> None:
     """Show the parties' output and the progress until every stream closes."""
     open_streams = set(procs)
     offset = 0
-    workers = [proc for name, proc in procs.items() if name != "ps"]
+    workers = [proc for name, proc in procs.items() if name != server]
     ps_deadline: float | None = None
     columns: list[ProgressColumn] = [
         TextColumn(f"[bold]{view.label}"),
@@ -250,7 +257,7 @@ def _follow(
                 elif view.show_line(name, line):
                     bar.console.print(_style(name, line), highlight=False, markup=True)
             offset = _update_bar(bar, task, metrics_path, offset, view)
-            ps = procs["ps"]
+            ps = procs[server]
             if ps_deadline is None and all(w.poll() is not None for w in workers):
                 # Every worker has gone: the PS would only wait out its deadlines.
                 ps_deadline = time.monotonic() + view.grace_s
