@@ -1,4 +1,4 @@
-# One image for every sealfl role (homo-lr, infer, hfl with EXTRAS=hfl, the key broker):
+# One image for every sealfl role (homo-lr, infer, hfl and vfl with EXTRAS=hfl, the broker):
 #   docker build -t sealfl .                                  (BASE: any Debian 12 with python3.11)
 #   docker run --rm sealfl bundle run /bundle --party ps --provisioner <fingerprint>
 # A party starts from its organisation's bundle (`sealfl provision`), mounted read-only at
@@ -33,7 +33,7 @@ RUN if [ -f /tmp/build-ca/build-ca.pem ]; then export PIP_CERT=/tmp/build-ca/bui
 
 FROM ${BASE} AS runtime
 LABEL org.opencontainers.image.title="sealfl" \
-      org.opencontainers.image.description="sealfl parties: homo-lr, infer, hfl, key broker"
+      org.opencontainers.image.description="sealfl parties: homo-lr, infer, hfl, vfl, key broker"
 RUN groupadd --system --gid 10001 sealfl \
  && useradd --system --uid 10001 --gid sealfl --home-dir /var/lib/sealfl --create-home sealfl \
  && mkdir -p /bundle /data /out && chown sealfl:sealfl /data /out

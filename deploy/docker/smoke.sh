@@ -1,7 +1,8 @@
 #!/bin/sh
 # make docker-smoke: build the sealfl image with no registry and run a federation in four
 # containers (homo-lr PS, key broker, 2 workers, each from its organisation's bundle) on an
-# internal Docker network. Opt-in (root, minutes): not part of `make test`.
+# internal Docker network, then an infer query (tee-mode server and a client, two more
+# containers). Opt-in (root, minutes): not part of `make test`.
 #
 # 1. a Docker engine: docker.io and debootstrap from the Debian mirror if missing; dockerd is
 #    started here if none runs (no default bridge, no iptables rules, no ip_forward) and
@@ -10,7 +11,9 @@
 # 3. `docker build` from a temporary context (the repository's image files plus this host's
 #    CA bundle for pip, which stays in the build stage);
 # 4. platforms, data, project.toml and `sealfl provision` in one-shot containers, then the key
-#    broker, the PS and the two workers in four containers sharing nothing but the network.
+#    broker, the PS and the two workers in four containers sharing nothing but the network;
+# 5. hospital-a's infer server (sealing its model in its simulated enclave) and clinic-c's
+#    client, which trusts it by the policy in clinic-c's bundle and queries it once.
 set -eu
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,7 +28,8 @@ DOCKERD_PID=
 log() { printf '%s docker-smoke: %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 cleanup() {
-    docker rm -f sealfl-smoke-kbs sealfl-smoke-ps sealfl-smoke-w1 sealfl-smoke-w2 >/dev/null 2>&1 || true
+    docker rm -f sealfl-smoke-kbs sealfl-smoke-ps sealfl-smoke-w1 sealfl-smoke-w2 \
+        sealfl-smoke-infer-server sealfl-smoke-infer-client >/dev/null 2>&1 || true
     docker network rm "$NET" >/dev/null 2>&1 || true
     if [ -n "$DOCKERD_PID" ]; then
         log "stopping dockerd ($DOCKERD_PID)"
@@ -93,7 +97,10 @@ done
 cp "$FED/prep/data/breast_homo_test.csv" "$FED/hosts/hospital-a/data/test.csv"
 cp "$FED/prep/data/breast_homo_guest.csv" "$FED/hosts/clinic-b/data/train.csv"
 cp "$FED/prep/data/breast_homo_host.csv" "$FED/hosts/clinic-c/data/train.csv"
+cp "$FED/prep/data/breast_homo_test.csv" "$FED/hosts/clinic-c/data/infer-query.csv"
 chown -R 10001:10001 "$FED"
+run1 infer train --data /fed/hosts/clinic-b/data/train.csv \
+    --out /fed/hosts/hospital-a/data/infer-model.npz >/dev/null
 fp() { run1 attest simulated-platform "/fed/hosts/$1/platform" | grep -Eo '[0-9a-f]{64}' | head -1; }
 FP_A=$(fp hospital-a); FP_B=$(fp clinic-b); FP_C=$(fp clinic-c)
 sed -e "s/@FP_A@/$FP_A/" -e "s/@FP_B@/$FP_B/" -e "s/@FP_C@/$FP_C/" \
@@ -108,6 +115,7 @@ log "provisioned three bundles (provisioner $FINGERPRINT)"
 docker network create --internal --subnet 10.213.0.0/24 "$NET" >/dev/null
 PS_AT=10.213.0.10:50070
 KBS_AT=10.213.0.11:50080
+INFER_AT=10.213.0.12:50100
 party() { # container host-dir party role ip peers
     docker run -d --name "$1" --network "$NET" --ip "$5" --read-only --tmpfs /tmp \
         -u 10001:10001 -e SEALFL_PROVISIONER="$FINGERPRINT" -e SEALFL_PEERS="$6" \
@@ -127,7 +135,23 @@ done
 RUN_END=$(date +%s)
 docker logs sealfl-smoke-w1 2>&1 | grep -E '^iter' | tail -1
 [ -f "$FED/hosts/hospital-a/out/ps/homo_lr_model.sealed" ] || { STATUS=1; log "no sealed model"; }
+
+party sealfl-smoke-infer-server hospital-a infer-server infer/server 10.213.0.12 ""
+i=0
+until docker logs sealfl-smoke-infer-server 2>/dev/null | grep -q '"event": "ready"'; do
+    i=$((i + 1))
+    if [ $i -ge 240 ] || [ "$(docker inspect -f '{{.State.Running}}' sealfl-smoke-infer-server)" != true ]; then
+        STATUS=1; log "infer server not ready"; docker logs sealfl-smoke-infer-server 2>&1 | tail -20; break
+    fi
+    sleep 0.5
+done
+party sealfl-smoke-infer-client clinic-c infer-client infer/client 10.213.0.31 "server=$INFER_AT"
+code=$(timeout 120 docker wait sealfl-smoke-infer-client || echo timeout)
+[ "$code" = 0 ] || { STATUS=1; log "infer client exited with $code"; docker logs sealfl-smoke-infer-client 2>&1 | tail -20; }
+docker logs sealfl-smoke-infer-client 2>&1 | grep 'rows answered' || STATUS=1
+[ -f "$FED/hosts/clinic-c/out/infer-predictions.csv" ] || { STATUS=1; log "no predictions"; }
+INFER_END=$(date +%s)
 SIZE=$(docker image inspect "$IMAGE" --format '{{.Size}}')
-log "image $IMAGE: $((SIZE / 1000000)) MB; build $((BUILD_END - BUILD_START)) s; federation $((RUN_END - RUN_START)) s; total $(( $(date +%s) - START )) s"
+log "image $IMAGE: $((SIZE / 1000000)) MB; build $((BUILD_END - BUILD_START)) s; homo-lr federation $((RUN_END - RUN_START)) s; infer query $((INFER_END - RUN_END)) s; total $(( $(date +%s) - START )) s"
 [ $STATUS = 0 ] && log "passed" || log "FAILED"
 exit $STATUS

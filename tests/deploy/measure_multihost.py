@@ -1,9 +1,11 @@
-"""Wall time of a homo-lr federation from bundles: separate network namespaces vs loopback.
+"""Wall time of a federation from bundles: separate network namespaces vs loopback.
 
 Not a test (timing is never asserted): run as root with
-``.venv/bin/python tests/deploy/measure_multihost.py [--iterations 40] [--repeats 2]``.
-Both runs start the same parties the same way (``sealfl bundle run`` per party, broker
-included); only the addresses differ. Prints one line per run and the ratio of the medians.
+``.venv/bin/python tests/deploy/measure_multihost.py [--workload vfl] [--iterations 40]
+[--repeats 2]``. Both runs start the same parties the same way (``sealfl bundle run`` per
+party; homo-lr with its key broker, vfl a leader and a follower on the breast preset, where
+``--iterations`` counts epochs); only the addresses differ. Prints one line per run and the
+ratio of the medians.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
-from federation import provision, write_project  # noqa: E402
+from federation import provision, write_project, write_vfl_project  # noqa: E402
 from netns import lan, skip_reason  # noqa: E402
-from test_deploy_multihost import HOSTS, run_federation  # noqa: E402
+from test_deploy_multihost import HOSTS, run_federation, run_vfl  # noqa: E402
 
 
 class _Loopback:
@@ -69,8 +71,35 @@ def _once(root: Path, iterations: int, key_bits: int, *, namespaces: bool) -> fl
         loop.close()
 
 
+def _once_vfl(root: Path, epochs: int, *, namespaces: bool) -> float:
+    from sealfl.fl.vfl.demo import write_data
+
+    data = write_data(root / "data-source", "breast")
+    settings = {"preset": "breast", "epochs": epochs}
+    if namespaces:
+        with lan(["leader", "follower"]) as net:
+            address = f"{net.address('leader')}:50090"
+            project = write_vfl_project(root, leader_address=address, data=data, settings=settings)
+            federation = provision(root, project)
+            started = time.perf_counter()
+            run_vfl(net, federation)
+            return time.perf_counter() - started
+    loop = _Loopback()
+    try:
+        project = write_vfl_project(
+            root, leader_address="127.0.0.1:50190", data=data, settings=settings
+        )
+        federation = provision(root, project)
+        started = time.perf_counter()
+        run_vfl(loop, federation)  # type: ignore[arg-type]
+        return time.perf_counter() - started
+    finally:
+        loop.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=("homo-lr", "vfl"), default="homo-lr")
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2)
@@ -84,14 +113,21 @@ def main() -> int:
             for kind in ("loopback", "namespaces"):
                 root = Path(tmp) / f"{kind}-{k}"
                 root.mkdir()
-                took = _once(root, args.iterations, args.key_bits, namespaces=kind == "namespaces")
+                namespaces = kind == "namespaces"
+                if args.workload == "vfl":
+                    took = _once_vfl(root, args.iterations, namespaces=namespaces)
+                else:
+                    took = _once(root, args.iterations, args.key_bits, namespaces=namespaces)
                 times[kind].append(took)
                 print(f"{kind:10s} run {k + 1}: {took:6.2f} s")
     loop, ns = statistics.median(times["loopback"]), statistics.median(times["namespaces"])
-    print(
-        f"homo-lr {args.iterations} iterations, {args.key_bits}-bit keys, PS + 2 workers + "
-        f"broker: loopback {loop:.2f} s, namespaces {ns:.2f} s, ratio {ns / loop:.2f}x"
+    what = (
+        f"vfl breast preset, {args.iterations} epochs, leader + follower"
+        if args.workload == "vfl"
+        else f"homo-lr {args.iterations} iterations, {args.key_bits}-bit keys, PS + 2 workers "
+        "+ broker"
     )
+    print(f"{what}: loopback {loop:.2f} s, namespaces {ns:.2f} s, ratio {ns / loop:.2f}x")
     return 0
 
 

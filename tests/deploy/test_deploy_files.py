@@ -19,6 +19,7 @@ import yaml
 from sealfl_command import sealfl
 
 from sealfl.deploy import load_role_table
+from sealfl.deploy.bundle import read_bundle_parties
 from sealfl.deploy.project import PEER_RULES, load_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,10 +88,83 @@ def test_compose_services_start_the_example_projects_parties(tmp_path: Path) -> 
             assert party.address.split(":")[0] in services  # compose DNS names
 
 
-def test_sgx_override_gives_devices_aesmd_and_pccs_config() -> None:
+def test_every_workload_is_in_the_example_the_compose_file_and_kubernetes(tmp_path: Path) -> None:
+    project = load_project(_example_project(tmp_path))
+    kinds = {f"{p.workload}/{p.role}" for p in project.parties.values()}
+    # every provisionable role but the dealer of infer's mpc mode (the example is tee mode)
+    assert kinds == {f"{w}/{r}" for w, r in PEER_RULES} - {"infer/dealer"}
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
+    by_profile = {
+        name: service.get("profiles", []) for name, service in compose["services"].items()
+    }
+    for name, party in project.parties.items():
+        expected = [] if party.workload in ("homo-lr", "kbs") else [party.workload]
+        assert by_profile[name] == expected, name  # `compose up` alone starts homo-lr only
+    started = set()
+    for document in _k8s_documents():  # the example's parties, in their roles, at their sites
+        site = document["metadata"].get("labels", {}).get("sealfl.dev/org")
+        for container in _containers(document):
+            name, kind = _party_command(container["args"])
+            party = project.parties[name]
+            assert kind == f"{party.workload}/{party.role}", name
+            assert site in (None, party.org), name
+            started.add(kind)
+    assert started == kinds
+
+
+def _k8s_documents() -> list[dict[str, Any]]:
+    return [
+        document
+        for manifest in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for document in yaml.safe_load_all(manifest.read_text())
+        if document
+    ]
+
+
+def _containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    if document["kind"] not in ("Deployment", "Job"):
+        return []
+    containers: list[dict[str, Any]] = document["spec"]["template"]["spec"]["containers"]
+    return containers
+
+
+def test_kubernetes_ports_are_served_and_let_in() -> None:
+    documents = _k8s_documents()
+    allowed = {
+        port["port"]
+        for d in documents
+        if d["kind"] == "NetworkPolicy"
+        for rule in d["spec"]["ingress"]
+        for port in rule["ports"]
+    }
+    served = {
+        port["targetPort"]
+        for d in documents
+        if d["kind"] == "Service"
+        for port in d["spec"]["ports"]
+    }
+    listening = {
+        port["containerPort"]
+        for d in documents
+        for c in _containers(d)
+        for port in c.get("ports", [])
+    }
+    assert served == listening and served <= allowed
+    for document in documents:  # a file for several sites is applied per site by this label
+        site = document["metadata"].get("labels", {}).get("sealfl.dev/org")
+        template = document.get("spec", {}).get("template", {})
+        labels = template.get("metadata", {}).get("labels", {})
+        assert not template or labels.get("sealfl.dev/org") == site, document["metadata"]["name"]
+
+
+def test_sgx_override_gives_devices_aesmd_and_pccs_config(tmp_path: Path) -> None:
+    project = load_project(_example_project(tmp_path))
     compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
     override = yaml.safe_load((DEPLOY / "compose" / "sgx.override.yml").read_text())
-    assert set(override["services"]) == set(compose["services"])
+    # every party that runs in a TEE; infer's client checks evidence but shows none
+    attesting = {name for name in compose["services"] if project.parties[name].attests}
+    assert set(override["services"]) == attesting
+    assert "infer-client" not in attesting
     for name, service in override["services"].items():
         assert "/dev/sgx_enclave:/dev/sgx_enclave" in service["devices"], name
         assert "/dev/sgx_provision:/dev/sgx_provision" in service["devices"], name
@@ -117,8 +191,10 @@ def test_kubernetes_manifests_parse_and_run_parties_non_root(manifest: Path) -> 
         labels = document["spec"]["template"]["metadata"]["labels"]
         assert selector is None or selector.items() <= labels.items()
         for container in spec["containers"]:
-            _, role = _party_command(container["args"])
+            party, role = _party_command(container["args"])
             assert role in ROLES
+            if role.startswith(("hfl/", "vfl/")):  # torch: the image built with the hfl extra
+                assert container["image"] == "sealfl:hfl", party
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
             assert mounts["/bundle"]["readOnly"] is True
@@ -139,6 +215,14 @@ def test_example_project_provisions(tmp_path: Path) -> None:
         roles=DEPLOY / "gramine" / "roles.toml",
     )
     assert sorted(result.bundles) == ["clinic-b", "clinic-c", "hospital-a"]
+    parties = {
+        org: sorted(p.name for p in read_bundle_parties(d)) for org, d in result.bundles.items()
+    }
+    assert parties == {
+        "hospital-a": ["hfl-ps", "infer-server", "kbs", "ps", "vfl-leader"],
+        "clinic-b": ["hfl-worker-1", "vfl-follower", "worker-1"],
+        "clinic-c": ["hfl-worker-2", "infer-client", "worker-2"],
+    }
 
 
 def test_smoke_script_is_valid_shell() -> None:

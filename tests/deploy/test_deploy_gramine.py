@@ -20,12 +20,12 @@ from sealfl.deploy import (
     render_manifest,
     required_distributions,
 )
+from sealfl.deploy.project import PEER_RULES
 from sealfl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "gramine" / "sealfl.manifest.template"
 ROLES = REPO / "deploy" / "gramine" / "roles.toml"
-PENDING_WORKLOADS = {"vfl"}  # in the role table before their run handlers land
 CONF, DATA, OUT = Path("/srv/sealfl/bundle"), Path("/srv/sealfl/data"), Path("/srv/sealfl/out")
 
 
@@ -76,10 +76,9 @@ def test_role_table_ids_are_unique_and_roles_exist() -> None:
     table = load_role_table(ROLES)
     ids = [spec.isv_prod_id for spec in table.values()]
     assert len(ids) == len(set(ids))
-    runnable = {name for name in table if name.split("/")[0] not in PENDING_WORKLOADS}
-    assert runnable <= set(known_roles())
-    # every runnable role has a row: a new role must get its own isv_prod_id
-    assert set(known_roles()) <= set(table)
+    # every row runs, every runnable role has a row (a new role must get its own
+    # isv_prod_id), and provisioning knows each one
+    assert set(table) == set(known_roles()) == {f"{w}/{r}" for w, r in PEER_RULES}
 
 
 def test_the_compiled_modules_found_include_the_named_ones() -> None:

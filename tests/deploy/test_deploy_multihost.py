@@ -3,10 +3,8 @@
 One ``project.toml`` is provisioned into three organisations' bundles; every party then runs as
 ``sealfl bundle run BUNDLE --party NAME`` in its own namespace (10.x addresses on a bridge), so
 the only things the hosts share are the bundles' contents and the network. Root only (CI runs
-as root); elsewhere the tests skip and say why.
-
-vfl: once ``sealfl.fl.vfl`` registers its ``leader``/``follower`` run handlers, add its rules to
-``sealfl.deploy.project.PEER_RULES`` and a test here like :func:`test_hfl_across_namespaces`.
+as root); elsewhere the tests skip and say why. Every workload: homo-lr with the key broker,
+hfl, vfl, and an infer query in tee and mpc modes.
 """
 
 from __future__ import annotations
@@ -16,8 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from federation import Federation, metrics, provision, write_project
+from federation import (
+    Federation,
+    metrics,
+    provision,
+    write_infer_project,
+    write_project,
+    write_vfl_project,
+)
 from netns import Lan, lan, skip_reason
+from party_processes import PartyProcess
+
+from sealfl.data import breast
 
 CLI = [sys.executable, "-m", "sealfl.cli.main"]
 TIMEOUT_S = 180.0
@@ -32,6 +40,27 @@ def _bundle_run(federation: Federation, org: str, party: str, role: str) -> list
         "--role", role, "--provisioner", federation.fingerprint,
         "--state", str(federation.host(org) / f"{party}.state"),
     ]  # fmt: skip
+
+
+def start_party(
+    net: Lan, federation: Federation, host: str, org: str, party: str, role: str
+) -> PartyProcess:
+    """Start ``party`` from ``org``'s bundle on ``host``; its log is ``logs/<party>.log``."""
+    logs = federation.root / "logs"
+    logs.mkdir(exist_ok=True)
+    argv = _bundle_run(federation, org, party, role)
+    return net.start(host, party, argv, logs, timeout_s=TIMEOUT_S)
+
+
+def run_vfl(net: Lan, federation: Federation) -> dict[str, str]:
+    """Start the leader and the follower in their namespaces; wait for both; return their logs."""
+    leader = start_party(net, federation, "leader", "hospital-a", "leader", "vfl/leader")
+    follower = start_party(net, federation, "follower", "clinic-b", "follower", "vfl/follower")
+    codes = {party.name: party.finish() for party in (follower, leader)}
+    assert codes == {"leader": 0, "follower": 0}, "\n".join(
+        f"--- {p.name}\n{p.output()}" for p in (leader, follower)
+    )
+    return {"leader": leader.output(), "follower": follower.output()}
 
 
 def run_federation(
@@ -122,3 +151,52 @@ def test_hfl_across_namespaces(tmp_path: Path) -> None:
         run_federation(net, federation, "hfl", broker=False)
     out = federation.host("hospital-a") / "out" / "ps"
     assert any(out.glob("*.release")), sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.slow  # two processes importing torch
+def test_vfl_across_namespaces(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from sealfl.fl.vfl.demo import write_data
+    from sealfl.fl.vfl.export import MANIFEST_FILE, half_file
+
+    data = write_data(tmp_path / "data-source", "breast")
+    with lan(["leader", "follower"]) as net:
+        project = write_vfl_project(
+            tmp_path,
+            leader_address=f"{net.address('leader')}:50090",
+            data=data,
+            settings={"preset": "breast", "epochs": 1},
+        )
+        run_vfl(net, provision(tmp_path, project))
+    leader = tmp_path / "hosts" / "hospital-a" / "out" / "leader"
+    follower = tmp_path / "hosts" / "clinic-b" / "out" / "follower"
+    assert (leader / MANIFEST_FILE).is_file() and (leader / half_file("leader")).is_file()
+    assert (follower / half_file("follower")).is_file()
+    assert not (follower / half_file("leader")).exists()  # each side holds its own half only
+
+
+@pytest.mark.parametrize("mode", ["tee", "mpc"])
+def test_infer_query_across_namespaces(tmp_path: Path, mode: str) -> None:
+    import numpy as np
+
+    from sealfl.models import LogisticRegression
+
+    hosts = ["server", "client", *(["dealer"] if mode == "mpc" else [])]
+    with lan(hosts) as net:
+        addresses = {host: f"{net.address(host)}:50100" for host in hosts}
+        project, files = write_infer_project(tmp_path, mode=mode, addresses=addresses)
+        federation = provision(tmp_path, project)
+        if mode == "mpc":
+            dealer = start_party(net, federation, "dealer", "clinic-c", "dealer", "infer/dealer")
+            dealer.poll(lambda: '"event": "ready"' in dealer.output(), "ready line")
+        server = start_party(net, federation, "server", "hospital-a", "server", "infer/server")
+        server.poll(lambda: '"event": "ready"' in server.output(), "ready line")
+        client = start_party(net, federation, "client", "clinic-b", "client", "infer/client")
+        assert client.finish() == 0, client.output() + server.output()
+    assert "rows answered" in client.output()
+    rows = (federation.host("clinic-b") / "out" / "predictions.csv").read_text().splitlines()
+    got = np.array([float(row.split(",")[1]) for row in rows[1:]])
+    expected = LogisticRegression.load(files.model).predict_proba(breast.load_split("homo_test").X)
+    np.testing.assert_allclose(got, expected, atol=1e-6 if mode == "tee" else 1e-4)
+    if mode == "tee":  # the model was sealed inside the server's (simulated) enclave
+        assert (federation.host("hospital-a") / "out" / "model.sealed").is_file()

@@ -282,6 +282,7 @@ def test_tdx_peers_pinned_to_their_role_config(tmp_path: Path) -> None:
         (('role = "worker"', 'role = "aggregator"'), "party[2].role: no homo-lr/aggregator"),
         (('fingerprint = "', 'fingerprint = "zz'), "org[0].platform_fingerprint: "),
         (("[broker]\n", "[brokers]\n"), "unknown table(s) ['brokers']"),
+        (('sealing = "broker"', 'sealng = "broker"'), "party[0].sealng: unknown key(s)"),
         (('0.10:50080"', '0.10:99999"'), "port must be 0..65535"),
     ],
 )  # fmt: skip

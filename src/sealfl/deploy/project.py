@@ -38,6 +38,9 @@ Layout (paths are relative to the file; unknown keys are errors naming the file 
     address = "10.231.0.10:50070"  # where peers reach it (a listening role)
     listen = "0.0.0.0:50070"       # default: 0.0.0.0 and the address's port
     sealing = "broker"             # tee (default) | broker: key from the project's broker
+    fingerprint = "<64 hex>"       # infer's dealer, and its server in plaintext or mpc mode:
+                                   # SHA-256 of the certificate in the key file (options.key_file)
+                                   # the party made on its own host; its peers pin it
     [party.options]                # the workload's own options, checked when it starts
     worker_num = 2
 
@@ -50,7 +53,17 @@ Layout (paths are relative to the file; unknown keys are errors naming the file 
 
 Which peers a party needs and trusts follows from its workload and role (:data:`PEER_RULES`):
 a homo-lr or hfl worker dials its workload's PS and trusts only that role; a PS trusts only
-its workload's workers. vfl's rules are added where its roles land.
+its workload's workers; a vfl follower dials the leader, and each trusts only the other.
+
+infer is the one workload whose parties are not all attested (``options.mode`` of its server
+and clients decides, and they must agree). In ``tee`` mode the server runs in a TEE and each
+client trusts it by policy; clients and the server's callers are not attested (a client is an
+input owner; the server budgets rows per client certificate). In ``plaintext`` and ``mpc``
+modes nobody is attested: the server, and in ``mpc`` the dealer it dials, are trusted by the
+fingerprint of a certificate each made on its own host (``fingerprint``), which provision
+writes into the options of those that pin them (``server_fingerprint``,
+``dealer_fingerprint``); no private key passes through the provisioner. The client pins the
+dealer itself (a dealer chosen by the server could be its accomplice).
 """
 
 from __future__ import annotations
@@ -78,21 +91,42 @@ __all__ = [
 _MAX_PROJECT_BYTES = 1 << 20
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TEES = ("simulated", "gramine-sgx", "tdx")
+_PARTY_KEYS = frozenset(
+    {"name", "org", "workload", "role", "address", "listen", "sealing", "fingerprint", "options"}
+)
 
 #: (workload, role) -> {peer name in its config: (workload, role) it dials}. A party trusts
-#: exactly the roles it dials and the roles that dial it. Add vfl's leader/follower here when
-#: its run handlers land (``sealfl.fl.vfl``).
+#: exactly the roles it dials and the roles that dial it, those of them that are attested
+#: (:meth:`Party.dials`, :meth:`Project.trusted_peers`).
 PEER_RULES: Mapping[tuple[str, str], Mapping[str, tuple[str, str]]] = {
     ("homo-lr", "ps"): {},
     ("homo-lr", "worker"): {"ps": ("homo-lr", "ps")},
     ("hfl", "ps"): {},
     ("hfl", "worker"): {"ps": ("hfl", "ps")},
+    ("vfl", "leader"): {},
+    ("vfl", "follower"): {"leader": ("vfl", "leader")},
+    ("infer", "server"): {"dealer": ("infer", "dealer")},  # mpc mode only
+    ("infer", "client"): {"server": ("infer", "server")},
+    ("infer", "dealer"): {},
     ("kbs", "broker"): {},
 }
 #: Roles that listen for peers (they need an address).
-LISTENING = frozenset({("homo-lr", "ps"), ("hfl", "ps"), ("kbs", "broker")})
+LISTENING = frozenset(
+    {
+        ("homo-lr", "ps"),
+        ("hfl", "ps"),
+        ("vfl", "leader"),
+        ("infer", "server"),
+        ("infer", "dealer"),
+        ("kbs", "broker"),
+    }
+)
 #: Roles that produce a model, so they get the project's release list.
 PRODUCERS = frozenset({("homo-lr", "ps"), ("hfl", "ps")})
+#: infer's modes (``options.mode`` of its server and clients).
+INFER_MODES = ("plaintext", "tee", "mpc")
+#: Options provision fills in from the pinned parties' fingerprints (never given by hand).
+PIN_OPTIONS = ("server_fingerprint", "dealer_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -118,11 +152,62 @@ class Party:
     listen: str | None
     sealing: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
 
     @property
     def kind(self) -> tuple[str, str]:
         """``(workload, role)``."""
         return (self.workload, self.role)
+
+    @property
+    def infer_mode(self) -> str | None:
+        """The ``options.mode`` of an infer server or client (``None`` for any other party)."""
+        mode = self.options.get("mode") if self.workload == "infer" else None
+        return None if mode is None else str(mode)
+
+    def dials(self) -> Mapping[str, tuple[str, str]]:
+        """Return the peers it dials: name in its ``[peers]`` -> ``(workload, role)``."""
+        if self.kind == ("infer", "server") and self.infer_mode != "mpc":
+            return {}
+        return PEER_RULES[self.kind]
+
+    def pins(self) -> Mapping[str, tuple[str, str]]:
+        """Return the peers it pins by certificate: option name -> ``(workload, role)``."""
+        if self.kind == ("infer", "server") and self.infer_mode == "mpc":
+            return {"dealer_fingerprint": ("infer", "dealer")}
+        if self.kind == ("infer", "client") and self.infer_mode in ("plaintext", "mpc"):
+            pins = {"server_fingerprint": ("infer", "server")}
+            if self.infer_mode == "mpc":
+                pins["dealer_fingerprint"] = ("infer", "dealer")
+            return pins
+        return {}
+
+    @property
+    def attests(self) -> bool:
+        """Whether it runs in a TEE and shows its peers evidence (they trust it by policy)."""
+        if self.workload == "infer":
+            return self.role == "server" and self.infer_mode == "tee"
+        return True
+
+    @property
+    def pinned(self) -> bool:
+        """Whether peers trust it by its certificate's fingerprint (infer outside a TEE)."""
+        return self.kind == ("infer", "dealer") or (
+            self.kind == ("infer", "server") and self.infer_mode in ("plaintext", "mpc")
+        )
+
+    @property
+    def checks_evidence(self) -> bool:
+        """Whether it judges peers' evidence by a policy of its own (``policy-<name>.toml``).
+
+        The key broker judges each requester by the resource's policy instead; of infer's
+        parties only a client in ``tee`` mode checks evidence (the server's).
+        """
+        if self.kind == ("kbs", "broker"):
+            return False
+        if self.workload == "infer":
+            return self.role == "client" and self.infer_mode == "tee"
+        return True
 
 
 @dataclass(frozen=True)
@@ -145,11 +230,18 @@ class Project:
         """Return the parties of ``(workload, role)``, in the file's order."""
         return [p for p in self.parties.values() if p.kind == kind]
 
-    def trusted_kinds(self, party: Party) -> set[tuple[str, str]]:
-        """Return the roles ``party`` must accept as peers (it dials them, or they dial it)."""
-        kinds = set(PEER_RULES[party.kind].values())
-        kinds |= {k for k, dials in PEER_RULES.items() if party.kind in dials.values()}
-        return kinds
+    def trusted_peers(self, party: Party) -> list[Party]:
+        """Return the attested parties whose evidence ``party`` must accept, in file order.
+
+        Those it dials and those that dial it; a party that shows no evidence (infer's
+        clients and dealer) is trusted by certificate pin or not at all, never by policy.
+        """
+        dialled = set(party.dials().values())
+        return [
+            p
+            for p in self.parties.values()
+            if p.attests and (p.kind in dialled or party.kind in p.dials().values())
+        ]
 
 
 def _name(table: Table, key: str) -> str:
@@ -199,6 +291,12 @@ def _org(table: Table) -> Org:
 
 
 def _party(table: Table, orgs: Mapping[str, Org]) -> Party:
+    # The options table is taken whole (raw), which counts every key as read: check them here.
+    unknown = sorted(set(table.raw()) - _PARTY_KEYS)
+    if unknown:
+        raise table.fail(
+            ", ".join(unknown), f"unknown key(s); expected some of {sorted(_PARTY_KEYS)}"
+        )
     name = _name(table, "name")
     org = table.string("org", required=True)
     if org not in orgs:
@@ -221,8 +319,52 @@ def _party(table: Table, orgs: Mapping[str, Org]) -> Party:
     options = table.raw()["options"] if table.has("options") else {}
     if not isinstance(options, dict):
         raise table.fail("options", f"expected a table, got {options!r}")
+    fingerprint = _hex(table, "fingerprint", 32)
     table.finish()
-    return Party(name, org, workload, role, address, listen, sealing, dict(options))
+    party = Party(name, org, workload, role, address, listen, sealing, dict(options), fingerprint)
+    _check_trust(table, party)
+    return party
+
+
+def _check_trust(table: Table, party: Party) -> None:
+    """Check what decides how peers trust ``party``: infer's mode, pins and fingerprint."""
+    if party.workload == "infer" and party.role != "dealer" and party.infer_mode not in INFER_MODES:
+        raise table.fail(
+            "options.mode",
+            f"expected one of {', '.join(INFER_MODES)} for an infer {party.role}, "
+            f"got {party.options.get('mode')!r}",
+        )
+    given = sorted(set(PIN_OPTIONS) & set(party.options))
+    if given:
+        raise table.fail(
+            f"options.{given[0]}",
+            "written by provision from the pinned party's fingerprint; give that party's "
+            "fingerprint instead",
+        )
+    if party.pinned:
+        if party.fingerprint is None:
+            raise table.fail(
+                "fingerprint",
+                f"missing: peers pin this infer {party.role} by its certificate; give the "
+                "SHA-256 its key file's certificate has (its ready line prints it)",
+            )
+        if "key_file" not in party.options:
+            raise table.fail(
+                "options.key_file",
+                "missing: without its key file the party makes a new certificate at every "
+                "start, and the pinned fingerprint stops matching",
+            )
+    elif party.fingerprint is not None:
+        raise table.fail(
+            "fingerprint",
+            f"only for infer's dealer and its plaintext or mpc server, not a "
+            f"{party.workload} {party.role}"
+            + (f" in {party.infer_mode} mode" if party.infer_mode else ""),
+        )
+    if party.sealing == "broker" and not party.attests:
+        raise table.fail(
+            "sealing", f"'broker' needs a party that runs in a TEE, not this {party.kind}"
+        )
 
 
 def load_project(path: Path) -> Project:
@@ -325,11 +467,19 @@ def load_project(path: Path) -> Project:
         recipients=tuple(recipients),
     )
     for party in parties.values():
-        for peer, kind in PEER_RULES[party.kind].items():
+        needs = [("dials its", peer, kind) for peer, kind in party.dials().items()]
+        needs += [("pins its", option, kind) for option, kind in party.pins().items()]
+        for verb, peer, kind in needs:
             if len(project.of_kind(kind)) != 1:
                 raise ConfigError(
-                    f"{path}: party {party.name!r} ({party.workload}/{party.role}) dials its "
-                    f"{peer}: expected exactly one party with workload {kind[0]}, role {kind[1]}, "
-                    f"found {len(project.of_kind(kind))}"
+                    f"{path}: party {party.name!r} ({party.workload}/{party.role}) {verb} "
+                    f"{peer}: expected exactly one party with workload {kind[0]}, role "
+                    f"{kind[1]}, found {len(project.of_kind(kind))}"
                 )
+    modes = {p.infer_mode for p in parties.values() if p.infer_mode is not None}
+    if len(modes) > 1:
+        raise ConfigError(
+            f"{path}: infer's server and clients must share one options.mode, got "
+            f"{', '.join(f'{p.name}: {p.infer_mode}' for p in parties.values() if p.infer_mode)}"
+        )
     return project

@@ -4,10 +4,12 @@ For every party of the project this writes, into its organisation's bundle direc
 
 - ``<party>.toml``, its role config: TEE, policy, collateral source, sealing source, the key
   broker and its address, the release list, where it listens, its peers' addresses and the
-  options given in the project;
-- ``policy-<party>.toml``: the identities of exactly the peers it must accept, by their
-  organisations' TEEs (simulated: the role's measurement on that organisation's platform; SGX:
-  the release signer, the role's ``isv_prod_id`` and ``min_isv_svn`` = the project's
+  options given in the project, plus the fingerprints of the peers it pins (infer outside a
+  TEE);
+- ``policy-<party>.toml``, for a party that checks its peers' evidence: the identities of
+  exactly the peers it must accept, by their organisations' TEEs (simulated: the role's
+  measurement, :func:`simulated_measurement`, on that organisation's platform; SGX: the
+  release signer, the role's ``isv_prod_id`` and ``min_isv_svn`` = the project's
   ``isv_svn``; TDX: the image plus ``mr_config_id`` = SHA-384 of the peer's role config);
 - ``policy-broker.toml`` when it uses the broker, and for the broker one
   ``resource-<party>.toml`` per party whose sealing key it holds;
@@ -29,18 +31,39 @@ from typing import Any
 from sealfl._files import make_directory, read_small_file, write_atomic
 from sealfl.deploy.bundle import BundleParty, ProvisionerKey, sign_bundle
 from sealfl.deploy.gramine import load_role_table
-from sealfl.deploy.project import LISTENING, PEER_RULES, PRODUCERS, Org, Party, Project
+from sealfl.deploy.project import LISTENING, PRODUCERS, Org, Party, Project
 from sealfl.errors import ConfigError
 from sealfl.fl.common.demo_files import toml_value
+from sealfl.fl.infer.common import tee_measurement
 from sealfl.runtime import load_role_config
 from sealfl.tee import load_policy, measure_code
 
-__all__ = ["BROKER_PEER", "ProvisionResult", "provision", "seal_key_resource"]
+__all__ = [
+    "BROKER_PEER",
+    "ProvisionResult",
+    "provision",
+    "seal_key_resource",
+    "simulated_measurement",
+]
 
 BROKER_PEER = "kbs"
 """The name the broker has in every party's ``[peers]``."""
 _KBS_OPTIONS = frozenset({"store", "audit_log", "admins", "nonce_ttl_s", "service_listen"})
 _HEADER = "# Written by `sealfl provision` from {project} for {org}; signed: do not edit.\n"
+
+
+def simulated_measurement(party: Party) -> bytes:
+    """Return the measurement ``party``'s run handler gives its simulated TEE.
+
+    Every role measures sealfl's code with its workload and role
+    (:meth:`sealfl.runtime.RoleConfig.default_measurement`) except infer's server, which
+    measures its workload and mode, the value ``sealfl infer serve --mode tee`` has and
+    ``sealfl infer query`` computes (:func:`sealfl.fl.infer.common.tee_measurement`), so a
+    server started from a bundle and one started by hand are the same identity.
+    """
+    if party.kind == ("infer", "server"):
+        return tee_measurement()
+    return measure_code({"workload": party.workload, "role": party.role})
 
 
 def seal_key_resource(party: Party) -> str:
@@ -133,7 +156,7 @@ class _Writer:
         given = self.project.simulated_measurements.get(kind)
         if given is not None:
             return bytes.fromhex(str(given))
-        return measure_code({"workload": party.workload, "role": party.role})
+        return simulated_measurement(party)
 
     def config_digest(self, party: Party) -> bytes:
         return hashlib.sha384(self.configs[party.name]).digest()
@@ -153,17 +176,20 @@ class _Writer:
             _HEADER.format(project=project.name, org=org.name).rstrip("\n"),
             f"workload = {toml_value(party.workload)}",
             f"role = {toml_value(party.role)}",
-            "",
-            *_tee_lines(org),
         ]
+        if party.attests:
+            lines += ["", *_tee_lines(org)]
         attestation = []
-        if party.kind != ("kbs", "broker"):
+        if party.checks_evidence:
             attestation.append(f'policy = "policy-{party.name}.toml"')
-        if org.collateral is not None:
+        if org.collateral is not None and (party.attests or party.checks_evidence):
             attestation.append(f"collateral = {toml_value(org.collateral)}")
         if attestation:
             lines += ["", "[attestation]", *attestation]
         options = dict(party.options)
+        for option, kind in party.pins().items():
+            (pinned,) = project.of_kind(kind)
+            options[option] = pinned.fingerprint
         kbs_options = {}
         if party.kind == ("kbs", "broker"):
             kbs_options = {k: options.pop(k) for k in list(options) if k in _KBS_OPTIONS}
@@ -196,7 +222,7 @@ class _Writer:
 
     def peer_addresses(self, party: Party) -> dict[str, str]:
         peers = {}
-        for name, kind in PEER_RULES[party.kind].items():
+        for name, kind in party.dials().items():
             (target,) = self.project.of_kind(kind)
             peers[name] = str(target.address)
         if party.sealing == "broker" and party.kind != ("kbs", "broker"):
@@ -239,12 +265,12 @@ class _Writer:
                     self.identities([requester]),
                 )
             return files
-        trusted = sorted(project.trusted_kinds(party))
-        peers = [p for p in project.parties.values() if p.kind in trusted]
-        about = ", ".join(f"{p.name} ({p.workload}/{p.role}, {p.org})" for p in peers)
-        files[f"policy-{party.name}.toml"] = _policy_toml(
-            project, org, about or "no peer", self.identities(peers)
-        )
+        if party.checks_evidence:
+            peers = project.trusted_peers(party)
+            about = ", ".join(f"{p.name} ({p.workload}/{p.role}, {p.org})" for p in peers)
+            files[f"policy-{party.name}.toml"] = _policy_toml(
+                project, org, about or "no peer", self.identities(peers)
+            )
         if party.sealing == "broker":
             assert project.broker is not None
             broker = project.parties[project.broker]
