@@ -15,8 +15,9 @@ size (256 and 32) and round:
 The ratio is split over central, the median of the per-round ratios of the step medians
 (first 5 steps of each run dropped as warm-up). Goals (issue 12): at most 1.25x at B=256 and
 1.5x at B=32. Bytes per step: the tensor payload (activation and gradient, 2·B·64·4) and the
-protobuf messages both ways as sent (START, ACTIVATION, GRADIENT, COMMIT). Results: a table,
-and JSON lines appended to ``bench-results/vfl.jsonl``.
+protobuf messages both ways as sent (START, ACTIVATION, GRADIENT, COMMIT). A third case runs
+B=256 with the cut tensors as float16 on the wire (``--wire-dtype float16``: 2·B·64·2 bytes).
+Results: a table, and JSON lines appended to ``bench-results/vfl.jsonl``.
 
 Run with ``sealfl bench vfl`` (``--quick``: one round, fewer steps).
 """
@@ -61,12 +62,12 @@ def _measurements() -> dict[str, bytes]:
     return {"leader": bytes.fromhex(leader), "follower": bytes.fromhex(follower)}
 
 
-def _split(batch: int, steps: int, workdir: Path) -> dict[str, Any]:
+def _split(batch: int, steps: int, workdir: Path, wire: str) -> dict[str, Any]:
     """Run the two parties once; return the leader's step times and the bytes per step."""
     from sealfl.fl.vfl.demo import prepare_run_dir, write_data, write_role_configs
 
     per_epoch = max(steps // 2, 1)
-    settings = {"preset": "default", "batch_size": batch, "epochs": 2}
+    settings = {"preset": "default", "batch_size": batch, "epochs": 2, "wire_dtype": wire}
     paths = prepare_run_dir(workdir, measurements=_measurements())
     paths |= write_data(workdir, "default", rows=batch * per_epoch, strangers=0)
     configs = write_role_configs(
@@ -158,13 +159,17 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     """Run the benchmark, print the table, append the results; return them."""
     console = Console()
     rounds = 1 if quick else 3
-    cases = [(256, 20 if quick else 40), (32, 40 if quick else 100)]
+    cases = [
+        (256, 20 if quick else 40, "float32"),
+        (32, 40 if quick else 100, "float32"),
+        (256, 20 if quick else 40, "float16"),
+    ]
     results = []
-    for batch, steps in cases:
+    for batch, steps, wire in cases:
         ratios, split_medians, central_medians, wires = [], [], [], []
         for _ in range(rounds):
             with tempfile.TemporaryDirectory(prefix="sealfl-bench-vfl-") as tmp:
-                split = _split(batch, steps, Path(tmp))
+                split = _split(batch, steps, Path(tmp), wire)
                 central = _central(batch, split["steps"], split["data"])
             s, c = statistics.median(split["step_s"]), statistics.median(central)
             split_medians.append(s)
@@ -173,12 +178,13 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             wires.append(split["wire_bytes_per_step"])
         result = {
             "batch": batch,
+            "wire_dtype": wire,
             "rounds": rounds,
             "split_ms": 1000 * statistics.median(split_medians),
             "central_2_threads_ms": 1000 * statistics.median(central_medians),
             "ratio": statistics.median(ratios),
             "goal": 1.25 if batch >= 256 else 1.5,
-            "payload_bytes_per_step": 2 * batch * 64 * 4,
+            "payload_bytes_per_step": 2 * batch * 64 * (2 if wire == "float16" else 4),
             "wire_bytes_per_step": statistics.median(wires),
             "time": time.time(),
         }
@@ -186,6 +192,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     table = Table(title="vfl: a split step over mutual RA-TLS (2 processes x 1 thread) vs central")
     for column in (
         "batch",
+        "wire",
         "split step",
         "central step (2 threads)",
         "ratio (goal)",
@@ -196,6 +203,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     for r in results:
         table.add_row(
             str(r["batch"]),
+            str(r["wire_dtype"]),
             f"{r['split_ms']:.1f} ms",
             f"{r['central_2_threads_ms']:.1f} ms",
             f"{r['ratio']:.2f}x (<= {r['goal']}x)",

@@ -68,12 +68,22 @@ DefenceOption = Annotated[
     ),
 ]
 SigmaOption = Annotated[float | None, typer.Option("--sigma", show_default=False)]
+WireDtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--wire-dtype",
+        help="How the cut activation and its gradient travel: float32 (default) or float16 "
+        "(half the bytes, rounded; both parties must say the same).",
+        show_default=False,
+    ),
+]
 PsiModeOption = Annotated[
     str,
     typer.Option(
         "--psi-mode",
-        help="What the PSI discloses: both, leader-only, cardinality or enclave-only (both "
-        "parties must say the same).",
+        help="What the PSI discloses: both or enclave-only (the order stays inside the two "
+        "attested parties; operators see only the count). Both parties must say the same; "
+        "leader-only and cardinality give no aligned order to train or predict on.",
     ),
 ]
 StepDeadlineOption = Annotated[
@@ -96,6 +106,7 @@ def _settings(
     seed: int | None,
     defence: str | None,
     sigma: float | None,
+    wire_dtype: str | None = None,
 ) -> VflSettings:
     from sealfl.fl.vfl.roles import build_settings
 
@@ -108,6 +119,7 @@ def _settings(
         seed=seed,
         defence=defence,
         sigma=sigma,
+        wire_dtype=wire_dtype,
     )
 
 
@@ -168,6 +180,7 @@ def leader(
     seed: SeedOption = None,
     defence: DefenceOption = None,
     sigma: SigmaOption = None,
+    wire_dtype: WireDtypeOption = None,
     policy: PolicyOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
@@ -180,7 +193,7 @@ def leader(
     options = LeaderOptions(
         data=data,
         settings=_settings(
-            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma
+            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
         ),
         listen=listen,
         out_dir=out,
@@ -228,6 +241,7 @@ def follower(
     seed: SeedOption = None,
     defence: DefenceOption = None,
     sigma: SigmaOption = None,
+    wire_dtype: WireDtypeOption = None,
     policy: PolicyOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
@@ -239,7 +253,7 @@ def follower(
     options = FollowerOptions(
         data=data,
         settings=_settings(
-            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma
+            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
         ),
         leader=leader_address,
         out_dir=out,
@@ -356,6 +370,7 @@ def prepare(
     seed: SeedOption = None,
     defence: DefenceOption = None,
     sigma: SigmaOption = None,
+    wire_dtype: WireDtypeOption = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 50,
     rows: Annotated[
         int | None,
@@ -368,7 +383,8 @@ def prepare(
     on real TEEs. The policies pin the simulated measurement of this checkout: prepare again
     after changing the code.
     """
-    from sealfl.fl.vfl.demo import prepare_run_dir, write_data, write_role_configs
+    from sealfl.fl.vfl.demo import check_rows, prepare_run_dir, write_data, write_role_configs
+    from sealfl.fl.vfl.leader import LeaderRules
 
     settings = {
         "preset": preset,
@@ -380,9 +396,14 @@ def prepare(
             seed=seed,
             defence=defence,
             sigma=sigma,
+            wire_dtype=wire_dtype,
         ),
     }
-    _settings(preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma)
+    checked = _settings(
+        preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+    )
+    check_rows(preset, rows, checked)
+    LeaderRules(checkpoint_every=checkpoint_every)  # refused now, not when the leader starts
     paths = prepare_run_dir(run_dir)
     paths |= write_data(run_dir, preset, rows=rows)
     configs = write_role_configs(
@@ -417,6 +438,7 @@ def demo(
     seed: SeedOption = None,
     defence: DefenceOption = None,
     sigma: SigmaOption = None,
+    wire_dtype: WireDtypeOption = None,
     rows: Annotated[
         int | None,
         typer.Option("--rows", help="Rows of generated data (wide-and-deep).", show_default=False),
@@ -433,7 +455,7 @@ def demo(
     """PSI, split training, leak report, sealed export and joint prediction (simulated TEE)."""
     from sealfl.fl.vfl.demo import DemoOptions, run_demo
 
-    _settings(preset, epochs, batch_size, learning_rate, None, seed, defence, sigma)
+    _settings(preset, epochs, batch_size, learning_rate, None, seed, defence, sigma, wire_dtype)
     settings = _settings_keys(
         epochs=epochs,
         batch_size=batch_size,
@@ -441,6 +463,7 @@ def demo(
         seed=seed,
         defence=defence,
         sigma=sigma,
+        wire_dtype=wire_dtype,
     )
     code = run_demo(
         DemoOptions(preset=preset, settings=settings, run_dir=run_dir, rows=rows),

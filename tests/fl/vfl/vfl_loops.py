@@ -60,6 +60,7 @@ def make_loops(
         export=lambda exported, run: b'{"manifest": true}',
         metrics=MetricsLog(None, party="leader"),
         on_line=lambda line: None,
+        wire_dtype=settings.train.wire_dtype,
     )
     streams: list[Duplex] = []
 
@@ -85,6 +86,7 @@ def make_loops(
         save_manifest=lambda text: None,
         metrics=MetricsLog(None, party="follower"),
         on_line=lambda line: None,
+        wire_dtype=settings.train.wire_dtype,
     )
     return leader, follower, streams
 

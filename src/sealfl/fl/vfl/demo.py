@@ -38,11 +38,15 @@ from sealfl.fl.common.demo_files import role_config_toml, write_operator_files
 from sealfl.fl.common.demo_processes import PartiesView, run_parties
 from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.vfl.launch import ADDRESS_FILE, LEADER_METRICS_FILE, role_measurement
-from sealfl.fl.vfl.settings import PRESETS
+from sealfl.fl.vfl.roles import settings_of
+from sealfl.fl.vfl.settings import PRESETS, VflSettings
 
 __all__ = [
     "DATASETS",
+    "GENERATED",
+    "MAX_ROWS",
     "DemoOptions",
+    "check_rows",
     "prepare_run_dir",
     "run_demo",
     "write_data",
@@ -82,6 +86,36 @@ def prepare_run_dir(
         reuse_owner_key=True,
         roles=_ROLES,
     )
+
+
+GENERATED = ("reference", "default")
+"""The presets whose rows are generated, so ``--rows`` applies."""
+MAX_ROWS = 1_000_000
+"""The most generated rows (1 KiB of slot ids per row and party, written out as CSV)."""
+
+
+def check_rows(preset: str, rows: int | None, settings: VflSettings) -> None:
+    """Refuse a ``--rows`` the preset's data cannot have, before anything is written.
+
+    Raises
+    ------
+    ConfigError
+        If rows are given for a shipped data set (breast, digits), or fall outside
+        ``[batch size, MAX_ROWS]`` (fewer rows than one batch give no step).
+    """
+    if rows is None:
+        return
+    if preset not in GENERATED:
+        raise ConfigError(
+            f"--rows: applies to the generated data of presets {list(GENERATED)}, not to "
+            f"{preset!r} ({DATASETS.get(preset, 'a shipped data set')})"
+        )
+    low = settings.train.batch_size
+    if isinstance(rows, bool) or not isinstance(rows, int) or not low <= rows <= MAX_ROWS:
+        raise ConfigError(
+            f"--rows: expected an integer in [{low}, {MAX_ROWS:,}] (at least one batch of "
+            f"{low}), got {rows!r}"
+        )
 
 
 def _dataset(preset: str, rows: int | None) -> tuple[VerticalPair, VerticalPair | None]:
@@ -199,6 +233,7 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if self.preset not in DATASETS:
             raise ConfigError(f"--preset: expected one of {list(DATASETS)}, got {self.preset!r}")
+        check_rows(self.preset, self.rows, settings_of(self.preset, self.settings))
 
 
 def _show_record(bar: Progress, task: TaskID, record: Mapping[str, Any]) -> None:
@@ -302,4 +337,3 @@ def _summary(metrics: Path, elapsed: float, console: Console) -> None:
             f"of the gradients sent: norm AUC {last['norm_auc'] or 0:.3f}, cosine AUC "
             f"{last['cosine_auc'] or 0:.3f}"
         )
-

@@ -18,6 +18,7 @@ scored.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ from sealfl.models import FlatManifest
 from sealfl.seal import SealingKey, read_sealed, write_sealed
 
 __all__ = [
+    "ALIGNED_LABEL",
     "MANIFEST_FILE",
     "MANIFEST_FORMAT",
     "OpenedHalf",
+    "aligned_record",
     "build_manifest",
     "check_half",
     "file_sha256",
@@ -55,6 +58,8 @@ __all__ = [
 MANIFEST_FILE = "vfl_manifest.json"
 """The joint manifest, in both parties' ``--out`` directories."""
 MANIFEST_FORMAT = "sealfl-vfl-manifest/1"
+ALIGNED_LABEL = "vfl/aligned-ids"
+"""Sealing label of the leader's key for the keyed digest of the aligned ids (enclave-only)."""
 _HALF_FORMAT = 1
 _MAX_MANIFEST_BYTES = 1 << 20
 _ROLES = ("leader", "follower")
@@ -163,26 +168,44 @@ def build_manifest(
     run_id: str,
     settings: VflSettings,
     psi: Mapping[str, Any],
-    aligned_sha256: str,
+    aligned: Mapping[str, str],
     steps: int,
     final_loss: float,
     leader: Mapping[str, Any],
     follower: Mapping[str, Any],
 ) -> bytes:
-    """Return the joint manifest as canonical JSON (sorted keys, no spaces), UTF-8."""
+    """Return the joint manifest as canonical JSON (sorted keys, no spaces), UTF-8.
+
+    ``aligned`` is the record of the aligned ids, from :func:`aligned_record`.
+    """
     document = {
         "format": MANIFEST_FORMAT,
         "run_id": run_id,
         "settings_sha256": settings.digest(),
         "settings": json.loads(settings.to_json()),
         "psi": dict(psi),
-        "aligned_sha256": aligned_sha256,
+        **aligned,
         "steps": steps,
         "final_loss": final_loss,
         "leader": dict(leader),
         "follower": dict(follower),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def aligned_record(ids_sha256: bytes, *, key: SealingKey | None) -> dict[str, str]:
+    """Return the manifest's record of the aligned ids, given their digest.
+
+    ``{"aligned_sha256": ...}`` (``key`` None): anyone holding the ids can check it. With a
+    key (PSI mode ``enclave-only``), ``{"aligned_hmac_sha256": ...}``, HMAC-SHA256 under the
+    leader's sealing key for :data:`ALIGNED_LABEL`: a plain digest would let an operator, who
+    knows its own ids and the count, test guesses of which ids are in common (with ``n`` ids
+    and ``n - 1`` in common, ``n`` guesses find the one the other side lacks); the keyed one
+    can be checked only inside the leader's enclave.
+    """
+    if key is None:
+        return {"aligned_sha256": ids_sha256.hex()}
+    return {"aligned_hmac_sha256": hmac.new(key.secret_bytes, ids_sha256, "sha256").hexdigest()}
 
 
 def manifest_digest(text: bytes) -> bytes:

@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from sealfl.errors import ChannelError, ConfigError, ProtocolError
 from sealfl.fl.common.metrics import MetricsLog
+from sealfl.fl.vfl import cut
 from sealfl.fl.vfl.checkpoint import CheckpointStore, state_message, state_values
 from sealfl.fl.vfl.protos import vfl_pb2 as pb
 from sealfl.fl.vfl.schedule import BatchPlan
@@ -97,6 +98,8 @@ class FollowerLoop:
         Seals the follower's half at the end and returns what EXPORTED tells the leader.
     save_manifest
         Keeps the joint manifest the leader sends last.
+    wire_dtype
+        The settings' ``train.wire_dtype``: how activations leave and gradients arrive.
     """
 
     def __init__(
@@ -116,8 +119,10 @@ class FollowerLoop:
         save_manifest: Callable[[bytes], None],
         metrics: MetricsLog,
         on_line: Callable[[str], None] = print,
+        wire_dtype: str = "float32",
     ) -> None:
         self.inbox = Inbox()
+        self._dtype = cut.wire_dtype(wire_dtype)
         self._half = half
         self._ids = list(ids)
         self._x = x
@@ -221,7 +226,8 @@ class FollowerLoop:
                 "(the aligned orders differ)"
             )
         act = self._half.forward(s, self._x[rows])
-        message = pb.FollowerMessage(activation=pb.Activation(step=s, value=cut_message(act)))
+        value = cut_message(act, self._dtype)
+        message = pb.FollowerMessage(activation=pb.Activation(step=s, value=value))
         self._pending = (s, message)
         self._send(message)
 
@@ -238,6 +244,7 @@ class FollowerLoop:
             rows=rows,
             width=self._width,
             what=f"gradient of step {s} from the leader",
+            dtype=self._dtype,
         )
         self._half.backward(s, grad)
         self._pending = None

@@ -40,7 +40,9 @@ from sealfl.errors import AttestationError, ChannelError, ConfigError
 from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.vfl.checkpoint import CHECKPOINT_LABEL, CheckpointStore
 from sealfl.fl.vfl.export import (
+    ALIGNED_LABEL,
     MANIFEST_FILE,
+    aligned_record,
     build_manifest,
     file_sha256,
     half_file,
@@ -51,6 +53,7 @@ from sealfl.fl.vfl.export import (
 from sealfl.fl.vfl.follower import FollowerLoop, FollowerRun
 from sealfl.fl.vfl.halves import FollowerHalf, LeaderHalf
 from sealfl.fl.vfl.leader import LeaderLoop, LeaderRules, LeaderRun
+from sealfl.fl.vfl.limits import MAX_THREADS, check_count, check_seconds
 from sealfl.fl.vfl.protos import vfl_pb2 as pb
 from sealfl.fl.vfl.protos import vfl_pb2_grpc as pb_grpc
 from sealfl.fl.vfl.schedule import BatchPlan
@@ -84,9 +87,11 @@ __all__ = [
     "LEADER_METRICS_FILE",
     "PSI_CLAIM",
     "SETTINGS_CLAIM",
+    "TRAINING_PSI_MODES",
     "FollowerOptions",
     "LeaderOptions",
     "aligned_rows",
+    "aligning_psi_mode",
     "connect_to_leader",
     "missing_claims",
     "parse_psi_mode",
@@ -107,7 +112,10 @@ ADDRESS_FILE = "leader.address"
 LEADER_METRICS_FILE = "leader_metrics.jsonl"
 FOLLOWER_METRICS_FILE = "follower_metrics.jsonl"
 PSI_MODES = tuple(mode.value for mode in Mode)
+TRAINING_PSI_MODES = (Mode.BOTH, Mode.ENCLAVE_ONLY)
+"""The PSI modes vfl trains and predicts with (:func:`aligning_psi_mode`)."""
 _RECLAIM_WAIT_S = 30.0
+_MAX_CERTIFICATE_HOURS = 24 * 366
 
 
 def role_measurement(role: str) -> bytes:
@@ -119,17 +127,42 @@ def role_measurement(role: str) -> bytes:
     return measure_code({"workload": "vfl", "role": role})
 
 
-def _positive(value: float, option: str) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{option} must be a positive number, got {value}")
-
-
 def parse_psi_mode(text: str) -> Mode:
     """Return the PSI mode named ``text`` (``--psi-mode``); ConfigError for another name."""
     try:
         return Mode(text)
     except ValueError:
         raise ConfigError(f"--psi-mode: expected one of {list(PSI_MODES)}, got {text!r}") from None
+
+
+def aligning_psi_mode(text: str) -> Mode:
+    """Return the PSI mode named ``text`` if it gives both parties an aligned order.
+
+    Training and joint prediction need the same rows in the same order on both sides, so only
+    ``both`` and ``enclave-only`` can serve them: ``cardinality`` gives neither side an order,
+    and ``leader-only`` none to the follower, which must know which of its rows make each
+    batch. Refused here, before anything starts, rather than after a PSI that disclosed sizes
+    for nothing.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, or one of the two modes above (saying why and what to use).
+    """
+    mode = parse_psi_mode(text)
+    if mode in TRAINING_PSI_MODES:
+        return mode
+    why = (
+        "gives neither party an aligned order, only the set sizes"
+        if mode is Mode.CARDINALITY
+        else "gives the follower no aligned order, and it must know which of its rows make "
+        "each batch (enclave-only keeps the order inside both attested parties: the operators "
+        "see only the count)"
+    )
+    raise ConfigError(
+        f"--psi-mode: expected one of {[m.value for m in TRAINING_PSI_MODES]} for vfl, got "
+        f"{text!r}: {mode.value} {why}"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,7 +178,8 @@ class LeaderOptions:
     rules
         Deadlines, checkpoint interval, resume.
     psi_mode
-        The PSI's disclosure mode (both parties must declare the same).
+        The PSI's disclosure mode, ``both`` or ``enclave-only`` (:func:`aligning_psi_mode`;
+        both parties must declare the same).
     policy_file
         The leader's attestation policy, recorded (by digest) in the joint manifest.
     line_style
@@ -167,10 +201,13 @@ class LeaderOptions:
 
     def __post_init__(self) -> None:
         check_address(self.listen, where="--listen")
-        parse_psi_mode(self.psi_mode)
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
-        _positive(self.certificate_hours, "--certificate-hours")
+        aligning_psi_mode(self.psi_mode)
+        check_count(self.threads, "--threads", low=1, high=MAX_THREADS)
+        hours = self.certificate_hours
+        if not (math.isfinite(hours) and 0 < hours <= _MAX_CERTIFICATE_HOURS):
+            raise ConfigError(
+                f"--certificate-hours: expected hours in (0, {_MAX_CERTIFICATE_HOURS}], got {hours}"
+            )
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"--out {self.out_dir}: is a file, expected a directory")
 
@@ -205,14 +242,10 @@ class FollowerOptions:
 
     def __post_init__(self) -> None:
         check_address(self.leader, where="--leader")
-        parse_psi_mode(self.psi_mode)
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
-        _positive(self.step_deadline_s, "--step-deadline")
-        if not (math.isfinite(self.wait_for_leader_s) and self.wait_for_leader_s >= 0):
-            raise ConfigError(
-                f"--wait-for-leader must be 0 or more seconds, got {self.wait_for_leader_s}"
-            )
+        aligning_psi_mode(self.psi_mode)
+        check_count(self.threads, "--threads", low=1, high=MAX_THREADS)
+        check_seconds(self.step_deadline_s, "--step-deadline")
+        check_seconds(self.wait_for_leader_s, "--wait-for-leader", zero=True)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"--out {self.out_dir}: is a file, expected a directory")
 
@@ -416,6 +449,8 @@ def run_leader(
             return reason
 
         plan = _plan(settings, aligned.n_rows)
+        enclave_only = result.mode is Mode.ENCLAVE_ONLY
+        aligned_key = tee.sealing_key(ALIGNED_LABEL) if enclave_only else None
 
         def export(exported: pb.Exported, run: LeaderRun) -> bytes:
             values, manifest = half.export()
@@ -434,7 +469,7 @@ def run_leader(
                 run_id=run.run_id,
                 settings=settings,
                 psi=summary,
-                aligned_sha256=ids_digest(aligned.ids).hex(),
+                aligned=aligned_record(ids_digest(aligned.ids), key=aligned_key),
                 steps=plan.steps,
                 final_loss=run.final_loss,
                 leader={
@@ -474,6 +509,7 @@ def run_leader(
             metrics=metrics,
             on_line=on_line,
             line_style=options.line_style,
+            wire_dtype=settings.train.wire_dtype,
         )
         service.train.open(loop.inbox, admit)
         run = loop.run()
@@ -528,9 +564,10 @@ def connect_to_leader(
 ) -> SecureChannel[VerifiedPeer]:
     """Verify the leader, enrol, and check its claims; retry while it is not (yet) there.
 
-    A leader whose certificate does not claim ``expect`` yet, or changes between our fetch and
-    our enrolment (it is about to present, or presents, its post-PSI certificate), is verified
-    again, for up to 30 s.
+    A leader whose certificate does not claim ``expect``'s PSI transcript yet, or changes
+    between our fetch and our enrolment (it is about to present, or presents, its post-PSI
+    certificate), is verified again, for up to 30 s; one claiming other settings (or another
+    manifest, at prediction) is refused at once: those never change.
 
     Raises
     ------
@@ -566,7 +603,18 @@ def connect_to_leader(
             time.sleep(pause)
             pause = min(1.0, pause * 2)
             continue
-        reason = missing_claims(channel.server_identity, expect, who=f"the leader at {address}")
+        who = f"the leader at {address}"
+        lasting = {claim: value for claim, value in expect.items() if claim != PSI_CLAIM}
+        reason = missing_claims(channel.server_identity, lasting, who=who)
+        if reason is not None:
+            # A leader's settings are fixed for its life (only its PSI claim changes): final.
+            channel.close()
+            raise AttestationError(
+                f"{reason}: the two parties must declare the same settings (preset and "
+                "overrides, the wire dtype included; to predict, the same manifest); refusing "
+                "to work with it"
+            )
+        reason = missing_claims(channel.server_identity, expect, who=who)
         if reason is None:
             return channel
         channel.close()
@@ -693,6 +741,7 @@ def run_follower(
             save_manifest=save_manifest,
             metrics=metrics,
             on_line=on_line,
+            wire_dtype=settings.train.wire_dtype,
         )
         try:
             run = loop.run()

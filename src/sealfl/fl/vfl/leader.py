@@ -41,8 +41,10 @@ import numpy.typing as npt
 
 from sealfl.errors import ChannelError, ConfigError, ProtocolError
 from sealfl.fl.common.metrics import MetricsLog
+from sealfl.fl.vfl import cut
 from sealfl.fl.vfl.checkpoint import CheckpointStore, common_step, state_message, state_values
 from sealfl.fl.vfl.leak import LeakReport
+from sealfl.fl.vfl.limits import check_count, check_seconds
 from sealfl.fl.vfl.protos import vfl_pb2 as pb
 from sealfl.fl.vfl.schedule import BatchPlan
 from sealfl.fl.vfl.stream import (
@@ -121,15 +123,10 @@ class LeaderRules:
     log_every: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("step_deadline_s", "join_deadline_s"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                flag = "--" + name.removesuffix("_s").replace("_", "-")
-                raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"--checkpoint-every must be 0 or more, got {self.checkpoint_every}")
-        if self.log_every < 1:
-            raise ConfigError(f"--log-every must be at least 1, got {self.log_every}")
+        check_seconds(self.step_deadline_s, "--step-deadline")
+        check_seconds(self.join_deadline_s, "--join-deadline")
+        check_count(self.checkpoint_every, "--checkpoint-every", low=0)
+        check_count(self.log_every, "--log-every", low=1)
 
 
 @dataclass
@@ -189,6 +186,8 @@ class LeaderLoop:
     export
         Called once the follower has sealed its half, with its EXPORTED and the run; seals the
         leader's half and returns the joint manifest's JSON.
+    wire_dtype
+        The settings' ``train.wire_dtype``: how activations arrive and gradients leave.
     """
 
     def __init__(
@@ -208,8 +207,10 @@ class LeaderLoop:
         metrics: MetricsLog,
         on_line: Callable[[str], None] = print,
         line_style: str = "plain",
+        wire_dtype: str = "float32",
     ) -> None:
         self.inbox = Inbox()
+        self._dtype = cut.wire_dtype(wire_dtype)
         self._half = half
         self._ids = list(ids)
         self._x = x
@@ -268,14 +269,22 @@ class LeaderLoop:
             s,
             lambda m: (
                 m,
-                cut_values(m.activation.value, rows=len(rows), width=self._width, what=what),
+                cut_values(
+                    m.activation.value,
+                    rows=len(rows),
+                    width=self._width,
+                    what=what,
+                    dtype=self._dtype,
+                ),
             ),
         )
         act_message, act = message
         out = self._half.forward_loss(s, self._x[rows], act, self._y[rows])
         due = self._checkpoint_due(s)
         gradient = pb.LeaderMessage(
-            gradient=pb.Gradient(step=s, value=cut_message(out.grad), checkpoint=due, loss=out.loss)
+            gradient=pb.Gradient(
+                step=s, value=cut_message(out.grad, self._dtype), checkpoint=due, loss=out.loss
+            )
         )
         self._phase, self._act_sha = _Phase.COMMIT, tensor_digest(act_message.activation.value)
         self._resend = []

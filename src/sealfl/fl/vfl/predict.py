@@ -26,6 +26,7 @@ from rich.console import Console
 
 from sealfl._files import make_directory, write_atomic
 from sealfl.errors import ChannelError, ConfigError, ProtocolError
+from sealfl.fl.vfl.cut import wire_dtype
 from sealfl.fl.vfl.export import (
     MANIFEST_FILE,
     check_half,
@@ -39,25 +40,30 @@ from sealfl.fl.vfl.halves import FollowerHalf, LeaderHalf
 from sealfl.fl.vfl.launch import (
     PSI_CLAIM,
     aligned_rows,
+    aligning_psi_mode,
     connect_to_leader,
     missing_claims,
     parse_psi_mode,
     read_party,
     role_measurement,
 )
+from sealfl.fl.vfl.limits import check_count, check_seconds
 from sealfl.fl.vfl.protos import vfl_pb2 as pb
 from sealfl.fl.vfl.protos import vfl_pb2_grpc as pb_grpc
 from sealfl.fl.vfl.service import VflService, open_stream
 from sealfl.fl.vfl.split import Evaluation, scores
 from sealfl.fl.vfl.stream import Duplex, Inbox, cut_message, cut_values, ids_digest, message_kind
 from sealfl.net import SecureServer
-from sealfl.psi import PsiServicer, PsiSettings, Role, add_psi_servicer, run_psi_on_channel
+from sealfl.psi import Mode, PsiServicer, PsiSettings, Role, add_psi_servicer, run_psi_on_channel
 from sealfl.runtime import PartyRuntime, check_address
+from sealfl.seal import write_sealed
 from sealfl.tee import VerifiedPeer
 
 __all__ = [
     "MANIFEST_CLAIM",
     "PREDICTIONS_FILE",
+    "PREDICTIONS_LABEL",
+    "SEALED_PREDICTIONS_FILE",
     "PredictOptions",
     "PredictResult",
     "predict_follower",
@@ -68,6 +74,10 @@ __all__ = [
 MANIFEST_CLAIM = "vfl-manifest"
 """RA-TLS claim of both parties at prediction: SHA-256 of the joint manifest."""
 PREDICTIONS_FILE = "predictions.csv"
+SEALED_PREDICTIONS_FILE = "predictions.sealed"
+"""PSI mode enclave-only: the same CSV sealed under the leader's key (its ids are the
+intersection, which operators must not see); open it inside the leader's enclave."""
+PREDICTIONS_LABEL = "vfl/predictions"
 _BATCH = 1024
 
 
@@ -108,9 +118,10 @@ class PredictOptions:
         if self.role not in ("leader", "follower"):
             raise ConfigError(f"--role: expected leader or follower, got {self.role!r}")
         check_address(self.address, where="--listen" if self.role == "leader" else "--leader")
-        parse_psi_mode(self.psi_mode)
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        aligning_psi_mode(self.psi_mode)
+        check_seconds(self.deadline_s, "--deadline")
+        check_seconds(self.wait_for_leader_s, "--wait-for-leader", zero=True)
+        check_count(self.batch_size, "--batch-size", low=1, high=1 << 20)
 
 
 @dataclass(frozen=True)
@@ -195,8 +206,14 @@ def predict_leader(
     finally:
         server.stop(grace=1.0)
     evaluation = scores(probs, aligned.labels()) if aligned.y is not None else None
-    path = options.out_dir / PREDICTIONS_FILE
-    _write_predictions(path, aligned.ids, probs)
+    text = _predictions_csv(aligned.ids, probs)
+    if result.mode is Mode.ENCLAVE_ONLY:
+        # Its ids are the intersection, which this mode keeps inside the attested parties.
+        path = options.out_dir / SEALED_PREDICTIONS_FILE
+        write_sealed(path, text, tee.sealing_key(PREDICTIONS_LABEL), label=PREDICTIONS_LABEL)
+    else:
+        path = options.out_dir / PREDICTIONS_FILE
+        write_atomic(path, text, mode=0o600)
     shown = (
         f"; AUC {evaluation.auc:.4f}, accuracy {evaluation.accuracy:.4f}"
         if evaluation is not None
@@ -220,6 +237,7 @@ def _serve_predictions(
 ) -> npt.NDArray[np.float64]:
     batches = _batches(len(ids), options.batch_size)
     aligned = ids_digest(ids)
+    dtype = wire_dtype(half.settings.train.wire_dtype)
 
     def receive(stream: Duplex | None) -> tuple[Duplex, Any]:
         deadline = time.monotonic() + options.deadline_s
@@ -256,7 +274,9 @@ def _serve_predictions(
             raise ProtocolError(reason)
         what = f"activation of prediction batch {b} from the follower"
         try:
-            act = cut_values(message.activation.value, rows=len(rows), width=width, what=what)
+            act = cut_values(
+                message.activation.value, rows=len(rows), width=width, what=what, dtype=dtype
+            )
         except ProtocolError as exc:
             stream.send(pb.LeaderMessage(stop=pb.Stop(reason=str(exc), refused=True)))
             stream.close()
@@ -268,12 +288,12 @@ def _serve_predictions(
     return np.concatenate(parts) if parts else np.zeros((0, classes))
 
 
-def _write_predictions(path: Path, ids: tuple[str, ...], probs: npt.NDArray[np.float64]) -> None:
+def _predictions_csv(ids: tuple[str, ...], probs: npt.NDArray[np.float64]) -> bytes:
     header = "id," + ",".join(f"p{k}" for k in range(probs.shape[1]))
     lines = [header] + [
         f"{i}," + ",".join(repr(float(v)) for v in row) for i, row in zip(ids, probs, strict=True)
     ]
-    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def predict_follower(
@@ -337,6 +357,7 @@ def _answer_predictions(
 ) -> int:
     sent = 0
     position = 0
+    dtype = wire_dtype(half.settings.train.wire_dtype)
     while True:
         event = inbox.get(time.monotonic() + options.deadline_s)
         if event is None:
@@ -360,21 +381,24 @@ def _answer_predictions(
             raise ProtocolError(f"the leader's batch {start.step} runs past this side's rows")
         if start.ids_sha256 != ids_digest([ids[r] for r in rows]):
             raise ProtocolError(f"batch {start.step}: the leader's rows are not this side's")
-        act = half.embed(x[rows])
-        stream.send(
-            pb.FollowerMessage(activation=pb.Activation(step=start.step, value=cut_message(act)))
-        )
+        act = cut_message(half.embed(x[rows]), dtype)
+        stream.send(pb.FollowerMessage(activation=pb.Activation(step=start.step, value=act)))
         position += start.batch
         sent += start.batch
 
 
 def run_local_prediction(
-    run_dir: Path, paths: Mapping[str, Path], *, settings: Mapping[str, Any], console: Console
+    run_dir: Path,
+    paths: Mapping[str, Path],
+    *,
+    settings: Mapping[str, Any],
+    console: Console,
+    psi_mode: str = "both",
 ) -> PredictResult:
     """Run both prediction parties of a demo's run directory in this process (two threads).
 
     Each party uses the runtime its role config describes (its TEE, sealing keys, policy), as
-    ``sealfl vfl predict`` would.
+    ``sealfl vfl predict`` would, and both declare ``psi_mode``.
     """
     import threading
 
@@ -394,6 +418,7 @@ def run_local_prediction(
         manifest=run_dir / "leader" / MANIFEST_FILE,
         address="127.0.0.1:0",
         out_dir=out,
+        psi_mode=psi_mode,
     )
     errors: list[BaseException] = []
     result: list[PredictResult] = []
@@ -418,6 +443,7 @@ def run_local_prediction(
             manifest=run_dir / "follower" / MANIFEST_FILE,
             address=address_file.read_text().strip(),
             wait_for_leader_s=10.0,
+            psi_mode=psi_mode,
         )
         predict_follower(follower, runtimes["follower"], on_line=lambda _: None)
     thread.join(timeout=120)

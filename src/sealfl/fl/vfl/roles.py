@@ -5,7 +5,8 @@ The keys are the development subcommands' options without their dashes, with ``_
 paths are relative to the config file. The leader listens on the config's ``[listen] address``;
 the follower finds the leader as the peer named ``leader``. Both take the shared settings as
 ``preset`` (default ``breast``) plus overrides (:data:`SETTING_KEYS`): ``epochs``,
-``batch_size``, ``learning_rate``, ``optimizer``, ``seed``, ``defence``, ``sigma``. The two
+``batch_size``, ``learning_rate``, ``optimizer``, ``seed``, ``defence``, ``sigma``,
+``wire_dtype`` (``float32`` or ``float16``: how the cut tensors travel). The two
 parties must end up with equal settings; each binds their digest into its RA-TLS certificate
 and refuses a peer claiming others.
 """
@@ -13,6 +14,7 @@ and refuses a peer claiming others.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from sealfl.errors import ConfigError
@@ -22,10 +24,26 @@ from sealfl.fl.vfl.leader import LeaderRules
 from sealfl.fl.vfl.settings import PRESETS, DefenceSpec, VflSettings, preset
 from sealfl.runtime import RoleConfig, Table
 
-__all__ = ["ROLES", "SETTING_KEYS", "build_settings", "follower_options", "leader_options"]
+__all__ = [
+    "ROLES",
+    "SETTING_KEYS",
+    "build_settings",
+    "follower_options",
+    "leader_options",
+    "settings_of",
+]
 
 ROLES = ("leader", "follower")
-SETTING_KEYS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed", "defence", "sigma")
+SETTING_KEYS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "seed",
+    "defence",
+    "sigma",
+    "wire_dtype",
+)
 """The settings a role config (or a flag) may override on top of its preset."""
 
 _LEADER_KEYS = frozenset(
@@ -69,6 +87,7 @@ def build_settings(
     seed: int | None = None,
     defence: str | None = None,
     sigma: float | None = None,
+    wire_dtype: str | None = None,
 ) -> VflSettings:
     """Return preset ``name`` with the given overrides applied (``None``: keep the preset's).
 
@@ -88,6 +107,7 @@ def build_settings(
             ("lr", learning_rate),
             ("optimizer", optimizer),
             ("seed", seed),
+            ("wire_dtype", wire_dtype),
         )
         if value is not None
     }
@@ -99,6 +119,20 @@ def build_settings(
             defence=DefenceSpec(kind=kind, sigma=sigma or 0.0)  # type: ignore[arg-type]
         )
     return settings
+
+
+def settings_of(name: str, given: Mapping[str, Any]) -> VflSettings:
+    """Return preset ``name`` with the overrides ``given`` by key (:data:`SETTING_KEYS`).
+
+    Raises
+    ------
+    ConfigError
+        If a key is not one of :data:`SETTING_KEYS`, or as :func:`build_settings`.
+    """
+    unknown = sorted(set(given) - set(SETTING_KEYS))
+    if unknown:
+        raise ConfigError(f"vfl settings: unknown keys {unknown}; expected some of {SETTING_KEYS}")
+    return build_settings(name, **given)
 
 
 def settings_from_table(table: Table) -> VflSettings:
@@ -122,6 +156,7 @@ def settings_from_table(table: Table) -> VflSettings:
             seed=table.integer("seed"),
             defence=table.string("defence"),
             sigma=table.number("sigma"),
+            wire_dtype=table.string("wire_dtype"),
         )
     except ConfigError as exc:
         raise ConfigError(f"{table.source}: options: {exc}") from None

@@ -48,12 +48,15 @@ Init = Literal["uniform", "torch"]
 Activation = Literal["none", "relu"]
 Optimizer = Literal["sgd", "adam"]
 DefenceKind = Literal["none", "max-norm", "gaussian"]
+WireDtype = Literal["float32", "float16"]
 Role = Literal["leader", "follower"]
 
 SETTINGS_FORMAT = "sealfl-vfl-settings/1"
 """The ``format`` field of the settings' JSON; another value is refused."""
 
 _MAX_WIDTH = 1 << 20
+_MAX_SEED = 2**64 - 1
+"""As hfl's: any unsigned 64-bit value (seeds are hashed, :mod:`sealfl.fl.common.seeds`)."""
 
 
 def _positive_int(where: str, value: object, *, limit: int = _MAX_WIDTH) -> None:
@@ -136,6 +139,11 @@ class TrainSpec:
         give 62 steps per epoch), or train on it as a smaller batch.
     seed
         The run seed every random draw derives from (:mod:`sealfl.fl.common.seeds`).
+    wire_dtype
+        How the cut activation and its gradient travel (:mod:`sealfl.fl.vfl.cut`):
+        ``"float32"`` (the halves' own precision: split equals central exactly) or
+        ``"float16"`` (half the bytes; both values rounded on the wire, so the run differs
+        from the central one; a value beyond +-65504 stops the run).
     """
 
     optimizer: Optimizer
@@ -144,6 +152,7 @@ class TrainSpec:
     epochs: int
     drop_last: bool = True
     seed: int = 0
+    wire_dtype: WireDtype = "float32"
 
     def __post_init__(self) -> None:
         _choice("train.optimizer", self.optimizer, ("sgd", "adam"))
@@ -152,14 +161,16 @@ class TrainSpec:
         if not (math.isfinite(self.lr) and 0 < self.lr <= 1e3):
             raise ConfigError(f"vfl settings: train.lr must be in (0, 1000], got {self.lr!r}")
         _positive_int("train.batch_size", self.batch_size)
+        _choice("train.wire_dtype", self.wire_dtype, ("float32", "float16"))
         _positive_int("train.epochs", self.epochs, limit=1 << 20)
         if not isinstance(self.drop_last, bool):
             raise ConfigError(
                 f"vfl settings: train.drop_last must be true or false, got {self.drop_last!r}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
             raise ConfigError(
-                f"vfl settings: train.seed must be a non-negative integer, got {self.seed!r}"
+                f"vfl settings: train.seed must be an integer in [0, 2**64 - 1], got {seed!r}"
             )
 
 

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sealfl.data.vertical import VerticalPair
 from sealfl.errors import ConfigError
 from sealfl.fl.vfl.central import CentralTrainer
-from sealfl.fl.vfl.cut import decode_cut, encode_cut
+from sealfl.fl.vfl.cut import decode_cut, encode_cut, wire_dtype
 from sealfl.fl.vfl.halves import FollowerHalf, LeaderHalf
 from sealfl.fl.vfl.leak import LeakReport, binary_auc
 from sealfl.fl.vfl.schedule import BatchPlan
@@ -90,16 +90,19 @@ def train_split(
     follower = FollowerHalf(settings)
     leader = LeaderHalf(settings)
     k = settings.model.cut_width
+    dtype = wire_dtype(settings.train.wire_dtype)
     losses: list[float] = []
     sent = 0
     for step in range(plan.steps if steps is None else min(steps, plan.steps)):
         rows = plan.rows(step)
-        act_bytes = encode_cut(follower.forward(step, pair.follower.X[rows]))
-        act = decode_cut(act_bytes, rows=rows.size, width=k, what=f"activation of step {step}")
+        act_bytes = encode_cut(follower.forward(step, pair.follower.X[rows]), dtype)
+        what = f"activation of step {step}"
+        act = decode_cut(act_bytes, rows=rows.size, width=k, what=what, dtype=dtype)
         out = leader.forward_loss(step, pair.leader.X[rows], act, labels[rows])
-        grad_bytes = encode_cut(out.grad)
+        grad_bytes = encode_cut(out.grad, dtype)
         leader.update(step)
-        grad = decode_cut(grad_bytes, rows=rows.size, width=k, what=f"gradient of step {step}")
+        what = f"gradient of step {step}"
+        grad = decode_cut(grad_bytes, rows=rows.size, width=k, what=what, dtype=dtype)
         follower.backward(step, grad)
         losses.append(out.loss)
         sent = len(act_bytes) + len(grad_bytes)

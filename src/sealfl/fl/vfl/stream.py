@@ -154,13 +154,24 @@ class Duplex:
             self._cancel()
 
 
-def cut_message(values: npt.NDArray[np.floating]) -> pb.Tensor:
-    """Return the wire form of a cut tensor (float32 ``[B, k]``)."""
-    return pb.Tensor(dtype=CUT_DTYPE.str, shape=list(values.shape), data=encode_cut(values))
+def cut_message(
+    values: npt.NDArray[np.floating], dtype: np.dtype[np.floating] = CUT_DTYPE
+) -> pb.Tensor:
+    """Return the wire form of a cut tensor (float32 ``[B, k]``) sent as ``dtype``."""
+    return pb.Tensor(dtype=dtype.str, shape=list(values.shape), data=encode_cut(values, dtype))
 
 
-def cut_values(message: pb.Tensor, *, rows: int, width: int, what: str) -> npt.NDArray[np.float32]:
-    """Return a received cut tensor after every check (dtype, shape, length, finiteness).
+def cut_values(
+    message: pb.Tensor,
+    *,
+    rows: int,
+    width: int,
+    what: str,
+    dtype: np.dtype[np.floating] = CUT_DTYPE,
+) -> npt.NDArray[np.float32]:
+    """Return a received cut tensor as float32 after every check (dtype, shape, finiteness).
+
+    ``dtype`` is the wire dtype of the shared settings: another is refused, not converted.
 
     Raises
     ------
@@ -168,14 +179,14 @@ def cut_values(message: pb.Tensor, *, rows: int, width: int, what: str) -> npt.N
         Naming ``what``, the expected and the received dtype or shape, or the first non-finite
         value.
     """
-    if message.dtype != CUT_DTYPE.str:
+    if message.dtype != dtype.str:
         raise ProtocolError(
-            f"{what}: expected dtype {CUT_DTYPE.str} (float32), got {message.dtype[:16]!r}"
+            f"{what}: expected dtype {dtype.str} ({dtype.name}), got {message.dtype[:16]!r}"
         )
     shape = list(message.shape)
     if shape != [rows, width]:
         raise ProtocolError(f"{what}: expected shape [{rows}, {width}], got {shape[:8]}")
-    return decode_cut(message.data, rows=rows, width=width, what=what)
+    return decode_cut(message.data, rows=rows, width=width, what=what, dtype=dtype)
 
 
 def tensor_digest(message: pb.Tensor) -> bytes:
