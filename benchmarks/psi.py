@@ -16,6 +16,10 @@ protobuf 6, so it cannot live in sealfl's environment), openmined-psi runs on th
 the same invocation (:mod:`openmined_peer`) and the table gives the ratio of its CPU per role to
 sealfl's CPU per party.
 
+A last line gives the *floor* (:func:`primitive_floor`): two X25519 exchanges and two field
+square roots per party and id, measured in this process, which no implementation on
+``cryptography`` and ``gmpy2`` can go below, and how far the run is from it.
+
 Run with ``sealfl bench psi`` (``--quick``: 2·10^4 ids); writes ``psi.json`` in ``--out-dir``.
 This file is also the party process: ``python benchmarks/psi.py party ...``.
 """
@@ -227,6 +231,45 @@ def run_openmined(python: Path, n: int) -> dict[str, Any]:
     return dict(report)
 
 
+def primitive_floor(reps: int = 1000, rounds: int = 3) -> dict[str, float]:
+    """CPU µs of the two primitives each party runs twice per id, measured here and now.
+
+    Per party and id the protocol needs two X25519 exchanges (mask its own hash, remask the
+    peer's point) and two field exponentiations (the square roots of the two Elligator 2 maps of
+    the random-oracle hash): ``floor = 2·x25519 + 2·powmod`` is what no implementation on
+    ``cryptography`` and ``gmpy2`` can go below, whatever else it does. Measured in the
+    benchmark's own interpreter, the best of ``rounds`` rounds (other load only adds time).
+    """
+    import os
+
+    import gmpy2
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from sealfl.psi.curve25519 import P
+    from sealfl.psi.masking import MaskingKey
+
+    points = b"".join(
+        X25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(reps)
+    )
+    bases = [gmpy2.mpz(int.from_bytes(os.urandom(32), "little")) % P for _ in range(reps)]
+    exponent = (P + 3) // 8
+    key = MaskingKey()
+    x25519 = powmod = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        key.mask(points, field="floor")
+        x25519 = min(x25519, (time.process_time() - started) / reps * 1e6)
+        started = time.process_time()
+        for base in bases:
+            gmpy2.powmod(base, exponent, P)
+        powmod = min(powmod, (time.process_time() - started) / reps * 1e6)
+    return {
+        "x25519_us": x25519,
+        "powmod_us": powmod,
+        "floor_us_per_id": 2 * x25519 + 2 * powmod,
+    }
+
+
 # -- the driver -------------------------------------------------------------------------------
 
 
@@ -250,6 +293,7 @@ def main(
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
         "sealfl": ours,
+        "floor": primitive_floor(),
     }
     if openmined_python is not None:
         console.print(f"openmined-psi 2.0.6 on the same sets ({openmined_python}) ...")
@@ -318,6 +362,17 @@ def _print(console: Any, report: dict[str, Any]) -> None:
         f"sealfl peak memory {ours['leader_peak_rss_mb']:.0f} / "
         f"{ours['follower_peak_rss_mb']:.0f} MB; intersection {ours['count']:,}"
     )
+    floor = report["floor"]
+    achieved = per_party / ours["n"] * 1e6
+    line = (
+        f"floor per party and id: 2 X25519 ({floor['x25519_us']:.1f} µs) + 2 square roots "
+        f"({floor['powmod_us']:.1f} µs) = {floor['floor_us_per_id']:.1f} µs; achieved "
+        f"{achieved:.1f} µs ({achieved / floor['floor_us_per_id']:.2f}× the floor)"
+    )
+    if peer is not None:
+        theirs = min(peer["server_cpu_s"], peer["client_cpu_s"]) / peer["n"] * 1e6
+        line += f"; at the floor it would be {theirs / floor['floor_us_per_id']:.2f}× openmined-psi"
+    console.print(line)
     checks = [
         (
             "ids/s per party-core",

@@ -15,7 +15,14 @@ def test_bench_psi_runs_two_processes_and_records_the_figures(tmp_path: Path) ->
         "bench", "psi", "--ids", "3000", "--batch-size", "512", "--out-dir", tmp_path, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "psi.json").read_text())["sealfl"]
+    full = json.loads((tmp_path / "psi.json").read_text())
+    report = full["sealfl"]
+    floor = full["floor"]
+    assert floor["floor_us_per_id"] == pytest.approx(
+        2 * floor["x25519_us"] + 2 * floor["powmod_us"]
+    )
+    assert floor["x25519_us"] > 0 and floor["powmod_us"] > 0
+    assert "floor per party and id" in one_line(done.stdout)
     assert report["count"] == 1500
     assert 60 < report["bytes_per_id"] < 100  # 2 × 32 bytes + 2 × 10-byte compared values + framing
     assert report["leader_cpu_s"] > 0 and report["follower_cpu_s"] > 0

@@ -101,7 +101,7 @@ def leader_view(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         m.masked.points for m in out.leader_tap.sent if m.WhichOneof("body") == "masked"
     )
     # Which recorded key is the leader's: the one whose masks of the leader's ids it sent.
-    own = _chunks(hashers[0].hash_u([x.encode() for x in LEADER]).tobytes(), 32)
+    own = _chunks(hashers[0].sum_u([x.encode() for x in LEADER]), 32)
     sent = set(_chunks(sent_by_leader, 32))
     leader_key = next(k for k in keys if _x25519(k._key, own[0]) in sent)
     follower_key = next(k for k in keys if k is not leader_key)
@@ -137,13 +137,21 @@ def _ecdh_oracle(
     targets = set(masked)  # the follower's [b]H(y)
     targets |= {_x25519(a, u)[:t] for u in masked}  # [ab]H(y), as the protocol computes
     targets |= set(_chunks(view["remasked"], t))  # [ab]H(x) for the leader's own x
+    messages = [g.encode() for g in guesses]
+    # Both forms of each guess's hash: the RFC point H(g) and the sum Q0 + Q1 the protocol
+    # masks (H(g) = [8](Q0 + Q1)).
+    hashed = zip(
+        _chunks(hasher.hash_u(messages).tobytes(), 32),
+        _chunks(hasher.sum_u(messages), 32),
+        strict=True,
+    )
     found = set()
-    for g, h in zip(
-        guesses, _chunks(hasher.hash_u([g.encode() for g in guesses]).tobytes(), 32), strict=True
-    ):
-        candidates = {h, h[:t], _x25519(a, h), _x25519(a, h)[:t]}
-        if extra_key is not None:
-            candidates.add(_x25519(a, _x25519(extra_key, h))[:t])
+    for g, forms in zip(guesses, hashed, strict=True):
+        candidates = set()
+        for h in forms:
+            candidates |= {h, h[:t], _x25519(a, h), _x25519(a, h)[:t]}
+            if extra_key is not None:
+                candidates.add(_x25519(a, _x25519(extra_key, h))[:t])
         if candidates & targets:
             found.add(g)
     return found

@@ -11,7 +11,8 @@ The reference functions (:func:`expand_message_xmd`, :func:`hash_to_field`,
 test vectors; :class:`CurveHasher` is the batch path the PSI uses: the same output, the
 SHA-512 prefix state of the suite's zero padding reused, and the arithmetic batched
 (:func:`sealfl.psi.curve25519.hash_points_u`). Only the u-coordinate is produced there, since
-X25519 needs nothing else.
+X25519 needs nothing else, and the PSI takes it before the cofactor is cleared
+(:meth:`CurveHasher.sum_u`), because its X25519 scalars clear it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import gmpy2
 import numpy as np
 
 from sealfl.errors import ConfigError
@@ -28,6 +30,7 @@ from sealfl.psi.curve25519 import (
     clear_cofactor_affine,
     hash_points_u,
     map_to_curve_elligator2,
+    sum_points_u,
 )
 
 SUITE = "curve25519_XMD:SHA-512_ELL2_RO_"
@@ -101,29 +104,55 @@ class CurveHasher:
         self._two = b"\x02" + self._dst_prime
         self._prefix = hashlib.sha512(bytes(_S_IN_BYTES))  # Z_pad, the same for every message
 
-    def field_elements(self, msg: bytes) -> tuple[int, int]:
-        """``hash_to_field(msg, 2)``, with the hash of the zero padding computed once."""
-        state = self._prefix.copy()
-        state.update(msg)
-        state.update(self._tail)
-        b0 = state.digest()
-        b1 = hashlib.sha512(b0 + self._one).digest()
-        mixed = (int.from_bytes(b0, "little") ^ int.from_bytes(b1, "little")).to_bytes(
-            _B_IN_BYTES, "little"
-        )
-        b2 = hashlib.sha512(mixed + self._two).digest()
-        uniform = b1 + b2
-        p = int(P)
-        return (
-            int.from_bytes(uniform[:_L], "big") % p,
-            int.from_bytes(uniform[_L:_LEN_IN_BYTES], "big") % p,
-        )
+    def field_elements(self, messages: Sequence[bytes]) -> list[gmpy2.mpz]:
+        """``hash_to_field(m, 2)`` for each message: ``[u0, u1, u0, u1, …]``, reduced ``mpz``.
+
+        The same bytes as :func:`expand_message_xmd`: the hash state after the zero padding is
+        computed once and copied, and the ``b0 ⊕ b1`` of every message is one numpy XOR.
+        """
+        prefix, tail, one, two = self._prefix, self._tail, self._one, self._two
+        sha512, copy = hashlib.sha512, prefix.copy
+        b0s = []
+        for message in messages:
+            state = copy()
+            state.update(message + tail)
+            b0s.append(state.digest())
+        b1s = [sha512(b0 + one).digest() for b0 in b0s]
+        mixed = (
+            np.frombuffer(b"".join(b0s), dtype=np.uint64)
+            ^ np.frombuffer(b"".join(b1s), dtype=np.uint64)
+        ).tobytes()
+        b2s = [
+            sha512(mixed[i : i + _B_IN_BYTES] + two).digest()
+            for i in range(0, len(mixed), _B_IN_BYTES)
+        ]
+        from_bytes, rest = gmpy2.mpz.from_bytes, _LEN_IN_BYTES - _B_IN_BYTES
+        out = []
+        for b1, b2 in zip(b1s, b2s, strict=True):
+            out.append(from_bytes(b1[:_L], "big") % P)
+            out.append(from_bytes(b1[_L:] + b2[:rest], "big") % P)
+        return out
 
     def hash_u(self, messages: Sequence[bytes]) -> np.ndarray:
         """u-coordinates of ``hash_to_curve(m)`` for each message: an ``(n, 32)`` uint8 array.
 
         Each row is the little-endian encoding X25519 takes (RFC 7748 §5).
         """
-        us = hash_points_u([self.field_elements(m) for m in messages])
-        packed = b"".join(u.to_bytes(POINT_BYTES, "little") for u in us)
-        return np.frombuffer(packed, dtype=np.uint8).reshape(len(us), POINT_BYTES)
+        return _packed(hash_points_u(self.field_elements(messages))).reshape(-1, POINT_BYTES)
+
+    def sum_u(self, messages: Sequence[bytes]) -> bytes:
+        """u-coordinates of ``Q0 + Q1`` for each message, packed: ``hash_to_curve`` but ``[8]``.
+
+        ``hash_to_curve(m) = [8](Q0 + Q1)``, and an X25519 scalar ``k`` is a multiple of 8 (RFC
+        7748 clamps it), so ``X25519(k, u(Q0 + Q1)) = u([k/8]·hash_to_curve(m))``: masking this
+        value with ``k`` *is* masking the RFC's point with the scalar ``k/8``, and the three
+        doublings of ``clear_cofactor`` are done by the X25519 ladder for free. The PSI masks
+        these (see :mod:`sealfl.psi.masking`).
+        """
+        return _packed(sum_points_u(self.field_elements(messages))).tobytes()
+
+
+def _packed(us: Sequence[gmpy2.mpz]) -> np.ndarray:
+    """Little-endian 32-byte encodings of reduced field elements, as one uint8 array."""
+    packed = b"".join([u.to_bytes(POINT_BYTES, "little") for u in us])
+    return np.frombuffer(packed, dtype=np.uint8)

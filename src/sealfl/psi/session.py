@@ -10,8 +10,10 @@ curve25519), for a leader with ids ``X`` and a follower with ids ``Y``:
    channel bindings must agree, and the roles must differ.
 2. **Masked.** Each party hashes its ids to curve25519 (RFC 9380, :class:`CurveHasher`, tag
    bound to the session) and masks them with a fresh X25519 key: the leader sends
-   ``[a]H(x)``, the follower ``[b]H(y)``, both in a fresh random order, in batches.
-3. **Remasked.** Each party masks the peer's points with its own key, giving ``[ab]H(·)``,
+   ``[a]H(x)``, the follower ``[b]H(y)``, both in a fresh random order, in batches. (``a`` is
+   the X25519 scalar over 8: the party masks ``u(Q0 + Q1)``, the hash before its cofactor is
+   cleared, and the clamped scalar's factor 8 clears it; see :meth:`CurveHasher.sum_u`.)
+3. **Remasked.** Each party masks the peer's points with its own key, giving ``[8ab]H(·)``,
    keeps the first ``compare_bytes`` of each (:func:`compare_bytes`) and, as the mode says
    (:func:`returns_of`), returns them in the order received (the peer maps them to its rows),
    all at once in a fresh random order (the peer can only count), or not at all.
@@ -43,6 +45,7 @@ from google.protobuf.message import DecodeError
 from sealfl.errors import ChannelError, ConfigError, ProtocolError
 from sealfl.psi.hash_to_curve import SUITE, CurveHasher
 from sealfl.psi.masking import POINT_BYTES, MaskingKey, check_points
+from sealfl.psi.matching import all_distinct, members
 from sealfl.psi.protos import psi_pb2
 from sealfl.psi.result import AlignedOrder, PsiResult
 from sealfl.psi.settings import (
@@ -56,7 +59,7 @@ from sealfl.psi.settings import (
 )
 from sealfl.psi.transport import Transport
 
-PROTOCOL = "sealfl-psi/1"
+PROTOCOL = "sealfl-psi/2"
 """Protocol name in the Hello; a peer speaking anything else is refused."""
 MAX_SET_SIZE = 2**32
 """Largest set a party may declare."""
@@ -154,7 +157,7 @@ class _Session:
                 "PSI mode enclave-only: needs an attested peer (mutual RA-TLS); this transport "
                 "is not attested"
             )
-        self.context_digest = hashlib.sha256(b"sealfl-psi/1 context\x00" + context).digest()
+        self.context_digest = hashlib.sha256(PROTOCOL.encode() + b" context\x00" + context).digest()
         self.sent = hashlib.sha256()
         self.received = hashlib.sha256()
         self.bytes_sent = 0
@@ -268,7 +271,8 @@ class _Session:
         if self.role is Role.FOLLOWER:
             leader, follower = follower, leader
         self.session_id = hashlib.sha256(
-            b"sealfl-psi/1 session\x00"
+            PROTOCOL.encode()
+            + b" session\x00"
             + len(leader).to_bytes(8, "big")
             + leader
             + len(follower).to_bytes(8, "big")
@@ -276,7 +280,7 @@ class _Session:
         ).digest()
         sizes = (self.n, self.peer_n) if self.role is Role.LEADER else (self.peer_n, self.n)
         self.t = compare_bytes(self.settings.statistical_bits, *sizes)
-        dst = f"SEALFL-PSI-V1-{SUITE}".encode() + b"-" + self.session_id.hex().encode()
+        dst = f"SEALFL-PSI-V2-{SUITE}".encode() + b"-" + self.session_id.hex().encode()
         self.hasher = CurveHasher(dst)
 
     # -- the exchange ----------------------------------------------------------------------
@@ -342,8 +346,8 @@ class _Session:
         )
 
     def _send_own(self, rows: np.ndarray) -> None:
-        messages = [_id_bytes(self.ids[int(r)]) for r in rows]
-        hashed = self.hasher.hash_u(messages).tobytes()
+        ids = self.ids
+        hashed = self.hasher.sum_u([_id_bytes(ids[r]) for r in rows.tolist()])
         masked = self.key.mask(hashed, field="own hashed ids")
         self._send(
             psi_pb2.PsiMessage(
@@ -448,7 +452,7 @@ class _Session:
 
     def _result(self) -> PsiResult:
         peer_double = self._peer_double()
-        if np.unique(peer_double).size != self.peer_n:
+        if not all_distinct(peer_double):
             raise ProtocolError(
                 f"masked: the {self.peer.value}'s points repeat (the same id twice, or a "
                 "replayed batch)"
@@ -456,12 +460,12 @@ class _Session:
         count: int | None = None
         order: AlignedOrder | None = None
         if self.own_double is not None:
-            if np.unique(self.own_double).size != self.n:
+            if not all_distinct(self.own_double):
                 raise ProtocolError(
                     f"remasked: the {self.peer.value}'s returned values repeat (this party's "
                     "ids are distinct)"
                 )
-            member = np.isin(self.own_double, peer_double, assume_unique=True)
+            member = members(self.own_double, peer_double)
             count = int(member.sum())
             if self.theirs_back is Returns.ORDERED:
                 rows = np.nonzero(member)[0]
@@ -507,5 +511,5 @@ class _Session:
         mine, theirs = self.sent.digest(), self.received.digest()
         leader, follower = (mine, theirs) if self.role is Role.LEADER else (theirs, mine)
         return hashlib.sha256(
-            b"sealfl-psi/1 transcript\x00" + self.session_id + leader + follower
+            PROTOCOL.encode() + b" transcript\x00" + self.session_id + leader + follower
         ).digest()
