@@ -13,6 +13,7 @@ from hfl_parties import CLI, Party, events, fresh_measurements, start_role
 
 from sealfl.cli import main as cli
 from sealfl.data import synthetic_images, write_cifar10
+from sealfl.errors import ConfigError
 from sealfl.fl.hfl.demo import prepare_run_dir, write_data, write_role_configs
 from sealfl.fl.hfl.roles import ps_options, worker_options
 from sealfl.fl.hfl.settings import PRESETS
@@ -80,6 +81,28 @@ def test_bad_options_exit_2_naming_the_option(
     assert "--server" in capsys.readouterr().err
     assert cli.run(["hfl", "report", str(tmp_path / "nowhere")]) == 2
     assert "no ps_metrics.jsonl" in capsys.readouterr().err
+
+
+def test_resume_in_a_role_config(tmp_path: Path) -> None:
+    """``resume``: false, true or "auto"; true refuses to start a new run without a checkpoint
+    (a wrong ``out`` would otherwise restart a long run from round 1 unnoticed)."""
+    run = tmp_path / "run"
+    assert cli.run(["hfl", "prepare", "--run-dir", str(run), "--model", "small-cnn"]) == 0
+    config = run / "ps.toml"
+    original = config.read_text()  # [options] is the file's last table
+    assert ps_options(load_role_config(config, environ={})).resume is False
+    for written, expected in (("true", True), ("false", False), ('"auto"', "auto")):
+        config.write_text(original + f"resume = {written}\n")
+        assert ps_options(load_role_config(config, environ={})).resume == expected
+    config.write_text(original + 'resume = "yes"\n')
+    with pytest.raises(ConfigError, match=r"options\.resume: expected true .* got 'yes'"):
+        ps_options(load_role_config(config, environ={}))
+
+    config.write_text(original + "resume = true\n")
+    refused = sealfl("run", "--config", str(config))
+    assert refused.returncode == 2, refused.stderr
+    assert "no checkpoint at" in refused.stderr and 'resume = "auto"' in refused.stderr
+    assert not (run / "ps" / "hfl_model.sealed").exists()
 
 
 @pytest.mark.slow

@@ -17,8 +17,10 @@ import pytest
 from sealfl.data import load_digits_split, partition_iid
 from sealfl.errors import ConfigError, ProtocolError, SealError
 from sealfl.fl.common.metrics import MetricsLog, read_metrics
+from sealfl.fl.hfl import server as ps_core
 from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer, Upload, screen_upload
-from sealfl.fl.hfl.checkpoint import load_checkpoint, save_checkpoint
+from sealfl.fl.hfl.checkpoint import CHECKPOINT_LABEL, load_checkpoint, save_checkpoint
+from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.fl.hfl.report import draw_report, find_metrics, read_curves
 from sealfl.fl.hfl.server import (
     FinalModel,
@@ -32,7 +34,7 @@ from sealfl.fl.hfl.settings import PRESETS, Aggregation, Settings, settings_from
 from sealfl.fl.hfl.training import LocalTrainer, derive_seed, initial_model, parameter_masks
 from sealfl.models import FlatManifest, TensorSpec
 from sealfl.models.nn import flatten
-from sealfl.seal import SealingKey
+from sealfl.seal import SealingKey, read_sealed
 
 SMALL = Settings(model="small-cnn", rounds=3)
 MANIFEST = FlatManifest((TensorSpec("w", (4,), "float32"), TensorSpec("b", (2,), "float32")))
@@ -347,6 +349,38 @@ def test_a_silent_worker_is_dropped_at_the_deadline_and_comes_back(tmp_path: Pat
     assert [r["contributors"] for r in rounds] == [[1], [1, 2]]
 
 
+def test_evaluation_and_checkpoint_wait_until_the_model_went_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sealing and evaluating compete with streaming the next model for the PS's cores and its
+    # interpreter lock: the PS does both only once every active worker has been handed the
+    # model (the gRPC service says so after the last chunk; here the test does).
+    monkeypatch.setattr(ps_core, "HANDOUT_WAIT_S", 60.0)  # only the hand-outs can end the wait
+    ps, hooks, _ = make_ps(tmp_path, deadline=60.0)
+    t1, t2 = join(ps, 1, "f1"), join(ps, 2, "f2")
+    runner = threading.Thread(target=ps.run)
+    runner.start()
+    for k, token in ((1, t1), (2, t2)):
+        view = ps.get_global(k, 0, f"f{k}", token, confirm_delivery=True)
+        ps.handed_out(k, 0)
+        assert view.values is not None
+        ps.submit(k, 0, f"f{k}", token, view.values + 1, num_examples=1)
+    second = [ps.get_global(k, 1, f"f{k}", t, confirm_delivery=True) for k, t in ((1, t1), (2, t2))]
+    assert [v.version for v in second] == [1, 1]
+    ps.handed_out(1, 1)
+    assert hooks.evaluated == [] and hooks.checkpoints == []  # worker 2's stream still runs
+    ps.handed_out(2, 1)
+    deadline = time.monotonic() + 10
+    while not hooks.checkpoints and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [c.next_version for c in hooks.checkpoints] == [1] and hooks.evaluated == [1]
+    ps.stop("test over")
+    runner.join(10)
+    written = next(r for r in read_metrics(tmp_path / "ps.jsonl") if r["event"] == "checkpoint")
+    assert written["round"] == 1 and written["critical_s"] == 0.0  # nobody had submitted yet
+    assert written["seconds"] >= 0 and written["cpu_s"] >= 0
+
+
 def test_a_round_without_quorum_stops_training(tmp_path: Path) -> None:
     ps, _, _ = make_ps(tmp_path, min_workers=2, deadline=0.3)
     t1 = join(ps, 1, "f1")
@@ -425,6 +459,48 @@ def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(SealError):
         load_checkpoint(path, key, numel=6)
+
+
+def test_checkpoint_is_one_protobuf_message_though_its_large_fields_are_written_raw(
+    tmp_path: Path,
+) -> None:
+    # The model and the momentum are appended as raw length-delimited fields (not copied
+    # through protobuf): the plaintext must still parse as exactly the message protobuf
+    # itself would have made, whatever the lengths' varint sizes (1, 2 and 3 bytes here).
+    key = SealingKey.generate()
+    for numel in (1, 40, 5000):
+        model = np.linspace(-1, 1, numel, dtype=np.float32)
+        momentum = (model * 0.5).astype("<f4").tobytes()
+        state = PsState("run1", 2, model, momentum, (RoundEval(2, 0.1, 0.9, (0.5,)),), (1, 2))
+        path = tmp_path / f"ckpt-{numel}.sealed"
+        save_checkpoint(
+            path,
+            state,
+            key,
+            settings=SMALL,
+            manifest_digest=MANIFEST.digest(),
+            schema_digest=SCHEMA,
+            worker_num=2,
+            min_workers=1,
+        )
+        parsed = pb.Checkpoint.FromString(read_sealed(path, key, label=CHECKPOINT_LABEL))
+        expected = pb.Checkpoint(
+            format=1,
+            run_id="run1",
+            settings=SMALL.to_proto(),
+            manifest_digest=MANIFEST.digest(),
+            schema_digest=SCHEMA,
+            next_version=2,
+            model=model.astype("<f4").tobytes(),
+            server_state=momentum,
+            torch_rng=parsed.torch_rng,
+            numpy_rng=parsed.numpy_rng,
+            evaluations=[pb.Evaluation(round=2, loss=0.1, accuracy=0.9, per_class_accuracy=[0.5])],
+            worker_num=2,
+            min_workers=1,
+            contributors=[1, 2],
+        )
+        assert parsed == expected and parsed.torch_rng and parsed.numpy_rng
 
 
 def test_report_draws_a_png_from_metrics(tmp_path: Path) -> None:

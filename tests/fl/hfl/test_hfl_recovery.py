@@ -3,10 +3,11 @@
 - A worker killed with SIGKILL: the round it was in closes at its deadline with the quorum,
   the PS logs who was dropped, and the restarted worker takes its seat back (its seat token,
   sealed to its TEE) and contributes again.
-- The PS killed with SIGKILL mid-round: ``sealfl hfl ps --resume`` continues from its sealed
-  checkpoint, the workers reconnect by themselves, and the run ends with exactly the model an
-  uninterrupted run computes (here: the same rounds computed in this process from the same
-  shards, seeds and code; a round is a function of the global model and the seed).
+- The PS killed with SIGKILL mid-round: restarted from the same role config, whose
+  ``resume = "auto"`` began a new run on the first start (no checkpoint yet), it continues from
+  its sealed checkpoint, the workers reconnect by themselves, and the run ends with exactly the
+  model an uninterrupted run computes (here: the same rounds computed in this process from the
+  same shards, seeds and code; a round is a function of the global model and the seed).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hfl_parties import CLI, Party, events, free_port, make_run, records, start_role
+from hfl_parties import Party, events, free_port, make_run, records, start_role
 
 from sealfl.data import read_shard
 from sealfl.fl.hfl.aggregation import ServerOptimizer, Upload
@@ -109,28 +110,21 @@ def uninterrupted_model(paths: dict[str, Path], settings: Settings) -> np.ndarra
 
 def test_a_killed_ps_resumes_to_the_same_final_model(tmp_path: Path) -> None:
     settings = Settings(model="small-cnn", rounds=4, aggregation="fedavgm", server_momentum=0.5)
-    port = free_port()
-    paths = make_run(tmp_path, settings, worker_options={"wait_for_server": 90.0})
+    address = f"127.0.0.1:{free_port()}"
+    paths = make_run(
+        tmp_path,
+        settings,
+        ps_options={"resume": "auto"},  # as a supervisor restarting the PS would use it
+        worker_options={"wait_for_server": 90.0},
+    )
     logs, out = paths["logs"], tmp_path / "ps"
     metrics = out / "ps_metrics.jsonl"
-    ps_argv = [
-        *CLI, "hfl", "ps",
-        "--test-set", str(paths["test"]),
-        "--worker-num", "2",
-        "--listen", f"127.0.0.1:{port}",
-        "--out", str(out),
-        "--policy", str(paths["policy-ps"]),
-        "--simulated-platform", str(paths["platform"]),
-        "--release", str(paths["release"]),
-        "--model", "small-cnn", "--rounds", "4",
-        "--aggregation", "fedavgm", "--server-momentum", "0.5",
-    ]  # fmt: skip
     parties: list[Party] = []
     try:
-        ps = Party("ps", ps_argv, logs)
+        ps = start_role("ps", paths["ps-config"], logs, listen=address)
         parties.append(ps)
         ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
-        address = f"127.0.0.1:{port}"
+        assert 'starting a new run (resume "auto")' in ps.output()
         for k in (1, 2):
             parties.append(start_role(f"worker-{k}", paths[f"worker-{k}-config"], logs, ps=address))
 
@@ -142,7 +136,7 @@ def test_a_killed_ps_resumes_to_the_same_final_model(tmp_path: Path) -> None:
         ps.wait_for(mid_round, "round 3 under way", watch=tuple(parties[1:]))
         ps.kill()
         assert not (out / "hfl_model.sealed").exists()
-        resumed = Party("ps-resumed", [*ps_argv, "--resume"], logs)
+        resumed = start_role("ps-resumed", paths["ps-config"], logs, listen=address)
         parties.append(resumed)
         assert resumed.finish() == 0, resumed.output()
         for worker in parties[1:3]:

@@ -63,6 +63,18 @@ class ScreeningLimits:
     max_relative_change: float = 10.0
 
 
+def _norm(x: npt.NDArray[np.float64]) -> float:
+    """Return the L2 norm of ``x``, overwriting ``x`` (a scratch copy).
+
+    Not ``np.linalg.norm``: it calls BLAS, whose worker threads (OpenBLAS's) then spin on every
+    core for a while after each call. On a host the PS shares with workers, that measured 7 ms
+    of CPU per norm of a ResNet-56 buffer plus ~80 ms/s of spinning, taken from the workers'
+    training and from the round's hand-out.
+    """
+    np.square(x, out=x)
+    return math.sqrt(float(x.sum()))
+
+
 def screen_upload(
     values: F32,
     global_values: F32,
@@ -76,7 +88,7 @@ def screen_upload(
     ProtocolError
         Naming the bound, the limit and what arrived.
     """
-    peak = float(np.max(np.abs(values))) if values.size else 0.0
+    peak = max(float(values.max()), -float(values.min())) if values.size else 0.0
     if not math.isfinite(peak) or peak > limits.max_abs:
         at = int(np.argmax(np.abs(values)))
         raise ProtocolError(
@@ -85,8 +97,8 @@ def screen_upload(
         )
     if settings.aggregation is Aggregation.REFERENCE:
         return  # a gradient, not weights: only the magnitude bound applies
-    change = float(np.linalg.norm(values.astype(np.float64) - global_values))
-    scale = float(np.linalg.norm(global_values.astype(np.float64))) + 1.0
+    change = _norm(np.subtract(values, global_values, dtype=np.float64))
+    scale = _norm(global_values.astype(np.float64)) + 1.0
     if change / scale > limits.max_relative_change:
         raise ProtocolError(
             f"absurd update: it moves the model by {change:.4g} (L2), "
@@ -95,12 +107,19 @@ def screen_upload(
         )
 
 
-def _weighted_mean(uploads: Sequence[Upload]) -> npt.NDArray[np.float64]:
-    ordered = sorted(uploads, key=lambda u: u.worker_id)
-    total = float(sum(u.weight for u in ordered))
-    acc = np.zeros(ordered[0].values.shape, dtype=np.float64)
+_BLOCK = 1 << 16
+"""Values per block of a step, so that its float64 temporaries (512 KiB each) stay in the CPU's
+cache: over whole ResNet-56 buffers (6.9 MB per temporary) the server-momentum steps took 13-16
+ms here, by blocks 6-10 ms, with the same results bit for bit (every operation is elementwise)."""
+
+
+def _weighted_mean(
+    ordered: Sequence[Upload], total: float, block: slice
+) -> npt.NDArray[np.float64]:
+    """Return the weighted mean of ``block`` of the uploads, summed in the order given."""
+    acc = np.zeros(len(ordered[0].values[block]), dtype=np.float64)
     for u in ordered:
-        acc += (u.weight / total) * u.values.astype(np.float64)
+        acc += np.multiply(u.values[block], u.weight / total, dtype=np.float64)
     return acc
 
 
@@ -136,23 +155,33 @@ class ServerOptimizer:
         """
         if not uploads or sum(u.weight for u in uploads) <= 0:
             raise ProtocolError("a round needs at least one upload with examples")
-        mean = _weighted_mean(uploads)
+        ordered = sorted(uploads, key=lambda u: u.worker_id)
+        total = float(sum(u.weight for u in ordered))
+        out = np.empty(global_values.shape, dtype=np.float32)
         s = self.settings
         if s.aggregation is Aggregation.FEDAVG:
-            return mean.astype(np.float32)
-        g = global_values.astype(np.float64)
-        mask = self.trainable
-        if s.aggregation is Aggregation.FEDAVGM:
-            direction = g - mean  # the pseudo-gradient
-            rate = s.learning_rate_at(version, base=s.server_learning_rate)
-        else:
-            direction = mean + s.weight_decay * g * self.decay
-            rate = s.learning_rate_at(version, base=s.server_learning_rate)
-        momentum = np.zeros_like(g) if self.momentum is None else self.momentum.astype(np.float64)
-        momentum = np.where(mask, s.server_momentum * momentum + direction, 0.0)
-        self.momentum = momentum.astype(np.float32)
-        out = np.where(mask, g - rate * momentum, mean)  # statistics: the plain average
-        return out.astype(np.float32)
+            for start in range(0, out.size, _BLOCK):
+                block = slice(start, start + _BLOCK)
+                out[block] = _weighted_mean(ordered, total, block)
+            return out
+        rate = s.learning_rate_at(version, base=s.server_learning_rate)
+        previous = self.momentum
+        momentum = np.empty(global_values.shape, dtype=np.float32)
+        for start in range(0, out.size, _BLOCK):
+            block = slice(start, start + _BLOCK)
+            mean = _weighted_mean(ordered, total, block)
+            g = global_values[block].astype(np.float64)
+            mask = self.trainable[block]
+            if s.aggregation is Aggregation.FEDAVGM:
+                direction = g - mean  # the pseudo-gradient
+            else:
+                direction = mean + s.weight_decay * g * self.decay[block]
+            m = np.zeros_like(g) if previous is None else previous[block].astype(np.float64)
+            m = np.where(mask, s.server_momentum * m + direction, 0.0)
+            momentum[block] = m
+            out[block] = np.where(mask, g - rate * m, mean)  # statistics: the plain average
+        self.momentum = momentum
+        return out
 
     # -- checkpoints ------------------------------------------------------------------------
 

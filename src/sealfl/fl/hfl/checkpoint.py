@@ -8,6 +8,13 @@ chunked AES-256-GCM, label ``hfl/checkpoint``) with a key from the party runtime
 sealing key, or the key broker's on TDX) and replaces the previous one atomically, so a PS
 killed at any moment leaves the last complete checkpoint, never a torn one. Seats are not kept:
 after a resume every worker joins again (its seat token from the old run is simply not needed).
+
+The two large fields (the model and the momentum) are not copied through the protobuf library:
+protobuf's wire format lets a message be written as the concatenation of its fields, so the
+small fields are serialised as one message and the large ones follow as raw length-delimited
+fields, handed to the sealing as they are. The reader parses the whole as one
+:class:`~sealfl.fl.hfl.protos.hfl_pb2.Checkpoint`. For ResNet-56 this cut the checkpoint's CPU
+time from about 12 to 5 ms (serialising 3.4 MB through protobuf alone took 7 ms).
 """
 
 from __future__ import annotations
@@ -145,6 +152,23 @@ def _numpy_rng_json() -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _raw_field(name: str, payload: bytes) -> list[bytes]:
+    """Return one length-delimited field of :class:`pb.Checkpoint` as protobuf encodes it."""
+    if not payload:  # proto3 leaves an empty bytes field out
+        return []
+    number = pb.Checkpoint.DESCRIPTOR.fields_by_name[name].number
+    return [_varint(number << 3 | 2) + _varint(len(payload)), payload]
+
+
 def save_checkpoint(
     path: Path,
     state: PsState,
@@ -163,15 +187,13 @@ def save_checkpoint(
     ConfigError
         If the file cannot be written (the previous checkpoint stays as it was).
     """
-    message = pb.Checkpoint(
+    small = pb.Checkpoint(
         format=_FORMAT,
         run_id=state.run_id,
         settings=settings.to_proto(),
         manifest_digest=manifest_digest,
         schema_digest=schema_digest,
         next_version=state.next_version,
-        model=state.model.astype("<f4", copy=False).tobytes(),
-        server_state=state.server_state,
         torch_rng=torch.get_rng_state().numpy().tobytes(),
         numpy_rng=_numpy_rng_json(),
         evaluations=[evaluation_to_proto(e) for e in state.evaluations],
@@ -179,7 +201,12 @@ def save_checkpoint(
         min_workers=min_workers,
         contributors=list(state.contributors),
     )
-    write_sealed(path, message.SerializeToString(), key, label=CHECKPOINT_LABEL)
+    pieces = [
+        small.SerializeToString(),
+        *_raw_field("model", state.model.astype("<f4", copy=False).tobytes()),
+        *_raw_field("server_state", state.server_state),
+    ]
+    write_sealed(path, pieces, key, label=CHECKPOINT_LABEL)
     return path.stat().st_size
 
 
@@ -200,7 +227,8 @@ def load_checkpoint(path: Path, key: SealingKey, *, numel: int) -> Checkpoint:
     """
     if not path.is_file():
         raise ConfigError(
-            f"--resume: no checkpoint at {path} (the PS writes it into --out after every round)"
+            f"--resume (resume = true): no checkpoint at {path} to continue (the PS writes one "
+            'into --out after every round); resume = "auto" starts a new run when there is none'
         )
     raw = read_sealed(path, key, label=CHECKPOINT_LABEL)
     try:

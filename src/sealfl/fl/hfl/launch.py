@@ -22,10 +22,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -82,6 +83,7 @@ __all__ = [
     "RELEASE_FILE",
     "SETTINGS_CLAIM",
     "PsOptions",
+    "Resume",
     "WorkerOptions",
     "exit_code",
     "role_measurement",
@@ -106,6 +108,20 @@ PS_METRICS_FILE = "ps_metrics.jsonl"
 ADDRESS_FILE = "ps.address"
 """Written into ``--out`` once the PS listens: its front-door address (readiness signal)."""
 EXIT_STOPPED_BY_OPERATOR = 130
+
+Resume = bool | Literal["auto"]
+"""Whether a PS continues from the checkpoint in its ``--out`` directory:
+
+- ``False``: start a new run (an old checkpoint there is replaced after the first round; the PS
+  says so when it starts);
+- ``True`` (``--resume``): continue it, and refuse to start without one: an operator who asks
+  to continue a run must not get a new one silently, from round 1, because of a wrong
+  directory;
+- ``"auto"``: continue it if there is one, else start a new run. For a PS restarted by a
+  supervisor (systemd, a container's restart policy) from one unchanging role config: the first
+  start begins the run, every later one continues it. A checkpoint of other settings is still
+  refused, as with ``True``.
+"""
 
 F32 = npt.NDArray[np.float32]
 
@@ -137,7 +153,8 @@ class PsOptions:
     out_dir
         Metrics, checkpoint, sealed model and release envelope go here.
     resume
-        Continue from the sealed checkpoint in ``out_dir``.
+        Continue from the sealed checkpoint in ``out_dir``: ``True``, ``False`` or ``"auto"``
+        (see :data:`Resume`).
     threads
         torch intra-op threads of the PS (its evaluations).
     certificate_hours
@@ -159,7 +176,7 @@ class PsOptions:
     round_deadline_s: float = 60.0
     join_deadline_s: float = 300.0
     evaluate_every: int = 1
-    resume: bool = False
+    resume: Resume = False
     threads: int = 1
     max_abs: float = ScreeningLimits.max_abs
     max_relative_change: float = ScreeningLimits.max_relative_change
@@ -175,6 +192,8 @@ class PsOptions:
         _positive(self.certificate_hours, "--certificate-hours")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"--out {self.out_dir}: is a file, expected a directory")
+        if not (isinstance(self.resume, bool) or self.resume == "auto"):
+            raise ConfigError(f'--resume: expected true, false or "auto", got {self.resume!r}')
 
     def rules(self) -> RoundRules:
         """Return the core's counts and deadlines."""
@@ -378,7 +397,15 @@ def run_ps(
     start = 0
     evaluations: tuple[RoundEval, ...] = ()
     contributors: tuple[int, ...] = ()
-    if options.resume:
+    found = (out / CHECKPOINT_FILE).is_file()
+    if options.resume == "auto" and not found:
+        on_line(f'PS: no checkpoint at {out / CHECKPOINT_FILE}: starting a new run (resume "auto")')
+    elif not options.resume and found:
+        on_line(
+            f"PS: starting a new run; the checkpoint of an earlier one at {out / CHECKPOINT_FILE} "
+            'is replaced after round 1 (resume = true or "auto", or --resume, would continue it)'
+        )
+    if options.resume is True or (options.resume == "auto" and found):
         checkpoint = load_checkpoint(out / CHECKPOINT_FILE, checkpoint_key, numel=manifest.numel)
         checkpoint.check_matches(
             settings=settings,
@@ -494,7 +521,7 @@ def _serve(
         on_line(
             f"PS: stopped after {result.rounds_done} rounds ({result.stop_reason}); the state is "
             f"sealed in {options.out_dir / CHECKPOINT_FILE}: run the same command with --resume "
-            "to continue"
+            '(a role config: resume = true or "auto") to continue'
         )
     elif result.evaluation is not None:
         e = result.evaluation
@@ -551,6 +578,10 @@ class _Worker:
         self.metrics = MetricsLog(options.metrics_path, party=f"worker-{options.worker_id}")
         self.link: PsLink | None = None
         self.info: JoinInfo | None = None
+        self.manifest_digest = self.manifest.digest()
+        # Asks the PS for the next model while this worker's update is still being sent.
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfl-next-model")
+        self._next: tuple[int, Future[GlobalView]] | None = None
 
     # -- seats ------------------------------------------------------------------------------
 
@@ -644,6 +675,7 @@ class _Worker:
         """(Re)connect, verify, join; return the version to train on next."""
         if self.link is not None:
             self.link.close()
+        self._drop_next()
         started = time.perf_counter()
         channel = self._open(wait_s)
         peer = channel.server_identity
@@ -661,15 +693,16 @@ class _Worker:
             self.options.worker_id,
             self.options.settings,
             schema_digest=self.data.schema.digest(),
-            manifest_digest=self.manifest.digest(),
+            manifest_digest=self.manifest_digest,
             num_examples=len(self.data),
             seat_token=self.token,
         )
+        # From fetching the PS's certificate to the join reply: verification, enrolment, mTLS
+        # (not the sealing and fsync of the seat file that follows).
+        join_s = time.perf_counter() - started
         self.info = info
         self.token = info.seat_token
         self._save_token(info)
-        # From fetching the PS's certificate to the join reply: verification, enrolment, mTLS.
-        join_s = time.perf_counter() - started
         self.metrics.write(
             "joined", run_id=info.run_id, next_version=info.next_version, join_s=join_s
         )
@@ -681,6 +714,48 @@ class _Worker:
 
     # -- rounds -----------------------------------------------------------------------------
 
+    def _get_global(self, version: int) -> GlobalView:
+        """Block until the PS hands out the model for ``version`` (or says why not)."""
+        assert self.link is not None and self.info is not None
+        return self.link.get_global(
+            self.options.worker_id,
+            version,
+            self.manifest,
+            seat_token=self.token,
+            timeout_s=self.info.round_deadline_s + 120.0,
+        )
+
+    def _ask_ahead(self, version: int) -> None:
+        """Ask for model ``version`` now, in the background, before this round's update is in.
+
+        The request then waits at the PS, which streams the model the moment the round opens,
+        instead of after this worker has heard its update was accepted and asked anew: that
+        exchange would sit on the round's critical path whenever this worker is the last.
+        """
+        self._next = (version, self._ahead.submit(self._get_global, version))
+
+    def _take_next(self, version: int) -> GlobalView | None:
+        """Return the answer asked for ahead, if it is for ``version`` (raising its error)."""
+        ahead, self._next = self._next, None
+        if ahead is None:
+            return None
+        asked, future = ahead
+        if asked != version:  # never happens in the loop below; kept to be safe
+            self._settle(future)
+            return None
+        return future.result()
+
+    def _drop_next(self) -> None:
+        """Forget a request asked ahead (its channel is being closed, so it ends)."""
+        ahead, self._next = self._next, None
+        if ahead is not None:
+            self._settle(ahead[1])
+
+    @staticmethod
+    def _settle(future: Future[GlobalView]) -> None:
+        with contextlib.suppress(Exception):
+            future.result()
+
     def run(self) -> GlobalView:
         s = self.options.settings
         version = self.connect(self.options.wait_for_server_s)
@@ -688,13 +763,7 @@ class _Worker:
             assert self.link is not None and self.info is not None
             started = time.perf_counter()
             try:
-                view = self.link.get_global(
-                    self.options.worker_id,
-                    version,
-                    self.manifest,
-                    seat_token=self.token,
-                    timeout_s=self.info.round_deadline_s + 120.0,
-                )
+                view = self._take_next(version) or self._get_global(version)
             except ChannelError as exc:
                 version = self._reconnect(exc)
                 continue
@@ -710,6 +779,7 @@ class _Worker:
             fetched = time.perf_counter()
             result = self.trainer.train(view.version, view.values)
             trained = time.perf_counter()
+            self._ask_ahead(view.version + 1)
             try:
                 answer = self.link.submit(
                     self.options.worker_id,
@@ -719,7 +789,7 @@ class _Worker:
                     num_examples=result.examples,
                     train_loss=result.loss,
                     train_seconds=result.seconds,
-                    manifest_digest=self.manifest.digest(),
+                    manifest_digest=self.manifest_digest,
                 )
             except ChannelError as exc:
                 version = self._reconnect(exc)
@@ -765,6 +835,8 @@ class _Worker:
     def close(self) -> None:
         if self.link is not None:
             self.link.close()
+        self._drop_next()
+        self._ahead.shutdown(wait=True)
         self.metrics.close()
 
 

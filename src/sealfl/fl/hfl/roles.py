@@ -8,6 +8,10 @@ settings' own keys (``model``, ``rounds``, ``local_epochs``, ``local_steps``, ``
 ``learning_rate``, ``momentum``, ``weight_decay``, ``lr_milestones``, ``seed``, ``pipeline``,
 ``aggregation``, ``server_learning_rate``, ``server_momentum``), which override the preset's:
 the PS's are the federation's, and it refuses workers whose settings differ.
+
+A PS's ``resume`` is ``false`` (the default: a new run), ``true`` (continue the sealed
+checkpoint in ``out``; refuse to start without one) or ``"auto"`` (continue it if there is one,
+else start a new run: for a PS that a supervisor restarts from the same config).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import dataclasses
 from typing import Any
 
 from sealfl.errors import ConfigError
-from sealfl.fl.hfl.launch import PsOptions, WorkerOptions
+from sealfl.fl.common.role_options import in_config, refuse_unknown
+from sealfl.fl.hfl.launch import PsOptions, Resume, WorkerOptions
 from sealfl.fl.hfl.settings import PRESETS, Settings
 from sealfl.runtime import RoleConfig, Table
 
@@ -83,21 +88,21 @@ def settings_from_table(config: RoleConfig, table: Table) -> Settings:
 
 def _refuse_unknown(table: Table, allowed: frozenset[str]) -> None:
     """Refuse keys that are neither options nor settings (a typo would otherwise be ignored)."""
-    known = allowed | set(SETTING_KEYS) | {"preset"}
-    unknown = sorted(set(table.raw()) - known)
-    if unknown:
-        raise table.fail(", ".join(unknown), f"unknown key(s); expected some of {sorted(known)}")
+    refuse_unknown(table, allowed | set(SETTING_KEYS) | {"preset"})
 
 
-def _in_config(config: RoleConfig, exc: ConfigError) -> ConfigError:
-    """Name the config file and key in an option's error (``--min-workers`` → ``min_workers``)."""
-    text = str(exc)
-    if text.startswith(str(config.path)):
-        return exc
-    flag, sep, rest = text.partition(" ")
-    if flag.startswith("--"):
-        text = flag[2:].replace("-", "_") + sep + rest
-    return ConfigError(f"{config.path}: options.{text}")
+def _resume(table: Table) -> Resume:
+    """Read ``resume``: ``true``, ``false`` (the default) or ``"auto"`` (see :data:`Resume`)."""
+    if not table.has("resume"):
+        return False
+    value = table.raw()["resume"]  # a bool or a string: no typed accessor takes both
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise table.fail(
+        "resume",
+        "expected true (continue the checkpoint in out, refusing to start without one), "
+        f'false (start a new run) or "auto" (continue it if there is one), got {value!r}',
+    )
 
 
 def ps_options(config: RoleConfig) -> PsOptions:
@@ -121,14 +126,14 @@ def ps_options(config: RoleConfig) -> PsOptions:
             round_deadline_s=table.number("round_deadline", 60.0),
             join_deadline_s=table.number("join_deadline", 300.0),
             evaluate_every=table.integer("evaluate_every", 1, minimum=1),
-            resume=table.boolean("resume"),
+            resume=_resume(table),
             threads=table.integer("threads", 1, minimum=1),
             max_abs=table.number("max_abs", 1e4),
             max_relative_change=table.number("max_relative_change", 10.0),
             certificate_hours=table.number("certificate_hours", 24.0),
         )
     except ConfigError as exc:
-        raise _in_config(config, exc) from None
+        raise in_config(config, exc) from None
     table.finish()
     return options
 
@@ -156,6 +161,6 @@ def worker_options(config: RoleConfig) -> WorkerOptions:
             expect_release=table.string("expect_release"),
         )
     except ConfigError as exc:
-        raise _in_config(config, exc) from None
+        raise in_config(config, exc) from None
     table.finish()
     return options

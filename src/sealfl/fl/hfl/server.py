@@ -20,8 +20,13 @@ What the PS decides, and where:
 - **Updates.** Refused with a reason, the round going on, when late, a second one, for an
   unknown seat, of the wrong shape, NaN, absurd (:func:`.aggregation.screen_upload`) or
   truncated (:mod:`.service`).
-- **After a round.** The next round opens first; the new model is then evaluated and
-  checkpointed while the workers train, so neither adds to a round's critical path.
+- **After a round.** The next round opens first. The PS then waits until the new model has
+  gone out to every active worker (at most :data:`HANDOUT_WAIT_S`) and only then evaluates and
+  checkpoints it, while the workers train: on a shared host the sealing and evaluation would
+  otherwise compete with streaming the model (for the cores and for Python's interpreter lock)
+  and delay the round. Neither is on a round's critical path unless it outlasts the workers'
+  training; the ``checkpoint`` record says how long it was (``critical_s``), beside its wall and
+  CPU time.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from sealfl.fl.hfl.settings import Settings
 from sealfl.models import FlatManifest
 
 __all__ = [
+    "HANDOUT_WAIT_S",
     "FinalModel",
     "GlobalView",
     "JoinInfo",
@@ -60,6 +66,9 @@ __all__ = [
 
 F32 = npt.NDArray[np.float32]
 _WAIT_SLICE_S = 0.5  # how often a blocked hand-out looks whether its caller is still there
+HANDOUT_WAIT_S = 1.0
+"""Longest the PS holds its evaluation and checkpoint back while the model is handed out (a
+worker that died without being dropped yet must not delay the checkpoint until the deadline)."""
 
 
 class Phase(enum.Enum):
@@ -310,6 +319,8 @@ class ParameterServer:
         self._deadline = 0.0
         self._round_started = 0.0
         self._pending: dict[int, _Pending] = {}
+        self._ready_at: float | None = None  # when the open round could first close
+        self._handed: dict[int, int] = {}  # worker id -> latest version handed out to it
         self._evaluations = list(evaluations)
         self._contributors = contributors
         self._stop_reason = ""
@@ -465,12 +476,17 @@ class ParameterServer:
         seat_token: bytes = b"",
         *,
         is_active: Callable[[], bool] = lambda: True,
+        confirm_delivery: bool = False,
     ) -> GlobalView:
         """Block until the round training on ``version`` opens, then return its model.
 
         A worker that is behind (``version`` older than the open round) gets the current
         model at once. Returns ``"done"`` or ``"stopped"`` when training has ended, and
         ``"waiting"`` after :attr:`RoundRules.wait_s` or when the caller has gone.
+
+        The model counts as handed out when this returns, or, with ``confirm_delivery``, when
+        the caller reports it sent with :meth:`handed_out` (the gRPC service does, once the
+        model is streamed): the PS evaluates and checkpoints only after that.
 
         Raises
         ------
@@ -496,6 +512,8 @@ class ParameterServer:
                         reason=self._final.note,
                     )
                 if self._open is not None and self._open >= version:
+                    if not confirm_delivery:
+                        self._handed_out(worker_id, self._open)
                     return GlobalView(
                         "model",
                         self._open,
@@ -507,6 +525,16 @@ class ParameterServer:
                 if remaining <= 0 or not is_active():
                     return GlobalView("waiting", self._version)
                 self._cond.wait(min(remaining, _WAIT_SLICE_S))
+
+    def handed_out(self, worker_id: int, version: int) -> None:
+        """Record that model ``version`` went out to ``worker_id`` (or that its stream ended)."""
+        with self._cond:
+            self._handed_out(worker_id, version)
+
+    def _handed_out(self, worker_id: int, version: int) -> None:
+        if self._handed.get(worker_id, -1) < version:
+            self._handed[worker_id] = version
+            self._cond.notify_all()
 
     def check_update(self, worker_id: int, version: int, fingerprint: str, token: bytes) -> None:
         """Refuse an update before its buffer is received, if it cannot be taken anyway.
@@ -584,6 +612,8 @@ class ParameterServer:
                     train_seconds,
                     values.nbytes,
                 )
+                if self._ready_at is None and self._can_close():
+                    self._ready_at = self.clock()
                 self._cond.notify_all()
         except ProtocolError as exc:
             self._refused("update", worker_id, version, str(exc))
@@ -652,6 +682,7 @@ class ParameterServer:
     def _open_round(self, version: int) -> None:
         """Publish ``version`` to the workers; the caller holds the lock."""
         self._pending = {}
+        self._ready_at = None
         self._open = version
         self._round_started = self.clock()
         self._deadline = self._round_started + self.rules.round_deadline_s
@@ -662,9 +693,7 @@ class ParameterServer:
         """Wait for the round's updates, close it, aggregate; ``None`` if training stopped."""
         with self._cond:
             while self._phase is Phase.TRAINING:
-                active = {k for k, s in self._seats.items() if not s.dropped}
-                have = set(self._pending)
-                if active and active <= have and len(have) >= self.rules.min_workers:
+                if self._can_close():
                     break
                 now = self.clock()
                 if now >= self._deadline:
@@ -696,6 +725,39 @@ class ParameterServer:
             return None
         new_model = self.optimizer.step(version, model, [p.upload for p in pending])
         return version, new_model, pending, missing
+
+    def _active(self) -> set[int]:
+        return {k for k, s in self._seats.items() if not s.dropped}
+
+    def _can_close(self) -> bool:
+        """Whether every active seat's update is in, and a quorum; the caller holds the lock."""
+        active, have = self._active(), set(self._pending)
+        return bool(active) and active <= have and len(have) >= self.rules.min_workers
+
+    def _await_handout(self, version: int) -> None:
+        """Wait until model ``version`` went out to every active seat, or its round is over.
+
+        At most :data:`HANDOUT_WAIT_S` (and never past the round's deadline).
+        """
+        with self._cond:
+            give_up = min(self._deadline, self.clock() + HANDOUT_WAIT_S)
+            while self._phase is Phase.TRAINING and self._open == version:
+                if all(self._handed.get(k, -1) >= version for k in self._active()):
+                    return
+                now = self.clock()
+                if now >= give_up:
+                    return
+                self._cond.wait(give_up - now)
+
+    def _critical(self, started: float, ended: float) -> float:
+        """Return how much of ``[started, ended]`` the open round could have closed in."""
+        with self._cond:
+            if self._open is None:
+                return 0.0
+            ready = self._deadline
+            if self._ready_at is not None:
+                ready = min(ready, self._ready_at)
+        return max(0.0, ended - max(started, ready))
 
     def _after_round(
         self, version: int, new_model: F32, pending: list[_Pending], missing: list[int]
@@ -730,6 +792,7 @@ class ParameterServer:
             f"{train_loss:.4f}, round {wall:.2f} s (overhead {1000 * max(0.0, wall - slowest):.0f}"
             " ms)"
         )
+        self._await_handout(rounds_done)
         if rounds_done % self.rules.evaluate_every == 0 or rounds_done == self.settings.rounds:
             evaluation = self.hooks.evaluate(rounds_done, new_model)
             with self._cond:
@@ -743,7 +806,7 @@ class ParameterServer:
             )
             line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
         self.on_line(f"PS: {line}")
-        started = time.perf_counter()
+        started, cpu = self.clock(), time.thread_time()
         state = PsState(
             run_id=self.run_id,
             next_version=rounds_done,
@@ -758,8 +821,16 @@ class ParameterServer:
             self.metrics.write("checkpoint_failed", round=rounds_done, reason=str(exc))
             self.on_line(f"PS: could not write the checkpoint after round {rounds_done}: {exc}")
         else:
+            ended = self.clock()
+            # seconds: sealing and writing it; cpu_s: this thread's CPU for that; critical_s:
+            # how long it held up the next round's close (0 when it finished while the workers
+            # were still training).
             self.metrics.write(
-                "checkpoint", round=rounds_done, seconds=time.perf_counter() - started
+                "checkpoint",
+                round=rounds_done,
+                seconds=ended - started,
+                cpu_s=time.thread_time() - cpu,
+                critical_s=self._critical(started, ended),
             )
 
     def _finish(self) -> TrainingResult:

@@ -2,11 +2,14 @@
 
 ``GetGlobal`` is a server stream: one :class:`GlobalHeader`, then the model as
 :class:`sealfl.net.TensorChunk` messages; the handler blocks (without polling) until the round
-opens. ``SubmitUpdate`` is a client stream: one :class:`UpdateHeader`, then the update's
-chunks. The PS checks the header before it receives a byte of the buffer, refuses a buffer
-announced larger than the model before allocating anything (:class:`sealfl.net.TensorAssembler`),
-and checks the received bytes against their SHA-256 trailer, the manifest (length, dtype,
-finiteness) and the screening bounds. Every refusal is a reply with a reason; the round goes on.
+opens. The model's chunks (and their SHA-256) are made once per version and streamed to every
+worker from that one copy; once the last is sent, the service tells the PS the model went out
+(it evaluates and checkpoints only then). ``SubmitUpdate`` is a client stream: one
+:class:`UpdateHeader`, then the update's chunks. The PS checks the header before it receives a
+byte of the buffer, refuses a buffer announced larger than the model before allocating anything
+(:class:`sealfl.net.TensorAssembler`), and checks the received bytes against their SHA-256
+trailer, the manifest (length, dtype, finiteness) and the screening bounds. Every refusal is a
+reply with a reason; the round goes on.
 
 A caller is the client certificate gRPC authenticated for the call (mutual RA-TLS, enrolled
 after its evidence passed the PS's policy), plus the seat token it shows.
@@ -14,6 +17,7 @@ after its evidence passed the PS's policy), plus the seat token it shows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +120,21 @@ class HflService(pb_grpc.HflServicer):
     def __init__(self, ps: ParameterServer, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self._ps = ps
         self._chunk_bytes = chunk_bytes
+        self._encoded_lock = threading.Lock()
+        self._encoded: tuple[int, list[pb.GlobalMessage]] | None = None
+
+    def _model_messages(self, version: int, values: F32) -> list[pb.GlobalMessage]:
+        """Return the chunks of model ``version``, made (copied, hashed) once for all workers.
+
+        Holds one copy of the model, of the latest version handed out only.
+        """
+        with self._encoded_lock:
+            if self._encoded is None or self._encoded[0] != version:
+                chunker = TensorChunker(
+                    values, name=f"global/{version}", chunk_bytes=self._chunk_bytes
+                )
+                self._encoded = (version, [pb.GlobalMessage(chunk=c) for c in chunker])
+            return self._encoded[1]
 
     def Join(  # noqa: N802 (gRPC's method name)
         self, request: pb.JoinRequest, context: grpc.ServicerContext
@@ -159,12 +178,20 @@ class HflService(pb_grpc.HflServicer):
                 caller_fingerprint(context),
                 bytes(request.seat_token),
                 is_active=context.is_active,
+                confirm_delivery=True,
             )
         except ProtocolError as exc:
             yield pb.GlobalMessage(
                 header=pb.GlobalHeader(state=pb.GlobalHeader.STOPPED, reason=str(exc))
             )
             return
+        try:
+            yield from self._global_messages(view)
+        finally:  # sent, or the stream ended early: either way nothing more goes out
+            if view.state == "model":
+                self._ps.handed_out(request.worker_id, view.version)
+
+    def _global_messages(self, view: GlobalView) -> Iterator[pb.GlobalMessage]:
         header = pb.GlobalHeader(
             state=_STATES[view.state],
             version=view.version,
@@ -177,11 +204,7 @@ class HflService(pb_grpc.HflServicer):
             header.evaluation.CopyFrom(evaluation_to_proto(view.evaluation))
         yield pb.GlobalMessage(header=header)
         if view.values is not None:
-            chunker = TensorChunker(
-                view.values, name=f"global/{view.version}", chunk_bytes=self._chunk_bytes
-            )
-            for chunk in chunker:
-                yield pb.GlobalMessage(chunk=chunk)
+            yield from self._model_messages(view.version, view.values)
 
     def SubmitUpdate(  # noqa: N802 (gRPC's method name)
         self, request_iterator: Iterator[pb.UpdateMessage], context: grpc.ServicerContext
