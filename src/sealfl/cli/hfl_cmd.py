@@ -537,6 +537,16 @@ def demo(
 @bench_app.command("hfl")
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="ResNet-20 only, fewer rounds.")] = False,
+    flower_python: Annotated[
+        Path | None,
+        typer.Option(
+            "--flower-python",
+            help="Also run Flower 1.42's deployment engine (the peer) on the same model, data "
+            "and rounds with this Python interpreter, which must have flwr 1.42 and torch.",
+        ),
+    ] = None,
 ) -> None:
     """Round overhead, bytes per round, join and checkpoint cost for ResNet-20 and ResNet-56."""
-    load_benchmark("hfl").main(quick=quick)
+    if flower_python is not None and not flower_python.is_file():
+        raise ConfigError(f"--flower-python {flower_python}: no such interpreter file")
+    load_benchmark("hfl").main(quick=quick, flower_python=flower_python)
