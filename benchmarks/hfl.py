@@ -249,6 +249,36 @@ def _ratio(peer: float, ours: float, spec: str) -> str:
     return f"{peer / ours:{spec}}x" if ours > 0 else "-"
 
 
+_COMPARED = (  # row, key in both results, value format, unit, divisor, ratio format
+    ("round", "round_wall_s", ".2f", "s", 1.0, ".1f"),
+    ("slowest training", "slowest_train_s", ".2f", "s", 1.0, ".1f"),
+    ("overhead, median", "overhead_ms", ".0f", "ms", 1.0, ".0f"),
+    ("overhead, max", "overhead_ms_max", ".0f", "ms", 1.0, ".0f"),
+    ("bytes / worker", "bytes_per_worker_round", ".2f", "MB", 1e6, ".2f"),
+    ("whole run", "total_s", ".1f", "s", 1.0, ".1f"),
+)
+"""The measured rows of the Flower table (sealfl's result and Flower's share their keys)."""
+
+
+def _side_by_side(
+    ours: dict[str, Any],
+    peer: dict[str, Any],
+    row: str,
+    key: str,
+    spec: str,
+    unit: str,
+    divisor: float,
+    ratio_spec: str,
+) -> tuple[str, str, str, str]:
+    """One row: sealfl's figure, Flower's, and the ratio Flower / sealfl."""
+    return (
+        row,
+        f"{ours[key] / divisor:{spec}} {unit}",
+        f"{peer[key] / divisor:{spec}} {unit}",
+        _ratio(peer[key], ours[key], ratio_spec),
+    )
+
+
 def _flower_table(console: Console, results: list[dict[str, Any]]) -> None:
     """sealfl and Flower side by side, same model, shards and rounds; ratios Flower / sealfl."""
     table = Table(title="the same federations on Flower 1.42's deployment engine")
@@ -259,42 +289,7 @@ def _flower_table(console: Console, results: list[dict[str, Any]]) -> None:
         sealfl_accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         rows = [
             ("transport", "mutual RA-TLS", f["transport"], ""),
-            (
-                "round",
-                f"{r['round_wall_s']:.2f} s",
-                f"{f['round_wall_s']:.2f} s",
-                _ratio(f["round_wall_s"], r["round_wall_s"], ".1f"),
-            ),
-            (
-                "slowest training",
-                f"{r['slowest_train_s']:.2f} s",
-                f"{f['slowest_train_s']:.2f} s",
-                _ratio(f["slowest_train_s"], r["slowest_train_s"], ".1f"),
-            ),
-            (
-                "overhead, median",
-                f"{r['overhead_ms']:.0f} ms",
-                f"{f['overhead_ms']:.0f} ms",
-                _ratio(f["overhead_ms"], r["overhead_ms"], ".0f"),
-            ),
-            (
-                "overhead, max",
-                f"{r['overhead_ms_max']:.0f} ms",
-                f"{f['overhead_ms_max']:.0f} ms",
-                _ratio(f["overhead_ms_max"], r["overhead_ms_max"], ".0f"),
-            ),
-            (
-                "bytes / worker",
-                f"{r['bytes_per_worker_round'] / 1e6:.2f} MB",
-                f"{f['bytes_per_worker_round'] / 1e6:.2f} MB",
-                _ratio(f["bytes_per_worker_round"], r["bytes_per_worker_round"], ".2f"),
-            ),
-            (
-                "whole run",
-                f"{r['total_s']:.1f} s",
-                f"{f['total_s']:.1f} s",
-                _ratio(f["total_s"], r["total_s"], ".1f"),
-            ),
+            *(_side_by_side(r, f, *compared) for compared in _COMPARED),
             ("test accuracy", sealfl_accuracy, f"{f['accuracy']:.3f}", ""),
         ]
         for k, row in enumerate(rows):

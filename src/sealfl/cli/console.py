@@ -16,7 +16,7 @@ import sys
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
 
-__all__ = ["output_console", "print_table"]
+__all__ = ["output_console", "print_line", "print_table"]
 
 _WIDEST_TABLE = 1000
 """Columns a table may take when printed to a pipe or file (beyond that its cells wrap)."""
@@ -49,3 +49,13 @@ def print_table(console: Console, table: RenderableType) -> None:
         console.print(table, soft_wrap=False)
     finally:
         console.width = width
+
+
+def print_line(line: str) -> None:
+    """Print a party's progress line now, not when a pipe's buffer fills.
+
+    A supervisor, a log collector or a test reads a party's lines as they come (a party runs
+    for minutes and may be killed); plain ``print`` keeps the column layout the parties chose,
+    which a Rich console would mark up.
+    """
+    print(line, flush=True)

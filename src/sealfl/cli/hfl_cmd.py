@@ -15,17 +15,18 @@ import typer
 
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
-from sealfl.cli.console import output_console
+from sealfl.cli.console import output_console, print_line
+from sealfl.cli.fl_options import BatchOption, ListenOption, RunDirOption, SeedOption, ThreadsOption
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import (
     CollateralOption,
     PlatformOption,
     PolicyOption,
     TeeOption,
-    tee_choice,
+    peer_runtime,
 )
 from sealfl.errors import ConfigError
-from sealfl.runtime import PartyRuntime, RoleConfig
+from sealfl.runtime import RoleConfig
 
 if TYPE_CHECKING:
     from sealfl.fl.hfl.settings import Settings
@@ -35,10 +36,6 @@ hfl_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(hfl_app, name="hfl")
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)
 
 
 # ---- the settings every party declares --------------------------------------------------
@@ -68,7 +65,6 @@ LocalStepsOption = Annotated[
         "--local-steps", help="Local steps per round instead (0: epochs).", show_default=False
     ),
 ]
-BatchOption = Annotated[int | None, typer.Option("--batch-size", show_default=False)]
 LrOption = Annotated[
     float | None, typer.Option("--learning-rate", help="Local SGD step.", show_default=False)
 ]
@@ -84,7 +80,6 @@ MilestonesOption = Annotated[
         show_default=False,
     ),
 ]
-SeedOption = Annotated[int | None, typer.Option("--seed", show_default=False)]
 PipelineOption = Annotated[
     str | None,
     typer.Option("--pipeline", help="plain, cifar or reference.", show_default=False),
@@ -123,27 +118,6 @@ def _settings(preset: str, **given: Any) -> Settings:
     return PRESETS[preset].replace(**changes)
 
 
-def _runtime(
-    role_name: str,
-    policy: Path | None,
-    platform: Path | None,
-    tee: str | None,
-    collateral: str | None,
-    release: Path | None = None,
-) -> PartyRuntime:
-    from sealfl.fl.hfl.launch import role_measurement
-
-    if policy is None:
-        raise ConfigError("a policy is needed to verify peers: pass --policy FILE")
-    return PartyRuntime.create(
-        tee_choice(tee, platform),
-        simulated_measurement=lambda: role_measurement(role_name),
-        policy=policy,
-        collateral=collateral,
-        release=release,
-    )
-
-
 # ---- the parties ------------------------------------------------------------------------
 
 
@@ -162,9 +136,7 @@ def ps(
             show_default=False,
         ),
     ] = None,
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the front door.")] = (
-        "127.0.0.1:50080"
-    ),
+    listen: ListenOption = "127.0.0.1:50080",
     out: Annotated[
         Path,
         typer.Option("--out", help="Metrics, sealed checkpoint, sealed model and release."),
@@ -182,7 +154,7 @@ def ps(
         bool,
         typer.Option("--resume", help="Continue from the sealed checkpoint in --out."),
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", help="torch intra-op threads.")] = 1,
+    threads: ThreadsOption = 1,
     release: Annotated[
         Path | None,
         typer.Option(
@@ -217,7 +189,7 @@ def ps(
     The training settings are the PS's: workers declaring others are refused at join.
     Ctrl-C or SIGTERM stops it (exit 130); --resume continues from the last checkpoint.
     """
-    from sealfl.fl.hfl.launch import PsOptions, exit_code, run_ps
+    from sealfl.fl.hfl.launch import PsOptions, exit_code, role_measurement, run_ps
 
     options = PsOptions(
         test_set=test_set,
@@ -248,8 +220,10 @@ def ps(
         resume=resume,
         threads=threads,
     )
-    runtime = _runtime("ps", policy, simulated_platform, tee, collateral, release)
-    code = exit_code(*run_ps(options, runtime, on_line=_echo))
+    runtime = peer_runtime(
+        role_measurement, "ps", policy, simulated_platform, tee, collateral, release
+    )
+    code = exit_code(*run_ps(options, runtime, on_line=print_line))
     if code:
         raise typer.Exit(code=code)
 
@@ -259,7 +233,7 @@ def worker(
     shard: Annotated[Path, typer.Option("--shard", help="This worker's shard file.")],
     worker_id: Annotated[int, typer.Option("--id", help="This worker's seat number.")],
     server: Annotated[str, typer.Option("--server", help="HOST:PORT of the PS's front door.")],
-    threads: Annotated[int, typer.Option("--threads", help="torch intra-op threads.")] = 1,
+    threads: ThreadsOption = 1,
     seat_file: Annotated[
         Path | None,
         typer.Option(
@@ -309,7 +283,7 @@ def worker(
     collateral: CollateralOption = None,
 ) -> None:
     """Run a worker: attest the PS, check its claims, join once, train every round."""
-    from sealfl.fl.hfl.launch import WorkerOptions, run_worker
+    from sealfl.fl.hfl.launch import WorkerOptions, role_measurement, run_worker
 
     options = WorkerOptions(
         shard=shard,
@@ -338,8 +312,8 @@ def worker(
         wait_for_server_s=wait_for_server,
         expect_release=expect_release,
     )
-    runtime = _runtime("worker", policy, simulated_platform, tee, collateral)
-    run_worker(options, runtime, on_line=_echo)
+    runtime = peer_runtime(role_measurement, "worker", policy, simulated_platform, tee, collateral)
+    run_worker(options, runtime, on_line=print_line)
 
 
 @role("hfl", "ps")
@@ -349,7 +323,7 @@ def _ps_from_config(config: RoleConfig) -> None:
 
     options = ps_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("ps"))
-    code = exit_code(*run_ps(options, runtime, on_line=_echo))
+    code = exit_code(*run_ps(options, runtime, on_line=print_line))
     if code:
         raise typer.Exit(code=code)
 
@@ -361,7 +335,7 @@ def _worker_from_config(config: RoleConfig) -> None:
 
     options = worker_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("worker"))
-    run_worker(options, runtime, on_line=_echo)
+    run_worker(options, runtime, on_line=print_line)
 
 
 # ---- preparing, reporting, the demo ------------------------------------------------------
@@ -378,9 +352,7 @@ AlphaOption = Annotated[
 
 @hfl_app.command("prepare")
 def prepare(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Directory to create files in.")] = (
-        Path("hfl-run")
-    ),
+    run_dir: RunDirOption = Path("hfl-run"),
     workers: WorkersOption = 2,
     dataset: Annotated[
         str, typer.Option("--dataset", help="digits (bundled) or cifar10 (--data-dir).")

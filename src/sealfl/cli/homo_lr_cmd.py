@@ -20,14 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
-from sealfl.cli.console import output_console
+from sealfl.cli.console import output_console, print_line
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import (
     CollateralOption,
     PlatformOption,
     PolicyOption,
     TeeOption,
-    build_runtime,
+    peer_runtime,
 )
 from sealfl.errors import ConfigError
 from sealfl.fl.homo_lr.algorithm import PRESETS, Hyperparameters, Schedule
@@ -58,24 +58,6 @@ CoresOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _tee(
-    role: str, policy: Path | None, platform: Path | None, tee: str | None, collateral: str | None
-) -> PartyRuntime:
-    if policy is None:
-        raise ConfigError("a policy is needed to verify peers: pass --policy FILE")
-    return build_runtime(
-        tee=tee,
-        platform=platform,
-        measurement=lambda: role_measurement(role),
-        policy=policy,
-        collateral=collateral,
-    )
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)
 
 
 EpochsOption = Annotated[int, typer.Option("--epochs", help="Full-batch iterations.")]
@@ -216,8 +198,8 @@ def ps(
         fallback_dir=fallback_dir,
         cores=cores,
     )
-    runtime = _tee("ps", policy, simulated_platform, tee, collateral)
-    code = exit_code(run_parameter_server(options, runtime, on_line=_echo))
+    runtime = peer_runtime(role_measurement, "ps", policy, simulated_platform, tee, collateral)
+    code = exit_code(run_parameter_server(options, runtime, on_line=print_line))
     if code:
         raise typer.Exit(code=code)
 
@@ -284,7 +266,7 @@ def worker(
         name=name,
         cores=cores,
     )
-    runtime = _tee("worker", policy, simulated_platform, tee, collateral)
+    runtime = peer_runtime(role_measurement, "worker", policy, simulated_platform, tee, collateral)
     _run_worker_showing_progress(options, runtime)
 
 
@@ -297,7 +279,7 @@ def _run_worker_showing_progress(options: WorkerOptions, runtime: PartyRuntime) 
     the bar (through the bar's console, which keeps the two from overwriting each other).
     """
     if not _is_terminal(sys.stderr):
-        run_worker(options, runtime, on_line=_echo)
+        run_worker(options, runtime, on_line=print_line)
         return
     same_terminal = _is_terminal(sys.stdout) and os.path.samestat(
         os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
@@ -316,7 +298,7 @@ def _run_worker_showing_progress(options: WorkerOptions, runtime: PartyRuntime) 
             if same_terminal:
                 bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
             else:
-                _echo(line)
+                print_line(line)
 
         task = bar.add_task("train", total=options.hp.iterations)
         run_worker(
@@ -338,7 +320,7 @@ def _is_terminal(stream: TextIO) -> bool:
 def _ps_from_config(config: RoleConfig) -> None:
     options = ps_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("ps"))
-    code = exit_code(run_parameter_server(options, runtime, on_line=_echo))
+    code = exit_code(run_parameter_server(options, runtime, on_line=print_line))
     if code:
         raise typer.Exit(code=code)
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from sealfl.errors import ConfigError
 from sealfl.runtime import PartyRuntime, TeeChoice, TeeKind, parse_tee_kind
 
 TeeOption = Annotated[
@@ -72,6 +73,7 @@ def build_runtime(
     measurement: Callable[[], bytes],
     policy: Path | None = None,
     collateral: str | None = None,
+    release: Path | None = None,
 ) -> PartyRuntime:
     """Build a party's runtime from the shared options.
 
@@ -85,4 +87,35 @@ def build_runtime(
         simulated_measurement=measurement,
         policy=policy,
         collateral=collateral,
+        release=release,
+    )
+
+
+def peer_runtime(
+    role_measurement: Callable[[str], bytes],
+    role: str,
+    policy: Path | None,
+    platform: Path | None,
+    tee: str | None,
+    collateral: str | None,
+    release: Path | None = None,
+) -> PartyRuntime:
+    """Build the runtime of federation party ``role``, which attests its peers: hence a policy.
+
+    ``role_measurement`` is the workload's (its launcher's simulated measurement of a role).
+
+    Raises
+    ------
+    ConfigError
+        If ``--policy`` is missing, or as :func:`build_runtime`.
+    """
+    if policy is None:
+        raise ConfigError("a policy is needed to verify peers: pass --policy FILE")
+    return build_runtime(
+        tee=tee,
+        platform=platform,
+        measurement=lambda: role_measurement(role),
+        policy=policy,
+        collateral=collateral,
+        release=release,
     )

@@ -15,17 +15,18 @@ import typer
 
 from sealfl.cli.app import app, bench_app, demo_app
 from sealfl.cli.benchmarks import load_benchmark
-from sealfl.cli.console import output_console
+from sealfl.cli.console import output_console, print_line
+from sealfl.cli.fl_options import BatchOption, ListenOption, RunDirOption, SeedOption, ThreadsOption
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import (
     CollateralOption,
     PlatformOption,
     PolicyOption,
     TeeOption,
-    build_runtime,
+    peer_runtime,
 )
 from sealfl.errors import ConfigError
-from sealfl.runtime import PartyRuntime, RoleConfig
+from sealfl.runtime import RoleConfig
 
 if TYPE_CHECKING:
     from sealfl.fl.vfl.settings import VflSettings
@@ -35,10 +36,6 @@ vfl_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(vfl_app, name="vfl")
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)
 
 
 # ---- the settings both parties declare ----------------------------------------------------
@@ -53,12 +50,10 @@ PresetOption = Annotated[
     ),
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", show_default=False)]
-BatchOption = Annotated[int | None, typer.Option("--batch-size", show_default=False)]
 LrOption = Annotated[float | None, typer.Option("--learning-rate", show_default=False)]
 OptimizerOption = Annotated[
     str | None, typer.Option("--optimizer", help="sgd or adam.", show_default=False)
 ]
-SeedOption = Annotated[int | None, typer.Option("--seed", show_default=False)]
 DefenceOption = Annotated[
     str | None,
     typer.Option(
@@ -94,11 +89,9 @@ ResumeOption = Annotated[
     bool,
     typer.Option("--resume", help="Continue from the latest sealed checkpoint both parties hold."),
 ]
-ThreadsOption = Annotated[int, typer.Option("--threads", help="torch intra-op threads.")]
 
 
-def _settings(
-    preset: str,
+def _overrides(
     epochs: int | None,
     batch_size: int | None,
     learning_rate: float | None,
@@ -106,41 +99,26 @@ def _settings(
     seed: int | None,
     defence: str | None,
     sigma: float | None,
-    wire_dtype: str | None = None,
-) -> VflSettings:
-    from sealfl.fl.vfl.roles import build_settings
+    wire_dtype: str | None,
+) -> dict[str, object]:
+    """Return the settings flags that were given, by role-config key (``SETTING_KEYS``)."""
+    flags = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "optimizer": optimizer,
+        "seed": seed,
+        "defence": defence,
+        "sigma": sigma,
+        "wire_dtype": wire_dtype,
+    }
+    return {key: value for key, value in flags.items() if value is not None}
 
-    return build_settings(
-        preset,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        optimizer=optimizer,
-        seed=seed,
-        defence=defence,
-        sigma=sigma,
-        wire_dtype=wire_dtype,
-    )
 
+def _settings(preset: str, overrides: dict[str, object]) -> VflSettings:
+    from sealfl.fl.vfl.roles import settings_of
 
-def _runtime(
-    role_name: str,
-    policy: Path | None,
-    platform: Path | None,
-    tee: str | None,
-    collateral: str | None,
-) -> PartyRuntime:
-    from sealfl.fl.vfl.launch import role_measurement
-
-    if policy is None:
-        raise ConfigError("a policy is needed to verify the peer: pass --policy FILE")
-    return build_runtime(
-        tee=tee,
-        platform=platform,
-        measurement=lambda: role_measurement(role_name),
-        policy=policy,
-        collateral=collateral,
-    )
+    return settings_of(preset, overrides)
 
 
 # ---- the parties ----------------------------------------------------------------------------
@@ -151,9 +129,7 @@ def leader(
     data: Annotated[
         Path, typer.Option("--data", help="The leader's CSV: id, label and feature columns.")
     ],
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the front door.")] = (
-        "127.0.0.1:50090"
-    ),
+    listen: ListenOption = "127.0.0.1:50090",
     out: Annotated[
         Path,
         typer.Option("--out", help="Metrics, sealed checkpoints, sealed half, joint manifest."),
@@ -187,13 +163,16 @@ def leader(
     collateral: CollateralOption = None,
 ) -> None:
     """Run the leader: PSI, the step stream, checkpoints, sealed export, leak report."""
-    from sealfl.fl.vfl.launch import LeaderOptions, run_leader
+    from sealfl.fl.vfl.launch import LeaderOptions, role_measurement, run_leader
     from sealfl.fl.vfl.leader import LeaderRules
 
     options = LeaderOptions(
         data=data,
         settings=_settings(
-            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+            preset,
+            _overrides(
+                epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+            ),
         ),
         listen=listen,
         out_dir=out,
@@ -211,8 +190,8 @@ def leader(
         policy_file=policy,
         line_style="reference" if preset == "reference" else "plain",
     )
-    runtime = _runtime("leader", policy, simulated_platform, tee, collateral)
-    run_leader(options, runtime, on_line=_echo)
+    runtime = peer_runtime(role_measurement, "leader", policy, simulated_platform, tee, collateral)
+    run_leader(options, runtime, on_line=print_line)
 
 
 @vfl_app.command("follower")
@@ -248,12 +227,15 @@ def follower(
     collateral: CollateralOption = None,
 ) -> None:
     """Run the follower: attest the leader, PSI, answer every step, seal its half."""
-    from sealfl.fl.vfl.launch import FollowerOptions, run_follower
+    from sealfl.fl.vfl.launch import FollowerOptions, role_measurement, run_follower
 
     options = FollowerOptions(
         data=data,
         settings=_settings(
-            preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+            preset,
+            _overrides(
+                epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+            ),
         ),
         leader=leader_address,
         out_dir=out,
@@ -265,8 +247,10 @@ def follower(
         step_deadline_s=step_deadline,
         policy_file=policy,
     )
-    runtime = _runtime("follower", policy, simulated_platform, tee, collateral)
-    run_follower(options, runtime, on_line=_echo)
+    runtime = peer_runtime(
+        role_measurement, "follower", policy, simulated_platform, tee, collateral
+    )
+    run_follower(options, runtime, on_line=print_line)
 
 
 @role("vfl", "leader")
@@ -276,7 +260,7 @@ def _leader_from_config(config: RoleConfig) -> None:
 
     options = leader_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("leader"))
-    run_leader(options, runtime, on_line=_echo)
+    run_leader(options, runtime, on_line=print_line)
 
 
 @role("vfl", "follower")
@@ -286,7 +270,7 @@ def _follower_from_config(config: RoleConfig) -> None:
 
     options = follower_options(config)
     runtime = config.runtime(simulated_measurement=lambda: role_measurement("follower"))
-    run_follower(options, runtime, on_line=_echo)
+    run_follower(options, runtime, on_line=print_line)
 
 
 @vfl_app.command("predict")
@@ -320,6 +304,7 @@ def predict(
     collateral: CollateralOption = None,
 ) -> None:
     """Score rows jointly from the two sealed halves (run once as leader, once as follower)."""
+    from sealfl.fl.vfl.launch import role_measurement
     from sealfl.fl.vfl.predict import PredictOptions, predict_follower, predict_leader
 
     if role_name == "leader":
@@ -343,25 +328,19 @@ def predict(
         deadline_s=deadline,
         wait_for_leader_s=wait_for_leader,
     )
-    runtime = _runtime(role_name, policy, simulated_platform, tee, collateral)
+    runtime = peer_runtime(role_measurement, role_name, policy, simulated_platform, tee, collateral)
     if role_name == "leader":
-        predict_leader(options, runtime, on_line=_echo)
+        predict_leader(options, runtime, on_line=print_line)
     else:
-        predict_follower(options, runtime, on_line=_echo)
+        predict_follower(options, runtime, on_line=print_line)
 
 
 # ---- preparing, the demo, the benchmark ----------------------------------------------------
 
 
-def _settings_keys(**given: object) -> dict[str, object]:
-    return {key: value for key, value in given.items() if value is not None}
-
-
 @vfl_app.command("prepare")
 def prepare(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Directory to create files in.")] = (
-        Path("vfl-run")
-    ),
+    run_dir: RunDirOption = Path("vfl-run"),
     preset: PresetOption = "breast",
     epochs: EpochsOption = None,
     batch_size: BatchOption = None,
@@ -386,30 +365,17 @@ def prepare(
     from sealfl.fl.vfl.demo import check_rows, prepare_run_dir, write_data, write_role_configs
     from sealfl.fl.vfl.leader import LeaderRules
 
-    settings = {
-        "preset": preset,
-        **_settings_keys(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            optimizer=optimizer,
-            seed=seed,
-            defence=defence,
-            sigma=sigma,
-            wire_dtype=wire_dtype,
-        ),
-    }
-    checked = _settings(
-        preset, epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
+    overrides = _overrides(
+        epochs, batch_size, learning_rate, optimizer, seed, defence, sigma, wire_dtype
     )
-    check_rows(preset, rows, checked)
+    check_rows(preset, rows, _settings(preset, overrides))
     LeaderRules(checkpoint_every=checkpoint_every)  # refused now, not when the leader starts
     paths = prepare_run_dir(run_dir)
     paths |= write_data(run_dir, preset, rows=rows)
     configs = write_role_configs(
         run_dir,
         paths,
-        settings=settings,
+        settings={"preset": preset, **overrides},
         leader_options={"checkpoint_every": checkpoint_every},
         follower_options={"wait_for_leader": 60.0},
     )
@@ -455,16 +421,8 @@ def demo(
     """PSI, split training, leak report, sealed export and joint prediction (simulated TEE)."""
     from sealfl.fl.vfl.demo import DemoOptions, run_demo
 
-    _settings(preset, epochs, batch_size, learning_rate, None, seed, defence, sigma, wire_dtype)
-    settings = _settings_keys(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        defence=defence,
-        sigma=sigma,
-        wire_dtype=wire_dtype,
-    )
+    settings = _overrides(epochs, batch_size, learning_rate, None, seed, defence, sigma, wire_dtype)
+    _settings(preset, settings)  # refused here, before the demo starts anything
     code = run_demo(
         DemoOptions(preset=preset, settings=settings, run_dir=run_dir, rows=rows),
         console=output_console(),

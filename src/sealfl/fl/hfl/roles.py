@@ -20,7 +20,7 @@ import dataclasses
 from typing import Any
 
 from sealfl.errors import ConfigError
-from sealfl.fl.common.role_options import in_config, refuse_unknown
+from sealfl.fl.common.role_options import read_options
 from sealfl.fl.hfl.launch import PsOptions, Resume, WorkerOptions
 from sealfl.fl.hfl.settings import PRESETS, Settings
 from sealfl.runtime import RoleConfig, Table
@@ -30,6 +30,7 @@ __all__ = ["ROLES", "SETTING_KEYS", "ps_options", "settings_from_table", "worker
 ROLES = ("ps", "worker")
 SETTING_KEYS = tuple(f.name for f in dataclasses.fields(Settings))
 """The settings' keys, as they appear in a role config's ``[options]``."""
+_SETTINGS_KEYS = frozenset({*SETTING_KEYS, "preset"})
 
 _PS_KEYS = frozenset(
     {
@@ -86,11 +87,6 @@ def settings_from_table(config: RoleConfig, table: Table) -> Settings:
         raise ConfigError(f"{config.path}: options: {exc}") from None
 
 
-def _refuse_unknown(table: Table, allowed: frozenset[str]) -> None:
-    """Refuse keys that are neither options nor settings (a typo would otherwise be ignored)."""
-    refuse_unknown(table, allowed | set(SETTING_KEYS) | {"preset"})
-
-
 def _resume(table: Table) -> Resume:
     """Read ``resume``: ``true``, ``false`` (the default) or ``"auto"`` (see :data:`Resume`)."""
     if not table.has("resume"):
@@ -106,17 +102,10 @@ def _resume(table: Table) -> Resume:
 
 
 def ps_options(config: RoleConfig) -> PsOptions:
-    """Read a PS's options from its role config.
+    """Read a PS's options from its role config, refusing as :func:`read_options` does."""
 
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
-    """
-    table = config.options
-    _refuse_unknown(table, _PS_KEYS)
-    try:
-        options = PsOptions(
+    def read(table: Table) -> PsOptions:
+        return PsOptions(
             test_set=table.path("test_set", required=True),
             settings=settings_from_table(config, table),
             worker_num=table.integer("worker_num", required=True, minimum=1),
@@ -132,24 +121,15 @@ def ps_options(config: RoleConfig) -> PsOptions:
             max_relative_change=table.number("max_relative_change", 10.0),
             certificate_hours=table.number("certificate_hours", 24.0),
         )
-    except ConfigError as exc:
-        raise in_config(config, exc) from None
-    table.finish()
-    return options
+
+    return read_options(config, read, allowed=_PS_KEYS | _SETTINGS_KEYS)
 
 
 def worker_options(config: RoleConfig) -> WorkerOptions:
-    """Read a worker's options from its role config.
+    """Read a worker's options from its role config, refusing as :func:`read_options` does."""
 
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
-    """
-    table = config.options
-    _refuse_unknown(table, _WORKER_KEYS)
-    try:
-        options = WorkerOptions(
+    def read(table: Table) -> WorkerOptions:
+        return WorkerOptions(
             shard=table.path("shard", required=True),
             worker_id=table.integer("id", required=True),
             server=config.peer("ps"),
@@ -160,7 +140,5 @@ def worker_options(config: RoleConfig) -> WorkerOptions:
             wait_for_server_s=table.number("wait_for_server", 0.0),
             expect_release=table.string("expect_release"),
         )
-    except ConfigError as exc:
-        raise in_config(config, exc) from None
-    table.finish()
-    return options
+
+    return read_options(config, read, allowed=_WORKER_KEYS | _SETTINGS_KEYS)

@@ -11,6 +11,7 @@ federation's, and it refuses workers that declare others.
 from __future__ import annotations
 
 from sealfl.errors import ConfigError
+from sealfl.fl.common.role_options import read_options
 from sealfl.fl.homo_lr.algorithm import PRESETS, Hyperparameters, Schedule
 from sealfl.fl.homo_lr.launch import PsOptions, WorkerOptions
 from sealfl.runtime import RoleConfig, Table, check_address
@@ -47,19 +48,13 @@ def training_settings(config: RoleConfig, table: Table) -> Hyperparameters:
 
 
 def ps_options(config: RoleConfig) -> PsOptions:
-    """Read a PS's options from its role config.
-
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
-    """
-    table = config.options
-    service_listen = table.string("service_listen")
+    """Read a PS's options from its role config, refusing as :func:`read_options` does."""
+    service_listen = config.options.string("service_listen")
     if service_listen is not None:
         check_address(service_listen, where=f"{config.path}: options.service_listen")
-    try:
-        options = PsOptions(
+
+    def read(table: Table) -> PsOptions:
+        return PsOptions(
             worker_num=table.integer("worker_num", required=True, minimum=1),
             validate_set=table.path("validate_set", required=True),
             hp=training_settings(config, table),
@@ -76,23 +71,18 @@ def ps_options(config: RoleConfig) -> PsOptions:
             fallback_dir=table.path("fallback_dir"),
             cores=table.integer("cores", minimum=1),
         )
-    except ConfigError as exc:
-        raise _in_config(config, exc) from None
-    table.finish()
-    return options
+
+    return read_options(config, read)
 
 
 def worker_options(config: RoleConfig) -> WorkerOptions:
     """Read a worker's options from its role config (a preset or the four hyperparameters).
 
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
+    Refused as :func:`read_options` refuses.
     """
-    table = config.options
-    try:
-        options = WorkerOptions(
+
+    def read(table: Table) -> WorkerOptions:
+        return WorkerOptions(
             train_set=table.path("train_set", required=True),
             worker_id=table.integer("id", required=True),
             server=config.peer("ps"),
@@ -103,18 +93,5 @@ def worker_options(config: RoleConfig) -> WorkerOptions:
             name=table.string("name"),
             cores=table.integer("cores", minimum=1),
         )
-    except ConfigError as exc:
-        raise _in_config(config, exc) from None
-    table.finish()
-    return options
 
-
-def _in_config(config: RoleConfig, exc: ConfigError) -> ConfigError:
-    """Name the config file and key in an option's error (``--key-bits: ...`` → ``key_bits``)."""
-    text = str(exc)
-    if text.startswith(str(config.path)):
-        return exc
-    flag, sep, rest = text.partition(" ")
-    if flag.startswith("--"):
-        text = flag[2:].replace("-", "_") + sep + rest
-    return ConfigError(f"{config.path}: options.{text}")
+    return read_options(config, read)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sealfl.errors import ConfigError
-from sealfl.fl.common.role_options import in_config, refuse_unknown
+from sealfl.fl.common.role_options import read_options
 from sealfl.fl.vfl.launch import FollowerOptions, LeaderOptions
 from sealfl.fl.vfl.leader import LeaderRules
 from sealfl.fl.vfl.settings import PRESETS, DefenceSpec, VflSettings, preset
@@ -45,6 +45,7 @@ SETTING_KEYS = (
     "wire_dtype",
 )
 """The settings a role config (or a flag) may override on top of its preset."""
+_SETTINGS_KEYS = frozenset({*SETTING_KEYS, "preset"})
 
 _LEADER_KEYS = frozenset(
     {
@@ -173,17 +174,10 @@ def _rules(table: Table) -> LeaderRules:
 
 
 def leader_options(config: RoleConfig) -> LeaderOptions:
-    """Read the leader's options from its role config.
+    """Read the leader's options from its role config, refusing as :func:`read_options` does."""
 
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
-    """
-    table = config.options
-    refuse_unknown(table, _LEADER_KEYS | set(SETTING_KEYS) | {"preset"})
-    try:
-        options = LeaderOptions(
+    def read(table: Table) -> LeaderOptions:
+        return LeaderOptions(
             data=table.path("data", required=True),
             settings=settings_from_table(table),
             listen=config.require_listen(),
@@ -197,24 +191,15 @@ def leader_options(config: RoleConfig) -> LeaderOptions:
             certificate_hours=table.number("certificate_hours", 24.0),
             line_style=table.string("line_style", "plain"),
         )
-    except ConfigError as exc:
-        raise in_config(config, exc) from None
-    table.finish()
-    return options
+
+    return read_options(config, read, allowed=_LEADER_KEYS | _SETTINGS_KEYS)
 
 
 def follower_options(config: RoleConfig) -> FollowerOptions:
-    """Read the follower's options from its role config.
+    """Read the follower's options from its role config, refusing as :func:`read_options` does."""
 
-    Raises
-    ------
-    ConfigError
-        Naming the file and key of a missing, mistyped or unknown option.
-    """
-    table = config.options
-    refuse_unknown(table, _FOLLOWER_KEYS | set(SETTING_KEYS) | {"preset"})
-    try:
-        options = FollowerOptions(
+    def read(table: Table) -> FollowerOptions:
+        return FollowerOptions(
             data=table.path("data", required=True),
             settings=settings_from_table(table),
             leader=config.peer("leader"),
@@ -227,7 +212,5 @@ def follower_options(config: RoleConfig) -> FollowerOptions:
             step_deadline_s=table.number("step_deadline", 60.0),
             policy_file=config.policy,
         )
-    except ConfigError as exc:
-        raise in_config(config, exc) from None
-    table.finish()
-    return options
+
+    return read_options(config, read, allowed=_FOLLOWER_KEYS | _SETTINGS_KEYS)
