@@ -24,7 +24,7 @@ from rich.table import Table
 from sealfl._files import check_output_path, create_new_file, make_directory, write_atomic
 from sealfl.cli.app import app, bench_app
 from sealfl.cli.benchmarks import load_benchmark
-from sealfl.cli.console import output_console, print_table
+from sealfl.cli.console import output_console, print_line, print_table
 from sealfl.cli.run_cmd import role
 from sealfl.cli.tee_options import build_runtime
 from sealfl.errors import ConfigError
@@ -226,7 +226,7 @@ def serve_dev(
         assert isinstance(runtime.provider, SimulatedTee)
         tee = runtime.provider
         platform = tee.platform.fingerprint
-        _echo(f"kbs measurement {tee.measurement.hex()} (simulated platform {platform})")
+        print_line(f"kbs measurement {tee.measurement.hex()} (simulated platform {platform})")
         if ready_file is not None:
             document = {
                 "address": running.address,
@@ -236,11 +236,9 @@ def serve_dev(
             }
             write_atomic(ready_file, json.dumps(document).encode(), mode=0o644)
 
-    serve_kbs(settings, credentials=credentials, sealing_key=key, on_line=_echo, on_ready=ready)
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)
+    serve_kbs(
+        settings, credentials=credentials, sealing_key=key, on_line=print_line, on_ready=ready
+    )
 
 
 @role("kbs", "broker")
@@ -267,14 +265,14 @@ def _broker_from_config(config: RoleConfig) -> None:
             "fingerprint": running.fingerprint,
             "tee": runtime.kind.value,
         }
-        _echo(json.dumps(line))
+        print_line(json.dumps(line))
 
     serve_kbs(
         settings,
         credentials=credentials,
         sealing_key=key,
         collateral=runtime.collateral,
-        on_line=_echo,
+        on_line=print_line,
         on_ready=ready,
     )
 
