@@ -76,7 +76,8 @@ def test_workers_ignore_ctrl_c_which_is_the_callers_to_handle() -> None:
     first = _parallel.run_in_processes(os.getpid, [(), ()], workers=2)
     for pid in first:
         os.kill(pid, signal.SIGINT)  # the terminal sends it to the whole process group
-    assert sorted(_parallel.run_in_processes(os.getpid, [(), ()], workers=2)) == sorted(first)
+    # The same workers answer (a pool may hand both jobs to one of them): none was replaced.
+    assert set(_parallel.run_in_processes(os.getpid, [(), ()], workers=2)) <= set(first)
 
 
 def test_more_jobs_than_workers_keep_their_order() -> None:
