@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from vfl_parties import events, make_run, start_leader, start_role
+from vfl_parties import events, make_run, run_to_the_end
 
 from sealfl.data.vertical import PartyData, read_party_csv, write_party_csv
 from sealfl.fl.vfl.export import ALIGNED_LABEL, MANIFEST_FILE
@@ -70,14 +70,7 @@ def test_enclave_only_keeps_every_id_inside_the_parties(tmp_path: Path) -> None:
     mode = {"psi_mode": "enclave-only"}
     paths = make_run(tmp_path, SETTINGS, leader_options=mode, follower_options=mode)
     ids = _rename_ids(paths)
-    leader, address = start_leader(paths)
-    follower = start_role("follower", paths["follower-config"], paths["logs"], leader=address)
-    try:
-        assert follower.finish() == 0, follower.output()
-        assert leader.finish() == 0, leader.output()
-    finally:
-        leader.stop()
-        follower.stop()
+    leader, follower = run_to_the_end(paths)
     common = ids["leader-train"] & ids["follower-train"]
     assert len(common) == 455
     console = io.StringIO()

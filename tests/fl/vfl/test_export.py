@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-from vfl_parties import CLI, Party, fresh_measurements, make_run, start_leader, start_role
+from vfl_parties import (
+    CLI,
+    Party,
+    fresh_measurements,
+    make_run,
+    run_to_the_end,
+)
 
 from sealfl.errors import SealError
 from sealfl.fl.vfl.export import check_half, file_sha256, half_label, open_half, read_manifest
@@ -27,14 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("vfl-export")
     measurements = fresh_measurements()
     paths = make_run(root, measurements=measurements)
-    leader, address = start_leader(paths)
-    follower = start_role("follower", paths["follower-config"], paths["logs"], leader=address)
-    try:
-        assert follower.finish() == 0, follower.output()
-        assert leader.finish() == 0, leader.output()
-    finally:
-        leader.stop()
-        follower.stop()
+    run_to_the_end(paths)
     return {"paths": paths, "measurements": measurements, "root": root}
 
 

@@ -21,8 +21,8 @@ from vfl_parties import (
     fresh_measurements,
     make_run,
     records,
+    run_to_the_end,
     start_leader,
-    start_role,
     step_losses,
 )
 
@@ -42,14 +42,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def test_split_training_over_two_processes_equals_central(tmp_path: Path) -> None:
     paths = make_run(tmp_path)
-    leader, address = start_leader(paths)
-    follower = start_role("follower", paths["follower-config"], paths["logs"], leader=address)
-    try:
-        assert follower.finish() == 0, follower.output()
-        assert leader.finish() == 0, leader.output()
-    finally:
-        leader.stop()
-        follower.stop()
+    leader, _ = run_to_the_end(paths)
     metrics = tmp_path / "leader" / "leader_metrics.jsonl"
     assert_exact(step_losses(metrics), central_losses(paths))
     psi = next(events(metrics, "psi"))

@@ -18,6 +18,7 @@ from vfl_parties import (
     events,
     fresh_measurements,
     make_run,
+    run_to_the_end,
     start_leader,
     start_role,
     step_losses,
@@ -46,15 +47,7 @@ def _resume_configs(paths: dict[str, Path]) -> None:
 
 
 def _run_to_the_end(paths: dict[str, Path]) -> str:
-    leader, address = start_leader(paths, "leader-again")
-    follower = start_role("follower-again", paths["follower-config"], paths["logs"], leader=address)
-    try:
-        assert follower.finish() == 0, follower.output()
-        assert leader.finish() == 0, leader.output()
-    finally:
-        leader.stop()
-        follower.stop()
-    return leader.output()
+    return run_to_the_end(paths, "leader-again", "follower-again")[0].output()
 
 
 @pytest.mark.parametrize("victim", ["leader", "follower"])

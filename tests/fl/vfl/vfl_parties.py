@@ -84,6 +84,21 @@ def start_leader(paths: dict[str, Path], name: str = "leader") -> tuple[Party, s
     return leader, address_file.read_text().strip()
 
 
+def run_to_the_end(
+    paths: dict[str, Path], leader_name: str = "leader", follower_name: str = "follower"
+) -> tuple[Party, Party]:
+    """Run the leader and the follower from their configs until both exit 0; return both."""
+    leader, address = start_leader(paths, leader_name)
+    follower = start_role(follower_name, paths["follower-config"], paths["logs"], leader=address)
+    try:
+        assert follower.finish() == 0, follower.output()
+        assert leader.finish() == 0, leader.output()
+    finally:
+        leader.stop()
+        follower.stop()
+    return leader, follower
+
+
 def records(path: Path) -> list[dict[str, Any]]:
     """Complete JSON-lines records of a metrics file (none if it does not exist yet)."""
     if not path.is_file():

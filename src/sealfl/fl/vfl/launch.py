@@ -296,6 +296,26 @@ def aligned_rows(result: PsiResult, ids: tuple[str, ...], *, role: str) -> npt.N
     return rows[np.asarray(order, dtype=np.int64)] if len(rows) else rows
 
 
+def follower_psi(
+    channel: SecureChannel[Any], data: PartyData, psi_mode: str
+) -> tuple[PsiResult, PartyData]:
+    """Run the follower's side of PSI on ``channel``, then close it.
+
+    Returns the result and the follower's rows in the aligned order: training and joint
+    prediction align the same way.
+    """
+    try:
+        result = run_psi_on_channel(
+            channel,
+            data.ids,
+            role=Role.FOLLOWER,
+            settings=PsiSettings(mode=parse_psi_mode(psi_mode)),
+        )
+    finally:
+        channel.close()
+    return result, data.take(aligned_rows(result, data.ids, role="follower"))
+
+
 def _use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -432,7 +452,7 @@ def run_leader(
         summary = _psi_summary(result)
         metrics.write("psi", seconds=time.perf_counter() - started, **summary)
         on_line(
-            f"leader: PSI ({result.mode.value}) done: {len(rows)} rows in common of "
+            f"leader: PSI ({result.mode.value}) done: {len(aligned.ids)} rows in common of "
             f"{result.own_size} here and {result.peer_size} at the follower; transcript "
             f"{result.transcript.hex()[:16]}…"
         )
@@ -676,22 +696,12 @@ def run_follower(
             f"follower: leader at {options.leader} attested ({leader_peer.backend}, measurement "
             f"{_measurement(leader_peer)[:16]}…) with the same settings; PSI next"
         )
-        try:
-            started = time.perf_counter()
-            result = run_psi_on_channel(
-                channel,
-                data.ids,
-                role=Role.FOLLOWER,
-                settings=PsiSettings(mode=parse_psi_mode(options.psi_mode)),
-            )
-        finally:
-            channel.close()
-        rows = aligned_rows(result, data.ids, role="follower")
-        aligned = data.take(rows)
+        started = time.perf_counter()
+        result, aligned = follower_psi(channel, data, options.psi_mode)
         metrics.write("psi", seconds=time.perf_counter() - started, **_psi_summary(result))
         on_line(
-            f"follower: PSI ({result.mode.value}) done: {len(rows)} rows in common; transcript "
-            f"{result.transcript.hex()[:16]}…"
+            f"follower: PSI ({result.mode.value}) done: {len(aligned.ids)} rows in common; "
+            f"transcript {result.transcript.hex()[:16]}…"
         )
         claims = _claims(settings, "follower", result)
         expect = {SETTINGS_CLAIM: claims[SETTINGS_CLAIM], PSI_CLAIM: claims[PSI_CLAIM]}

@@ -42,6 +42,7 @@ from sealfl.fl.vfl.launch import (
     aligned_rows,
     aligning_psi_mode,
     connect_to_leader,
+    follower_psi,
     missing_claims,
     parse_psi_mode,
     read_party,
@@ -54,7 +55,7 @@ from sealfl.fl.vfl.service import VflService, open_stream
 from sealfl.fl.vfl.split import Evaluation, scores
 from sealfl.fl.vfl.stream import Duplex, Inbox, cut_message, cut_values, ids_digest, message_kind
 from sealfl.net import SecureServer
-from sealfl.psi import Mode, PsiServicer, PsiSettings, Role, add_psi_servicer, run_psi_on_channel
+from sealfl.psi import Mode, PsiServicer, PsiSettings, Role, add_psi_servicer
 from sealfl.runtime import PartyRuntime, check_address
 from sealfl.seal import write_sealed
 from sealfl.tee import VerifiedPeer
@@ -321,17 +322,7 @@ def predict_follower(
     channel = connect_to_leader(
         options.address, tee, claims, wait_s=options.wait_for_leader_s, expect=claims
     )
-    try:
-        result = run_psi_on_channel(
-            channel,
-            data.ids,
-            role=Role.FOLLOWER,
-            settings=PsiSettings(mode=parse_psi_mode(options.psi_mode)),
-        )
-    finally:
-        channel.close()
-    rows = aligned_rows(result, data.ids, role="follower")
-    aligned = data.take(rows)
+    result, aligned = follower_psi(channel, data, options.psi_mode)
     claims[PSI_CLAIM] = result.transcript
     channel = connect_to_leader(
         options.address, tee, claims, wait_s=options.deadline_s, expect=claims
