@@ -23,31 +23,12 @@ runs cannot be linked by their masked values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from sealfl.errors import ProtocolError
 
 POINT_BYTES = 32
-
-
-def _public_key_loader() -> Callable[[bytes], X25519PublicKey]:
-    """``X25519PublicKey.from_public_bytes`` without its per-call wrapper, where there is one.
-
-    The public classmethod re-imports the backend and re-checks X25519 support on every call
-    (about 1 µs, 4% of an exchange); the function it ends in is the same Rust loader, so the
-    masks are identical (``tests/psi`` checks that). Falls back to the public method on a
-    ``cryptography`` without it.
-    """
-    try:
-        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
-
-        loader: Callable[[bytes], X25519PublicKey] = rust_openssl.x25519.from_public_bytes
-    except (ImportError, AttributeError):
-        return X25519PublicKey.from_public_bytes
-    return loader
 
 
 def check_points(packed: bytes, *, field: str) -> int:
@@ -80,7 +61,7 @@ def check_points(packed: bytes, *, field: str) -> int:
 class MaskingKey:
     """A fresh X25519 scalar for one PSI session; it masks batches of packed points."""
 
-    _load = staticmethod(_public_key_loader())
+    _load = staticmethod(X25519PublicKey.from_public_bytes)
 
     def __init__(self) -> None:
         self._key = X25519PrivateKey.generate()
