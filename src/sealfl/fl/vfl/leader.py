@@ -294,23 +294,26 @@ class LeaderLoop:
         self._half.update()
         loss = float(out.loss)
         self._run.losses.append(loss)
-        checkpoint_bytes = self._save_checkpoint(s + 1) if due else 0
         commit = self._receive("commit", s, lambda m: m.commit)
-        if due:
-            if not commit.checkpointed:
-                raise ProtocolError(
-                    f"the follower committed step {s} without the checkpoint the leader asked "
-                    "for; the halves would no longer hold the same steps"
-                )
-            self._durable = s + 1
-            self._store.prune(self._durable)
+        if due and not commit.checkpointed:
+            raise ProtocolError(
+                f"the follower committed step {s} without the checkpoint the leader asked "
+                "for; the halves would no longer hold the same steps"
+            )
         self._phase, self._step = _Phase.ACTIVATION, s + 1
         self._resend = self._resend[1:]  # START(s + 1), if any, is still unanswered
         elapsed = time.perf_counter() - started
         self._run.step_seconds.append(elapsed)
-        self._record(s, loss, elapsed, checkpoint_bytes)
+        # The step's record goes out before the leader's checkpoint of it, so the metrics log
+        # never lags the durable state: a kill in between resumes from the previous common
+        # checkpoint and redoes the step (its record is then written again).
+        self._record(s, loss, elapsed)
+        if due:
+            self._save_checkpoint(s + 1)
+            self._durable = s + 1
+            self._store.prune(self._durable)
 
-    def _record(self, s: int, loss: float, elapsed: float, checkpoint_bytes: int) -> None:
+    def _record(self, s: int, loss: float, elapsed: float) -> None:
         leak = self._half.leak.report()
         self._run.leak = leak
         wire = self._current.sent_bytes if self._current is not None else 0
@@ -322,7 +325,6 @@ class LeaderLoop:
             cosine_auc=leak.cosine_auc,
             leak=leak.leak,
             step_s=elapsed,
-            checkpoint_bytes=checkpoint_bytes,
             leader_sent_bytes=wire,
         )
         steps = self._plan.steps
