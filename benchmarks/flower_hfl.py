@@ -231,8 +231,10 @@ def write_peer_inputs(
     return path
 
 
-def write_app(directory: Path, peer_config: Path) -> Path:
+def write_app(directory: Path, peer_config: Path, *, secagg: bool = False) -> Path:
     """Lay out the Flower app (a FAB source directory) around ``flower_hfl_peer``.
+
+    With ``secagg`` its components are the SecAgg+ ServerApp and ClientApp.
 
     The ``pyproject.toml`` is written here rather than kept in the repository, where linters
     would take it for a project root. Its one run-config value is the peer's configuration.
@@ -242,6 +244,7 @@ def write_app(directory: Path, peer_config: Path) -> Path:
     for source in sorted(PEER_DIR.glob("*.py")):
         shutil.copyfile(source, package / source.name)
     (directory / "LICENSE").write_text("Apache-2.0, as sealfl.\n")
+    suffix = "_secagg" if secagg else ""
     (directory / "pyproject.toml").write_text(
         f"""[build-system]
 requires = ["hatchling"]
@@ -261,8 +264,8 @@ packages = ["."]
 publisher = "sealfl"
 
 [tool.flwr.app.components]
-serverapp = "{PEER_DIR.name}.server_app:app"
-clientapp = "{PEER_DIR.name}.client_app:app"
+serverapp = "{PEER_DIR.name}.server_app{suffix}:app"
+clientapp = "{PEER_DIR.name}.client_app{suffix}:app"
 
 [tool.flwr.app.config]
 peer-config = {json.dumps(str(peer_config.resolve()))}
@@ -612,8 +615,11 @@ def run(
     workdir: Path,
     *,
     tls: bool = True,
+    secagg: bool = False,
 ) -> dict[str, Any]:
     """Run sealfl's federation of ``settings`` on ``shards`` in Flower's deployment engine.
+
+    With ``secagg``, Flower's SecAgg+ (legacy API) aggregates the updates.
 
     Parameters
     ----------
@@ -643,7 +649,7 @@ def run(
     round_log = workdir / "flower_rounds.jsonl"
     round_log.unlink(missing_ok=True)  # a previous run's "done" must not end this one
     peer_config = write_peer_inputs(settings, shards, workdir)
-    app_dir = write_app(workdir / "app", peer_config)
+    app_dir = write_app(workdir / "app", peer_config, secagg=secagg)
     home = workdir / "home"
     (home / ".flwr").mkdir(parents=True, exist_ok=True)
     env = _peer_env(python, home)

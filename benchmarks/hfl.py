@@ -23,6 +23,14 @@ The PS evaluates only after the last round, so its evaluation does not compete w
 workers for the two cores while rounds are measured. Results: a table, and JSON lines appended
 to ``bench-results/hfl.jsonl``.
 
+With ``--secure-aggregation`` each federation runs twice in the same invocation, plain TEE
+aggregation and then secure aggregation (:mod:`sealfl.fl.hfl.secure`) on the same shards, and
+a third table compares them: round time and overhead, bytes per worker per round (model down,
+masked upload, and the protocol's other messages), and each worker's masking time against a
+ResNet-20 local epoch (estimated from the measured training time per minibatch, times the
+782 minibatches of 32 of a 25,000-image CIFAR-10 shard). Goals: at most 1.1x the bytes of
+plain aggregation, masking under 10% of a local epoch.
+
 Run with ``sealfl bench hfl`` (``--quick``: ResNet-20 only, fewer rounds). With
 ``--flower-python PATH`` (an interpreter that has ``flwr==1.42.*`` and torch) each federation is
 then run again, on the same model, initial weights, shard files and rounds, by Flower 1.42's
@@ -68,16 +76,39 @@ def _wait_joined(metrics: Path, procs: list[subprocess.Popen[bytes]], deadline: 
         time.sleep(0.02)
 
 
+def _fresh_measurements() -> dict[str, bytes]:
+    """Measure hfl's roles in a new process, as the parties about to start will.
+
+    This process measured itself once when it started; a checkout edited since (by anyone)
+    would otherwise give policies that refuse the parties.
+    """
+    code = (
+        "from sealfl.fl.hfl.launch import role_measurement as m; "
+        "print(m('ps').hex(), m('worker').hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    ps, worker = out.stdout.split()
+    return {"ps": bytes.fromhex(ps), "worker": bytes.fromhex(worker)}
+
+
 def bench_settings(model: str, rounds: int, steps: int) -> Settings:
     """The settings of one benchmark federation (the Flower peer trains the same)."""
     return Settings(model=model, rounds=rounds, local_steps=steps, batch_size=32)
 
 
-def _run(model: str, rounds: int, steps: int, workdir: Path) -> dict[str, Any]:
+EPOCH_STEPS = 782
+"""Minibatches of 32 in one local epoch of a worker holding half of CIFAR-10 (25,000 images)."""
+
+
+def _run(
+    model: str, rounds: int, steps: int, workdir: Path, *, secure: bool = False
+) -> dict[str, Any]:
     """One federation of ``rounds`` rounds of ``steps`` minibatches of 32 per worker."""
     train = synthetic_images(2 * 32 * steps, seed=1)
     test = synthetic_images(100, seed=2)
-    paths = prepare_run_dir(workdir)
+    paths = prepare_run_dir(workdir, measurements=_fresh_measurements())
     shards = write_shards(train, partition_iid(train.labels, 2, seed=0), workdir / "shards")
     write_shards(test, partition_iid(test.labels, 1, seed=0), workdir / "test")
     paths |= {
@@ -86,12 +117,14 @@ def _run(model: str, rounds: int, steps: int, workdir: Path) -> dict[str, Any]:
         "test": workdir / "test" / shard_name(0, 1),
     }
     settings = bench_settings(model, rounds, steps)
+    flag = {"secure_aggregation": True} if secure else {}
     configs = write_role_configs(
         workdir,
         paths,
         workers=2,
         settings=settings,
-        ps_options={"evaluate_every": rounds, "round_deadline": 600.0},
+        ps_options={"evaluate_every": rounds, "round_deadline": 600.0, **flag},
+        worker_options=flag,
     )
     out = workdir / "ps"
     logs = []
@@ -141,6 +174,27 @@ def _run(model: str, rounds: int, steps: int, workdir: Path) -> dict[str, Any]:
     ]
     model_bytes = rounds_[0]["bytes_in"] // len(rounds_[0]["contributors"])
     wall = statistics.median(r["wall_s"] for r in steady)
+    worker_rounds = [
+        r
+        for k in (1, 2)
+        for r in _records(workdir / f"worker-{k}_metrics.jsonl")
+        if r["event"] == "round" and r["round"] > 1
+    ]
+    secure_figures: dict[str, Any] = {}
+    if secure:
+        step_s = statistics.median(r["train_s"] / r["steps"] for r in worker_rounds)
+        mask_s = statistics.median(r["mask_s"] for r in worker_rounds)
+        secure_figures = {
+            "secure": True,
+            "mask_ms": 1000 * mask_s,
+            "secagg_setup_ms": 1000 * statistics.median(r["secagg_setup_s"] for r in worker_rounds),
+            "secagg_after_training_ms": 1000
+            * statistics.median(r["secagg_s"] for r in worker_rounds),
+            "protocol_bytes": statistics.median(r["secagg_bytes"] for r in worker_rounds),
+            "epoch_s": step_s * EPOCH_STEPS,
+            "mask_share_of_epoch": mask_s / (step_s * EPOCH_STEPS),
+            "clipped": sum(r["clipped"] for r in worker_rounds),
+        }
     return {
         "model": model,
         "rounds": rounds,
@@ -156,11 +210,17 @@ def _run(model: str, rounds: int, steps: int, workdir: Path) -> dict[str, Any]:
         "checkpoint_share": critical / wall,
         "checkpoint_background_ms": 1000 * statistics.median(r["seconds"] for r in checkpoints),
         "checkpoint_cpu_ms": 1000 * statistics.median(r.get("cpu_s", 0.0) for r in checkpoints),
+        **secure_figures,
     }
 
 
-def main(quick: bool = False, flower_python: Path | None = None) -> list[dict[str, Any]]:
+def main(
+    quick: bool = False, flower_python: Path | None = None, secure_aggregation: bool = False
+) -> list[dict[str, Any]]:
     """Run the benchmark, print the table, append the JSON lines; return the results.
+
+    With ``secure_aggregation`` every federation also runs with secure aggregation, and a table
+    compares the two (secure / plain).
 
     With ``flower_python`` (an interpreter with flwr 1.42 and torch), Flower's deployment
     engine then runs each federation's model, shards and rounds (:mod:`flower_hfl`), and a
@@ -189,6 +249,17 @@ def main(quick: bool = False, flower_python: Path | None = None) -> list[dict[st
             if flower is not None and flower_python is not None:
                 result |= _with_flower(flower, flower_python, model, rounds, steps, Path(tmp))
             results.append(result)
+        if secure_aggregation:
+            console.print(f"[bold]{model}[/bold]: the same with secure aggregation")
+            with tempfile.TemporaryDirectory(prefix=f"sealfl-bench-hfl-sa-{model}-") as tmp:
+                started = time.monotonic()
+                secure = _run(model, rounds, steps, Path(tmp), secure=True)
+                secure["total_s"] = time.monotonic() - started
+                if flower is not None and flower_python is not None:
+                    secure |= _with_flower_secagg(
+                        flower, flower_python, model, rounds, steps, Path(tmp)
+                    )
+                results.append(secure)
     table = Table(title="hfl on loopback: 2 workers, mutual RA-TLS (simulated TEE)")
     for column in (
         "model",
@@ -204,7 +275,7 @@ def main(quick: bool = False, flower_python: Path | None = None) -> list[dict[st
     for r in results:
         ratio = r["bytes_per_worker_round"] / r["model_bytes"]
         table.add_row(
-            r["model"],
+            r["model"] + (" (secure aggregation)" if r.get("secure") else ""),
             f"{r['model_bytes'] / 1e6:.2f} MB",
             f"{r['round_wall_s']:.2f} s",
             f"{r['slowest_train_s']:.2f} s",
@@ -219,8 +290,10 @@ def main(quick: bool = False, flower_python: Path | None = None) -> list[dict[st
         "goals: overhead <= 50 ms (ResNet-56), bytes <= 2x model + 1%, join <= 50 ms idle, "
         "checkpoint < 1% of a round"
     )
-    if any("flower" in r for r in results):
-        _flower_table(console, results)
+    if any("flower" in r for r in results if not r.get("secure")):
+        _flower_table(console, [r for r in results if not r.get("secure")])
+    if any(r.get("secure") for r in results):
+        _secure_table(console, results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as fh:
         for r in results:
@@ -303,9 +376,95 @@ def _flower_table(console: Console, results: list[dict[str, Any]]) -> None:
     )
 
 
+def _with_flower_secagg(
+    flower: Any, python: Path, model: str, rounds: int, steps: int, workdir: Path
+) -> dict[str, Any]:
+    """Run Flower's SecAgg+ on the same shards; return its row (or why it could not run)."""
+    console = Console()
+    console.print(f"[bold]{model}[/bold]: the same on Flower's SecAgg+ ...")
+    settings = bench_settings(model, rounds, steps)
+    shards = [workdir / "shards" / shard_name(k, 2) for k in range(2)]
+    try:
+        row = flower.run(python, settings, shards, workdir / "flower", secagg=True)
+    except RuntimeError as exc:
+        return {"flower_secagg_error": str(exc)}
+    row.pop("final_model", None)
+    return {"flower_secagg": row}
+
+
+def _secure_table(console: Console, results: list[dict[str, Any]]) -> None:
+    """Secure aggregation against plain TEE aggregation (and Flower's SecAgg+), per model."""
+    table = Table(title="secure aggregation against plain TEE aggregation (same invocation)")
+    for column in ("model", "per round (rounds 2..N)", "plain", "secure", "secure / plain"):
+        table.add_column(column, justify="right")
+    plain = {r["model"]: r for r in results if not r.get("secure")}
+    for s in (r for r in results if r.get("secure")):
+        p = plain[s["model"]]
+        secure_bytes = s["bytes_per_worker_round"] + s["protocol_bytes"]
+        rows = [
+            (
+                "round",
+                f"{p['round_wall_s']:.3f} s",
+                f"{s['round_wall_s']:.3f} s",
+                _ratio(s["round_wall_s"], p["round_wall_s"], ".2f"),
+            ),
+            (
+                "overhead, median",
+                f"{p['overhead_ms']:.0f} ms",
+                f"{s['overhead_ms']:.0f} ms",
+                f"+{s['overhead_ms'] - p['overhead_ms']:.0f} ms",
+            ),
+            (
+                "bytes / worker",
+                f"{p['bytes_per_worker_round'] / 1e6:.4f} MB",
+                f"{secure_bytes / 1e6:.4f} MB",
+                _ratio(secure_bytes, p["bytes_per_worker_round"], ".4f"),
+            ),
+            ("  of which protocol messages", "", f"{s['protocol_bytes'] / 1e3:.1f} kB", ""),
+            (
+                "masking / worker",
+                "",
+                f"{s['mask_ms']:.1f} ms",
+                f"{100 * s['mask_share_of_epoch']:.3f}% of an epoch ({s['epoch_s']:.0f} s)",
+            ),
+            ("stages 1-2 (before training)", "", f"{s['secagg_setup_ms']:.0f} ms", ""),
+            ("stages 3-5 (after training)", "", f"{s['secagg_after_training_ms']:.0f} ms", ""),
+            ("values clipped", "", str(s["clipped"]), ""),
+        ]
+        peer = s.get("flower_secagg")
+        if peer is not None:
+            rows.append(
+                (
+                    "Flower SecAgg+ round",
+                    "",
+                    f"{peer['round_wall_s']:.2f} s",
+                    _ratio(peer["round_wall_s"], s["round_wall_s"], ".1f") + " of ours",
+                )
+            )
+            rows.append(
+                (
+                    "Flower SecAgg+ bytes / worker",
+                    "",
+                    f"{peer['bytes_per_worker_round'] / 1e6:.2f} MB",
+                    _ratio(peer["bytes_per_worker_round"], secure_bytes, ".2f") + " of ours",
+                )
+            )
+        elif "flower_secagg_error" in s:
+            rows.append(("Flower SecAgg+", "", "did not run", s["flower_secagg_error"][:80]))
+        for k, row in enumerate(rows):
+            table.add_row(s["model"] if k == 0 else "", *row, end_section=k == len(rows) - 1)
+    console.print(table)
+    console.print(
+        "goals: bytes <= 1.1x plain, masking < 10% of a ResNet-20 local epoch per worker. "
+        "Secure bytes: model down + masked upload (uint32, 4 bytes a value) + the protocol's "
+        "other messages (protobuf sizes, both ways)."
+    )
+
+
 if __name__ == "__main__":
     flag = "--flower-python"
     main(
         quick="--quick" in sys.argv,
         flower_python=Path(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else None,
+        secure_aggregation="--secure-aggregation" in sys.argv,
     )

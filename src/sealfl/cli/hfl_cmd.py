@@ -118,6 +118,16 @@ def _settings(preset: str, **given: Any) -> Settings:
     return PRESETS[preset].replace(**changes)
 
 
+SecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--secure-aggregation",
+        help="Masked updates (SecAgg+-style, on top of the TEE): the PS learns only the sum of "
+        "the surviving workers' updates. The PS and every worker must say so.",
+    ),
+]
+
+
 # ---- the parties ------------------------------------------------------------------------
 
 
@@ -179,6 +189,24 @@ def ps(
     aggregation: AggregationOption = None,
     server_lr: ServerLrOption = None,
     server_momentum: ServerMomentumOption = None,
+    secure_aggregation: SecureOption = False,
+    secagg_threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--secagg-threshold",
+            help="Secure aggregation: fewest survivors a round completes with (more than half "
+            "of the seats; default: a majority).",
+            show_default=False,
+        ),
+    ] = None,
+    secagg_clip: Annotated[
+        float,
+        typer.Option(
+            "--secagg-clip",
+            help="Secure aggregation: each worker's weighted update is clipped to +-this per "
+            "value before quantisation.",
+        ),
+    ] = 16.0,
     policy: PolicyOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
@@ -190,7 +218,13 @@ def ps(
     Ctrl-C or SIGTERM stops it (exit 130); --resume continues from the last checkpoint.
     """
     from sealfl.fl.hfl.launch import PsOptions, exit_code, role_measurement, run_ps
+    from sealfl.fl.hfl.secure import SecAggOptions
 
+    secure = None
+    if secure_aggregation:
+        secure = SecAggOptions(threshold=secagg_threshold, clip=secagg_clip)
+    elif secagg_threshold is not None:
+        raise ConfigError("--secagg-threshold needs --secure-aggregation")
     options = PsOptions(
         test_set=test_set,
         settings=_settings(
@@ -219,6 +253,7 @@ def ps(
         evaluate_every=evaluate_every,
         resume=resume,
         threads=threads,
+        secure_aggregation=secure,
     )
     runtime = peer_runtime(
         role_measurement, "ps", policy, simulated_platform, tee, collateral, release
@@ -277,6 +312,7 @@ def worker(
     aggregation: AggregationOption = None,
     server_lr: ServerLrOption = None,
     server_momentum: ServerMomentumOption = None,
+    secure_aggregation: SecureOption = False,
     policy: PolicyOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
@@ -311,6 +347,7 @@ def worker(
         metrics_path=metrics,
         wait_for_server_s=wait_for_server,
         expect_release=expect_release,
+        secure_aggregation=secure_aggregation,
     )
     runtime = peer_runtime(role_measurement, "worker", policy, simulated_platform, tee, collateral)
     run_worker(options, runtime, on_line=print_line)
@@ -487,6 +524,7 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    secure_aggregation: SecureOption = False,
 ) -> None:
     """Train on digits with a PS and workers as separate processes (simulated TEE, loopback)."""
     from sealfl.fl.hfl.demo import DemoOptions, run_demo
@@ -499,6 +537,7 @@ def demo(
             partition=partition,
             alpha=alpha,
             run_dir=run_dir,
+            secure_aggregation=secure_aggregation,
         ),
         console=output_console(),
     )
@@ -517,8 +556,18 @@ def bench(
             "and rounds with this Python interpreter, which must have flwr 1.42 and torch.",
         ),
     ] = None,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Also run each federation with secure aggregation and compare (with "
+            "--flower-python: against Flower's SecAgg+ too).",
+        ),
+    ] = False,
 ) -> None:
     """Round overhead, bytes per round, join and checkpoint cost for ResNet-20 and ResNet-56."""
     if flower_python is not None and not flower_python.is_file():
         raise ConfigError(f"--flower-python {flower_python}: no such interpreter file")
-    load_benchmark("hfl").main(quick=quick, flower_python=flower_python)
+    load_benchmark("hfl").main(
+        quick=quick, flower_python=flower_python, secure_aggregation=secure_aggregation
+    )

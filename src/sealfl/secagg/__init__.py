@@ -2,8 +2,8 @@
 
 .. danger::
    Hazardous-materials layer, like :mod:`sealfl.he` and :mod:`sealfl.psi`: a building block.
-   Workloads (hfl's ``--secure-aggregation``, not yet wired) run it over mutual RA-TLS and keep
-   the state sealed; used alone it authenticates nobody.
+   Workloads (hfl's ``--secure-aggregation``, :mod:`sealfl.fl.hfl.secure`) run it over mutual
+   RA-TLS and keep the state sealed; used alone it authenticates nobody.
 
 The aggregator learns only the sum of the surviving workers' quantised inputs, even if the
 enclave it runs in is broken: each worker adds pairwise masks (X25519 per neighbour pair, HKDF,
@@ -16,7 +16,10 @@ round::
     agg.close_sharing()
     masked = worker.masked_input(tag, agg.delivery(worker_id), values)
                                                     ->  agg.receive_masked(masked)
-    answer = worker.unmask(agg.unmask_request())    ->  agg.receive_unmask(answer)
+    request = agg.unmask_request()
+    tags = worker.confirm(request)                  # with consistency=True: relayed to peers
+    worker.check_confirmations(request, theirs)     # threshold - 1 neighbours saw this list
+    answer = worker.unmask(request)                 ->  agg.receive_unmask(answer)
     total = agg.finish()                            # float64 sum of the survivors' values
 
 Inputs are quantised into Z_2^32 (:class:`Quantizer`): the masked upload is exactly 4 bytes a

@@ -8,6 +8,9 @@
 - Expansion: AES-256-CTR keystream from the seed (zero counter block: every seed keys exactly
   one stream), read as little-endian uint32. A fresh key pair and ``b_u`` per attempt and the
   tag in every derivation mean a mask is never used on two different values.
+- Survivor-list confirmation: HMAC-SHA256 of the unmask request's digest under a key from HKDF
+  over the same X25519 output of the cipher keys (label ``confirm``), with the direction
+  (sender, receiver) in the message: the aggregator relays these tags but cannot make them.
 - Share encryption: AES-256-GCM with a key from HKDF over the X25519 output of the cipher keys
   (label ``share-key``), a random 96-bit nonce, and (tag, sender, receiver) as associated data,
   so a ciphertext is refused in any other round, attempt or direction.
@@ -15,6 +18,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import struct
 from collections.abc import Callable
@@ -33,6 +38,7 @@ from sealfl.secagg.messages import SHARE_PLAINTEXT_BYTES, RoundTag
 from sealfl.secagg.shamir import SHARE_BYTES
 
 __all__ = [
+    "confirmation_mac",
     "decrypt_shares",
     "encrypt_shares",
     "expand",
@@ -126,3 +132,24 @@ def decrypt_shares(
             f"shares from worker {sender} to worker {receiver}: malformed plaintext"
         )
     return plain[8 : 8 + SHARE_BYTES], plain[8 + SHARE_BYTES :]
+
+
+def confirmation_mac(
+    *,
+    cipher_private: bytes,
+    peer_public: bytes,
+    tag: RoundTag,
+    sender: int,
+    receiver: int,
+    request_digest: bytes,
+) -> bytes:
+    """Return ``sender``'s tag telling ``receiver`` which unmask request it was sent.
+
+    Workers compare these before answering the unmask stage (SecAgg's consistency check): an
+    aggregator that shows different survivor lists to different workers cannot forge the tags
+    of the ones it did not show a list to.
+    """
+    shared = _exchange(cipher_private, peer_public, what=f"confirmation {sender}-{receiver}")
+    key = _hkdf(shared, b"confirm", tag, (min(sender, receiver), max(sender, receiver)))
+    message = _LABEL + b"confirm\0" + struct.pack(">II", sender, receiver) + request_digest
+    return hmac.new(key, message, hashlib.sha256).digest()

@@ -20,12 +20,17 @@ Refusal rules (each a :class:`ProtocolError` naming the field):
 - a second, different unmask request for a round already answered, in this attempt or any other
   (the identical request gets the identical answer). The answer is recorded in the *ledger*
   before it is returned; the ledger (:meth:`ledger_bytes`, JSON) is what the worker must keep
-  sealed across its own restarts, and a worker restored from it refuses the same way.
+  sealed across its own restarts, and a worker restored from it refuses the same way;
+- with ``consistency=True`` (hfl uses it), an unmask request that fewer than ``threshold - 1``
+  surviving neighbours confirmed seeing too (:meth:`SecAggWorker.confirm`,
+  :meth:`SecAggWorker.check_confirmations`: SecAgg's consistency check, with HMAC tags under
+  the pairwise cipher keys instead of signatures); and a second, different request to confirm.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +42,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sealfl.errors import ProtocolError
 from sealfl.secagg import shamir
-from sealfl.secagg.masks import decrypt_shares, encrypt_shares, expand, pair_seed, self_seed
+from sealfl.secagg.masks import (
+    confirmation_mac,
+    decrypt_shares,
+    encrypt_shares,
+    expand,
+    pair_seed,
+    self_seed,
+)
 from sealfl.secagg.messages import (
     KeyAdvert,
     MaskedInput,
@@ -80,6 +92,8 @@ class _Attempt:
         self.delivery_digest: bytes | None = None
         self.input_digest: bytes | None = None
         self.masked: MaskedInput | None = None
+        self.confirmed: bytes | None = None  # digest of the unmask request it confirmed
+        self.checked: bytes | None = None  # ... and found confirmed by enough neighbours
 
 
 class SecAggWorker:
@@ -95,6 +109,8 @@ class SecAggWorker:
         Source of random bytes, injectable so tests can be exact.
     ledger
         Bytes from :meth:`ledger_bytes` of this worker before a restart, or None.
+    consistency
+        Answer an unmask request only once it passed :meth:`check_confirmations`.
     """
 
     def __init__(
@@ -104,6 +120,7 @@ class SecAggWorker:
         params: Params,
         entropy: Callable[[int], bytes] = os.urandom,
         ledger: bytes | None = None,
+        consistency: bool = False,
     ) -> None:
         if worker_id not in params.workers:
             raise ProtocolError(
@@ -111,6 +128,7 @@ class SecAggWorker:
             )
         self.worker_id = worker_id
         self.params = params
+        self.consistency = consistency
         self._entropy = entropy
         self._attempt: _Attempt | None = None
         self._session: bytes | None = None
@@ -274,20 +292,9 @@ class SecAggWorker:
         return a.masked
 
     # -- stage 4 ------------------------------------------------------------------------------
-    def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
-        """Reveal seed shares of survivors or key shares of dropouts, once per round."""
-        what = f"unmask request to worker {self.worker_id}"
-        tag = request.tag
-        digest = request.digest()
-        done = self._answered.get(tag.round)
-        if done is not None and self._session == tag.session:
-            if (done[0], done[1]) == (tag.attempt, digest):
-                return done[2]
-            raise ProtocolError(
-                f"{what}: round {tag.round} was already answered (attempt {done[0]}); a different "
-                "request would reveal both shares of a peer"
-            )
-        a = self._current(tag, what=what)
+    def _checked_request(self, request: UnmaskRequest, what: str) -> _Attempt:
+        """Return the attempt, once the request passes the rules every unmask request must."""
+        a = self._current(request.tag, what=what)
         both = request.survivors & request.dropped
         if both:
             raise ProtocolError(
@@ -312,6 +319,102 @@ class SecAggWorker:
                 f"{what}: survivors: expected at least threshold {self.params.threshold}, "
                 f"got {len(request.survivors)}"
             )
+        return a
+
+    def _confirmers(self, a: _Attempt, request: UnmaskRequest) -> list[int]:
+        assert a.roster is not None
+        return sorted(v for v in a.neighbours & request.survivors if v in a.roster)
+
+    def confirm(self, request: UnmaskRequest) -> dict[int, bytes]:
+        """Return this worker's tag of ``request`` for each surviving neighbour (one request).
+
+        Raises
+        ------
+        ProtocolError
+            If the request breaks a rule of :meth:`unmask`, or this attempt already confirmed
+            a different request.
+        """
+        what = f"unmask request to confirm, to worker {self.worker_id}"
+        a = self._checked_request(request, what)
+        digest = request.digest()
+        if a.confirmed is not None and a.confirmed != digest:
+            raise ProtocolError(
+                f"{what}: this worker already confirmed a different survivor list in round "
+                f"{request.tag.round} attempt {request.tag.attempt}"
+            )
+        a.confirmed = digest
+        assert a.roster is not None
+        return {
+            v: confirmation_mac(
+                cipher_private=a.cipher_private,
+                peer_public=a.roster[v].cipher_public,
+                tag=request.tag,
+                sender=self.worker_id,
+                receiver=v,
+                request_digest=digest,
+            )
+            for v in self._confirmers(a, request)
+        }
+
+    def check_confirmations(self, request: UnmaskRequest, tags: Mapping[int, bytes]) -> None:
+        """Check that enough surviving neighbours saw this same request (tags sent to us).
+
+        Raises
+        ------
+        ProtocolError
+            If this worker did not confirm ``request`` itself, a tag is from a worker that is
+            not a surviving neighbour or fails to verify (another list, or forged), or fewer
+            than ``threshold - 1`` neighbours confirmed.
+        """
+        what = f"survivor-list confirmations to worker {self.worker_id}"
+        a = self._checked_request(request, what)
+        digest = request.digest()
+        if a.confirmed != digest:
+            raise ProtocolError(f"{what}: this worker has not confirmed this request itself")
+        confirmers = set(self._confirmers(a, request))
+        assert a.roster is not None
+        for v, got in sorted(tags.items()):
+            if v not in confirmers:
+                raise ProtocolError(f"{what}: worker {v} is not a surviving neighbour")
+            expected = confirmation_mac(
+                cipher_private=a.cipher_private,
+                peer_public=a.roster[v].cipher_public,
+                tag=request.tag,
+                sender=v,
+                receiver=self.worker_id,
+                request_digest=digest,
+            )
+            if not hmac.compare_digest(got, expected):
+                raise ProtocolError(
+                    f"{what}: worker {v}'s tag does not verify: it was shown another survivor "
+                    "list, or the tag was altered"
+                )
+        if len(tags) + 1 < self.params.threshold:
+            raise ProtocolError(
+                f"{what}: {len(tags)} neighbours confirmed, fewer than threshold - 1 = "
+                f"{self.params.threshold - 1}"
+            )
+        a.checked = digest
+
+    def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
+        """Reveal seed shares of survivors or key shares of dropouts, once per round."""
+        what = f"unmask request to worker {self.worker_id}"
+        tag = request.tag
+        digest = request.digest()
+        done = self._answered.get(tag.round)
+        if done is not None and self._session == tag.session:
+            if (done[0], done[1]) == (tag.attempt, digest):
+                return done[2]
+            raise ProtocolError(
+                f"{what}: round {tag.round} was already answered (attempt {done[0]}); a different "
+                "request would reveal both shares of a peer"
+            )
+        a = self._checked_request(request, what)
+        if self.consistency and a.checked != digest:
+            raise ProtocolError(
+                f"{what}: the survivor list was not confirmed by threshold - 1 = "
+                f"{self.params.threshold - 1} neighbours (check_confirmations first)"
+            )
         assert a.own_shares is not None
         seed_shares = {v: s for v, (s, _) in a.held.items() if v in request.survivors}
         seed_shares[self.worker_id] = a.own_shares[0]
@@ -319,6 +422,11 @@ class SecAggWorker:
         response = UnmaskResponse(tag, self.worker_id, seed_shares, key_shares)
         self._answered[tag.round] = (tag.attempt, digest, response)
         return response
+
+    @property
+    def session(self) -> bytes | None:
+        """The session this worker has taken part in (from its first advert or its ledger)."""
+        return self._session
 
     # -- the durable ledger ---------------------------------------------------------------------
     def ledger_bytes(self) -> bytes:

@@ -151,6 +151,12 @@ def test_the_app_names_its_components_and_configuration(tmp_path: Path) -> None:
     assert project["project"]["license"] == {"file": "LICENSE"} and (app / "LICENSE").is_file()
     for name in ("__init__.py", "task.py", "client_app.py", "server_app.py"):
         assert (app / package / name).read_bytes() == (flower.PEER_DIR / name).read_bytes()
+    secagg = flower.write_app(tmp_path / "app-secagg", peer_config, secagg=True)
+    components = tomllib.loads((secagg / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert components["components"] == {  # Flower's SecAgg+ (legacy API) apps
+        "serverapp": f"{package}.server_app_secagg:app",
+        "clientapp": f"{package}.client_app_secagg:app",
+    }
 
 
 def test_rounds_are_summarised_with_sealfls_definitions() -> None:

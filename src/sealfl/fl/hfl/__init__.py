@@ -13,6 +13,8 @@ Layers, from pure to wired:
   FedAvg, FedAvgM and the reference optimiser on flat numpy buffers;
 - :mod:`.training`: the torch side (model, a worker's local round, evaluation);
 - :mod:`.server`: the PS's rounds, seats, deadlines and refusals, independent of gRPC;
+- :mod:`.secure`: secure aggregation (``--secure-aggregation``, :mod:`sealfl.secagg` over
+  the same channel): the PS's round state, the worker's ledger of unmasked updates;
 - :mod:`.service`, :mod:`.checkpoint`, :mod:`.launch`, :mod:`.roles`, :mod:`.demo`,
   :mod:`.report`: gRPC glue, sealed checkpoints, whole processes, role configs, the demo and
   the plots.

@@ -222,6 +222,7 @@ class DemoOptions:
     partition_seed: int = 0
     run_dir: Path | None = None
     round_deadline_s: float = 60.0
+    secure_aggregation: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 16:
@@ -231,6 +232,8 @@ class DemoOptions:
         )
         if not (math.isfinite(self.round_deadline_s) and self.round_deadline_s > 0):
             raise ConfigError(f"--round-deadline must be positive, got {self.round_deadline_s}")
+        if self.secure_aggregation and self.workers < 2:
+            raise ConfigError("--secure-aggregation needs at least 2 workers (--workers)")
 
 
 def run_demo(options: DemoOptions, *, console: Console) -> int:
@@ -239,8 +242,9 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
     run_dir = options.run_dir or Path("hfl-demo") / time.strftime("%Y%m%d-%H%M%S")
     split = "IID" if options.partition == "iid" else f"Dirichlet({options.alpha:g})"
     console.rule("[bold]sealfl demo hfl")
+    secure = " · secure aggregation" if options.secure_aggregation else ""
     console.print(
-        f"digits, {options.workers} workers ({split}) · {s.describe()} · simulated TEE\n"
+        f"digits, {options.workers} workers ({split}) · {s.describe()} · simulated TEE{secure}\n"
         f"run directory: {run_dir}"
     )
     paths = prepare_run_dir(run_dir)
@@ -258,8 +262,14 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
         paths,
         workers=options.workers,
         settings=s,
-        ps_options={"round_deadline": options.round_deadline_s},
-        worker_options={"wait_for_server": 30.0},
+        ps_options={
+            "round_deadline": options.round_deadline_s,
+            **({"secure_aggregation": True} if options.secure_aggregation else {}),
+        },
+        worker_options={
+            "wait_for_server": 30.0,
+            **({"secure_aggregation": True} if options.secure_aggregation else {}),
+        },
     )
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)

@@ -10,11 +10,18 @@ runtime adds; a worker verifies the PS's evidence by its policy, then checks tho
 against its own settings and prints who will be able to open the trained model before it
 contributes anything. After every round the PS seals a checkpoint; at the end it seals the model
 and, with a release list, writes it in a release envelope only the listed recipients can open.
+
+With secure aggregation (:mod:`.secure`) the PS also binds ``hfl-secagg`` (SHA-256 of its
+secure-aggregation options) into its certificate, seals the open round's protocol state at every
+stage (``hfl_secagg.sealed``) and resumes it; a worker started with it never sends its update
+in the clear, and seals its unmask ledger (beside its seat file) before every answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import signal
@@ -46,6 +53,20 @@ from sealfl.fl.hfl.checkpoint import (
 )
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.fl.hfl.protos import hfl_pb2_grpc as pb_grpc
+from sealfl.fl.hfl.secure import (
+    LEDGER_LABEL,
+    SECAGG_FILE,
+    SECAGG_LABEL,
+    SecAggOptions,
+    SecureRound,
+    UpdateLedger,
+    advert_from_proto,
+    advert_to_proto,
+    peer_bytes,
+    peer_map,
+    planned_weight,
+    weighted_update,
+)
 from sealfl.fl.hfl.server import (
     FinalModel,
     GlobalView,
@@ -56,9 +77,10 @@ from sealfl.fl.hfl.server import (
     RoundRules,
     TrainingResult,
 )
-from sealfl.fl.hfl.service import HflService, PsLink
+from sealfl.fl.hfl.service import HflService, PsLink, SubmitResult
 from sealfl.fl.hfl.settings import Aggregation, Settings
 from sealfl.fl.hfl.training import (
+    LocalResult,
     LocalTrainer,
     evaluate,
     initial_model,
@@ -67,12 +89,19 @@ from sealfl.fl.hfl.training import (
 )
 from sealfl.models import FlatManifest
 from sealfl.models.nn import flatten, load_flat
-from sealfl.net import SecureChannel, SecureServer, open_secure_channel, refusal_reporter
+from sealfl.net import (
+    SecureChannel,
+    SecureServer,
+    certificate_fingerprint,
+    open_secure_channel,
+    refusal_reporter,
+)
 from sealfl.net.addresses import split_address
 from sealfl.runtime import RELEASE_LIST_CLAIM, PartyRuntime, check_address
 from sealfl.seal import SealingKey, read_sealed, write_sealed
 from sealfl.seal.release import write_release
-from sealfl.tee import VerifiedPeer, measure_code
+from sealfl.secagg import Params, RoundTag, SecAggWorker, UnmaskRequest
+from sealfl.tee import RaTlsCredentials, VerifiedPeer, measure_code
 
 __all__ = [
     "ADDRESS_FILE",
@@ -95,6 +124,9 @@ SETTINGS_CLAIM = "hfl-settings"
 """RA-TLS claim of the PS: SHA-256 of the federation's settings (canonical JSON)."""
 MANIFEST_CLAIM = "hfl-manifest"
 """RA-TLS claim of the PS: SHA-256 of the model manifest's canonical JSON."""
+SECAGG_CLAIM = "hfl-secagg"
+"""RA-TLS claim of a PS with secure aggregation: SHA-256 of its options (threshold, clip,
+degree). A worker with ``--secure-aggregation`` refuses a PS without it."""
 MODEL_FILE = "hfl_model.sealed"
 """The sealed trained model, in the PS's ``--out`` directory."""
 RELEASE_FILE = "hfl_model.release"
@@ -160,6 +192,8 @@ class PsOptions:
     certificate_hours
         Lifetime of the PS's RA-TLS certificate; it must outlast the run, since workers
         reconnecting later pin it.
+    secure_aggregation
+        Secure aggregation's options (``--secure-aggregation``), or ``None``.
 
     Raises
     ------
@@ -181,10 +215,13 @@ class PsOptions:
     max_abs: float = ScreeningLimits.max_abs
     max_relative_change: float = ScreeningLimits.max_relative_change
     certificate_hours: float = 24.0
+    secure_aggregation: SecAggOptions | None = None
 
     def __post_init__(self) -> None:
         check_address(self.listen, where="--listen")
         self.rules()
+        if self.secure_aggregation is not None:
+            self.secure_aggregation.check_seats(self.worker_num)
         if self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         _positive(self.max_abs, "--max-abs")
@@ -225,6 +262,10 @@ class WorkerOptions:
     expect_release
         The release-list digest (hex) this worker agrees to contribute under; a PS whose
         certificate claims another list is refused. ``None``: print it, accept any.
+    secure_aggregation
+        Send updates only masked (``--secure-aggregation``); a PS that does not claim secure
+        aggregation in its certificate is refused. The unmask ledger is sealed beside
+        ``seat_file`` (kept in memory only without one).
 
     Raises
     ------
@@ -241,6 +282,14 @@ class WorkerOptions:
     metrics_path: Path | None = None
     wait_for_server_s: float = 0.0
     expect_release: str | None = None
+    secure_aggregation: bool = False
+
+    @property
+    def ledger_file(self) -> Path | None:
+        """Where the sealed unmask ledger lives: beside the seat file."""
+        if self.seat_file is None:
+            return None
+        return self.seat_file.with_name(self.seat_file.name + ".secagg")
 
     def __post_init__(self) -> None:
         if not 0 <= self.worker_id <= 2**32 - 1:
@@ -338,6 +387,11 @@ class _PsHooks:
             min_workers=rules.min_workers,
         )
 
+    def save_secure(self, blob: bytes) -> None:
+        write_sealed(
+            self.options.out_dir / SECAGG_FILE, blob, self.checkpoint_key, label=SECAGG_LABEL
+        )
+
     def finish(self, result: TrainingResult) -> FinalModel:
         out = self.options.out_dir
         message = pb.TrainedModel(
@@ -395,6 +449,7 @@ def run_ps(
     out = options.out_dir
     run_id: str | None = None
     start = 0
+    secure_round: SecureRound | None = None
     evaluations: tuple[RoundEval, ...] = ()
     contributors: tuple[int, ...] = ()
     found = (out / CHECKPOINT_FILE).is_file()
@@ -421,6 +476,7 @@ def run_ps(
         run_id, start, initial = state.run_id, state.next_version, state.model
         evaluations, contributors = state.evaluations, state.contributors
         on_line(f"PS: resuming {checkpoint.describe()} from {out / CHECKPOINT_FILE}")
+        secure_round = _restored_round(options, checkpoint_key, run_id, start, on_line)
     make_directory(out, what="--out directory")
     metrics = MetricsLog(out / PS_METRICS_FILE, party="ps")
     hooks = _PsHooks(
@@ -448,11 +504,53 @@ def run_ps(
         start_version=start,
         evaluations=tuple(evaluations),
         contributors=tuple(contributors),
+        secure=options.secure_aggregation,
+        secure_round=secure_round,
+        save_secure=hooks.save_secure,
     )
+    if options.secure_aggregation is not None:
+        on_line(
+            f"PS: secure aggregation on ({_describe_secure(options.secure_aggregation)}): "
+            "updates arrive masked; only the survivors' sum is unmasked"
+        )
     try:
         return _serve(options, tee, ps, manifest.digest(), metrics, on_line)
     finally:
         metrics.close()
+
+
+def _describe_secure(secure: SecAggOptions) -> str:
+    threshold = "majority" if secure.threshold is None else str(secure.threshold)
+    degree = "all pairs" if secure.degree is None else f"{secure.degree} neighbours"
+    return f"threshold {threshold}, clip {secure.clip:g}, {degree}"
+
+
+def secure_claim(secure: SecAggOptions) -> bytes:
+    """Return the ``hfl-secagg`` claim of these options."""
+    text = f"sealfl hfl secagg v1 threshold={secure.threshold} clip={secure.clip!r} "
+    return hashlib.sha256((text + f"degree={secure.degree}").encode()).digest()
+
+
+def _restored_round(
+    options: PsOptions,
+    key: SealingKey,
+    run_id: str,
+    version: int,
+    on_line: Callable[[str], None],
+) -> SecureRound | None:
+    """Return the sealed secure state of the round the PS resumes at, if there is one."""
+    path = options.out_dir / SECAGG_FILE
+    if options.secure_aggregation is None or not path.is_file():
+        return None
+    raw = read_sealed(path, key, label=SECAGG_LABEL)
+    try:
+        saved_run, rnd = SecureRound.from_bytes(raw)
+    except ProtocolError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if saved_run != run_id or rnd.version != version:
+        on_line(f"PS: {path} holds another round's secure state; round {version + 1} starts anew")
+        return None
+    return rnd
 
 
 def _serve(
@@ -468,6 +566,8 @@ def _serve(
         SETTINGS_CLAIM: bytes.fromhex(settings.digest()),
         MANIFEST_CLAIM: bytes.fromhex(manifest_digest),
     }
+    if options.secure_aggregation is not None:
+        claims[SECAGG_CLAIM] = secure_claim(options.secure_aggregation)
     lifetime = timedelta(hours=options.certificate_hours)
     credentials = tee.credentials(claims=claims, lifetime=lifetime)
     refused = refusal_reporter(
@@ -558,6 +658,19 @@ def _short(peer: VerifiedPeer) -> str:
     return (values[0][:16] + "…") if values else "none"
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A worker's secure-aggregation round after stage 2: what masking needs."""
+
+    tag: RoundTag
+    params: Params
+    worker: SecAggWorker
+    weight: int
+    total: int
+    delivered: dict[int, bytes]
+    bytes_before: int
+
+
 class _Worker:
     """A worker process's state across reconnects."""
 
@@ -579,6 +692,12 @@ class _Worker:
         self.link: PsLink | None = None
         self.info: JoinInfo | None = None
         self.manifest_digest = self.manifest.digest()
+        # Secure aggregation: this process's certificates, the protocol state, the ledger.
+        self._mine: set[str] = set()
+        self._secagg: SecAggWorker | None = None
+        self.ledger_key = tee.sealing_key(LEDGER_LABEL) if options.ledger_file is not None else None
+        self.ledger = self._load_ledger() if options.secure_aggregation else None
+        self._trained: tuple[int, LocalResult] | None = None
         # Asks the PS for the next model while this worker's update is still being sent.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfl-next-model")
         self._next: tuple[int, Future[GlobalView]] | None = None
@@ -611,6 +730,34 @@ class _Worker:
         except ConfigError as exc:
             self.on_line(f"{self.name}: could not write the seat file ({exc})")
 
+    def _load_ledger(self) -> UpdateLedger:
+        path, key = self.options.ledger_file, self.ledger_key
+        if path is None or key is None:
+            self.on_line(
+                f"{self.name}: no --seat-file: the secure-aggregation ledger is kept in memory "
+                "only, so a restarted worker would not remember what it unmasked"
+            )
+            return UpdateLedger(self.options.worker_id)
+        if not path.is_file():
+            return UpdateLedger(self.options.worker_id)
+        # A ledger that cannot be opened is not skipped: it is what stops a second unmasking.
+        try:
+            return UpdateLedger(self.options.worker_id, read_sealed(path, key, label=LEDGER_LABEL))
+        except ProtocolError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def _save_ledger(self) -> None:
+        path, key = self.options.ledger_file, self.ledger_key
+        if path is None or key is None or self.ledger is None:
+            return
+        write_sealed(path, self.ledger.to_bytes(), key, label=LEDGER_LABEL)
+
+    def _credentials(self) -> RaTlsCredentials:
+        """Make a fresh RA-TLS identity for a connection; remember it as this worker's."""
+        credentials = self.tee.credentials()
+        self._mine.add(certificate_fingerprint(credentials.cert_pem))
+        return credentials
+
     # -- connection -------------------------------------------------------------------------
 
     def _open(self, wait_s: float) -> SecureChannel[VerifiedPeer]:
@@ -621,9 +768,9 @@ class _Worker:
             try:
                 return open_secure_channel(
                     self.options.server,
-                    credentials=self.tee.credentials(),  # a fresh key per connection
+                    credentials=self._credentials(),  # a fresh key per connection
                     server_verifier=self.tee.verify_peer,
-                    renew=self.tee.credentials,  # past the hour, without dropping the seat
+                    renew=self._credentials,  # past the hour, without dropping the seat
                 )
             except ChannelError as exc:
                 if _listening(self.options.server) or time.monotonic() + pause > deadline:
@@ -654,6 +801,15 @@ class _Worker:
                     f"{shown}, this worker's is {value.hex()[:16]}… (the PS trains with other "
                     "settings or another model); refusing to contribute"
                 )
+        if self.options.secure_aggregation:
+            secagg = peer.claims.get(SECAGG_CLAIM)
+            if not isinstance(secagg, bytes):
+                raise AttestationError(
+                    f"PS at {self.options.server}: its certificate claims no secure aggregation "
+                    f"({SECAGG_CLAIM}); this worker sends its update only masked "
+                    "(--secure-aggregation); refusing"
+                )
+            self.on_line(f"{self.name}: the PS runs secure aggregation; updates leave masked")
         release = peer.claims.get(RELEASE_LIST_CLAIM)
         expected = self.options.expect_release
         if isinstance(release, bytes):
@@ -777,20 +933,33 @@ class _Worker:
                 return view
             assert view.values is not None
             fetched = time.perf_counter()
-            result = self.trainer.train(view.version, view.values)
+            secure: dict[str, Any] = {}
+            prepared: _Prepared | SubmitResult | None = None
+            if self.options.secure_aggregation:
+                try:  # stages 1 and 2 before training: the kill point "after masking set up"
+                    prepared = self._prepare_secure(view, secure)
+                except ChannelError as exc:
+                    version = self._reconnect(exc)
+                    continue
+            result = self._train(view.version, view.values)
             trained = time.perf_counter()
             self._ask_ahead(view.version + 1)
             try:
-                answer = self.link.submit(
-                    self.options.worker_id,
-                    view.version,
-                    result.values,
-                    seat_token=self.token,
-                    num_examples=result.examples,
-                    train_loss=result.loss,
-                    train_seconds=result.seconds,
-                    manifest_digest=self.manifest_digest,
-                )
+                if isinstance(prepared, SubmitResult):
+                    answer = prepared  # this worker sits the round out; nothing is sent
+                elif prepared is not None:
+                    answer = self._submit_masked(view, result, prepared, secure)
+                else:
+                    answer = self.link.submit(
+                        self.options.worker_id,
+                        view.version,
+                        result.values,
+                        seat_token=self.token,
+                        num_examples=result.examples,
+                        train_loss=result.loss,
+                        train_seconds=result.seconds,
+                        manifest_digest=self.manifest_digest,
+                    )
             except ChannelError as exc:
                 version = self._reconnect(exc)
                 continue
@@ -810,6 +979,7 @@ class _Worker:
                 steps=result.steps,
                 accepted=answer.accepted,
                 reason=answer.reason,
+                **secure,
             )
             if s.aggregation is Aggregation.REFERENCE:
                 # The reference system's log line, so runs can be compared line by line.
@@ -823,6 +993,163 @@ class _Worker:
                     + ("" if answer.accepted else f"; refused: {answer.reason}")
                 )
             version = view.version + 1
+
+    def _train(self, version: int, values: F32) -> LocalResult:
+        """Train on ``version``, or return the result already trained on it.
+
+        A resumed round re-sends the same masked update; training is deterministic, so this
+        only saves time.
+        """
+        if self._trained is not None and self._trained[0] == version:
+            return self._trained[1]
+        result = self.trainer.train(version, values)
+        self._trained = (version, result)
+        return result
+
+    def _secagg_worker(self, params: Params, tag: RoundTag) -> SecAggWorker:
+        """Return the run's protocol state machine, renewed when the session or parameters change.
+
+        A new object keeps the unmask ledger of the session (from memory, or sealed from before
+        a restart); a new session (a new run) starts with an empty one, this module's ledger
+        of unmasked updates still refusing a second unmasking of the same update.
+        """
+        current = self._secagg
+        if current is not None and current.session in (None, tag.session):
+            if current.params == params:
+                return current
+            core: bytes | None = current.ledger_bytes()
+        else:
+            assert self.ledger is not None
+            core = self.ledger.core
+            if core is not None and json.loads(core).get("session") != tag.session.hex():
+                core = None
+        self._secagg = SecAggWorker(
+            worker_id=self.options.worker_id, params=params, ledger=core, consistency=True
+        )
+        return self._secagg
+
+    def _prepare_secure(self, view: GlobalView, record: dict[str, Any]) -> _Prepared | SubmitResult:
+        """Stages 1 and 2 of the round: advertise keys, check the roster, share, get shares.
+
+        A refusal (by the PS, or by this worker of what the PS sent) skips the round: nothing
+        is sent in the clear, and the round goes on without this worker.
+        """
+        assert self.link is not None and self.info is not None
+        if view.secagg is None:
+            return SubmitResult(
+                False,
+                reason="the PS sent a round without secure aggregation; not contributing to it",
+            )
+        started = time.perf_counter()
+        bytes_before = self.link.secagg_bytes
+        tag, params = view.secagg
+        me, link = self.options.worker_id, self.link
+        call = self._secagg_call()
+        try:
+            sa = self._secagg_worker(params, tag)
+            weight = planned_weight(self.options.settings, len(self.data))
+            advert = sa.advertise(tag)
+            reply = link.secagg(me, tag, advert=advert_to_proto(advert, weight), **call)
+            roster = {a.worker_id: a for a in reply.roster}
+            mine = roster.get(me)
+            if (
+                len(roster) != len(reply.roster)
+                or mine is None
+                or advert_from_proto(mine, tag) != advert
+                or mine.weight != weight
+                or mine.identity not in self._mine
+            ):
+                raise ProtocolError(
+                    f"{self.name}: the roster names a worker twice, or its advert of this worker "
+                    "is missing or altered (keys, weight, or the RA-TLS identity it came over)"
+                )
+            total = sum(a.weight for a in reply.roster)
+            bundle = sa.share_keys(tag, [advert_from_proto(a, tag) for a in reply.roster])
+            reply = link.secagg(me, tag, bundle=peer_bytes(bundle.ciphertexts), **call)
+            delivered = peer_map(reply.delivery, what="share delivery")
+        except ProtocolError as exc:
+            return SubmitResult(False, reason=str(exc))
+        finally:
+            record["secagg_setup_s"] = time.perf_counter() - started
+        self.on_line(
+            f"{self.name}: round {view.version + 1}: keys shared with {len(delivered)} "
+            "neighbours; training"
+        )
+        return _Prepared(tag, params, sa, weight, total, delivered, bytes_before)
+
+    def _secagg_call(self) -> dict[str, Any]:
+        assert self.info is not None
+        return {"seat_token": self.token, "timeout_s": self.info.round_deadline_s + 120.0}
+
+    def _submit_masked(
+        self, view: GlobalView, result: LocalResult, prepared: _Prepared, record: dict[str, Any]
+    ) -> SubmitResult:
+        """Stages 3 to 5: mask and send the update, confirm the survivors, answer."""
+        started = time.perf_counter()
+        try:
+            return self._mask_and_unmask(view, result, prepared, record)
+        except ProtocolError as exc:
+            return SubmitResult(False, reason=str(exc))
+        finally:
+            record["secagg_s"] = time.perf_counter() - started
+
+    def _mask_and_unmask(
+        self, view: GlobalView, result: LocalResult, p: _Prepared, record: dict[str, Any]
+    ) -> SubmitResult:
+        assert self.link is not None and view.values is not None and self.ledger is not None
+        me, link, tag, sa = self.options.worker_id, self.link, p.tag, p.worker
+        if result.examples != p.weight:
+            raise ProtocolError(
+                f"{self.name}: trained on {result.examples} examples, advertised {p.weight}"
+            )
+        update = weighted_update(
+            result.values,
+            view.values,
+            weight=p.weight,
+            total=p.total,
+            gradient=self.options.settings.aggregation is Aggregation.REFERENCE,
+        )
+        record["clipped"] = int(np.count_nonzero(np.abs(update) > p.params.clip))
+        masking = time.perf_counter()
+        masked = sa.masked_input(tag, p.delivered, update)
+        record["mask_s"] = time.perf_counter() - masking
+        answer = link.submit(
+            me,
+            view.version,
+            masked.values,
+            seat_token=self.token,
+            num_examples=result.examples,
+            train_loss=result.loss,
+            train_seconds=result.seconds,
+            manifest_digest=self.manifest_digest,
+            secagg_tag=tag,
+        )
+        if not answer.accepted:
+            return answer
+        call = self._secagg_call()
+        reply = link.secagg(me, tag, unmask=pb.SecAggPoll(), **call)
+        request = UnmaskRequest(
+            tag,
+            frozenset(reply.unmask_request.survivors),
+            frozenset(reply.unmask_request.dropped),
+        )
+        tags = sa.confirm(request)
+        reply = link.secagg(me, tag, confirm=peer_bytes(tags), **call)
+        sa.check_confirmations(request, peer_map(reply.confirmations, what="confirmations"))
+        update_key = UpdateLedger.update_digest(view.version, result.values)
+        self.ledger.check(update_key, request)
+        response = sa.unmask(request)
+        self.ledger.record(update_key, request, sa.ledger_bytes())
+        self._save_ledger()  # before the answer leaves
+        shares = pb.SecAggAnswer(
+            seed_shares=peer_bytes(response.seed_shares).items,
+            key_shares=peer_bytes(response.key_shares).items,
+        )
+        link.secagg(me, tag, answer=shares, **call)
+        record["survivors"] = sorted(request.survivors)
+        # Protocol messages of stages 1, 2, 4 and 5 (the masked vector is the upload).
+        record["secagg_bytes"] = link.secagg_bytes - p.bytes_before
+        return answer
 
     def _reconnect(self, exc: ChannelError) -> int:
         wait_s = self.options.wait_for_server_s

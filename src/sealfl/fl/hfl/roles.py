@@ -9,6 +9,10 @@ settings' own keys (``model``, ``rounds``, ``local_epochs``, ``local_steps``, ``
 ``aggregation``, ``server_learning_rate``, ``server_momentum``), which override the preset's:
 the PS's are the federation's, and it refuses workers whose settings differ.
 
+Secure aggregation: ``secure_aggregation = true`` on the PS and on every worker; the PS also
+takes ``secagg_threshold`` (default: a majority of the seats), ``secagg_clip`` (16.0) and
+``secagg_degree`` (neighbours per worker, even; default all pairs).
+
 A PS's ``resume`` is ``false`` (the default: a new run), ``true`` (continue the sealed
 checkpoint in ``out``; refuse to start without one) or ``"auto"`` (continue it if there is one,
 else start a new run: for a PS that a supervisor restarts from the same config).
@@ -22,6 +26,7 @@ from typing import Any
 from sealfl.errors import ConfigError
 from sealfl.fl.common.role_options import read_options
 from sealfl.fl.hfl.launch import PsOptions, Resume, WorkerOptions
+from sealfl.fl.hfl.secure import SecAggOptions
 from sealfl.fl.hfl.settings import PRESETS, Settings
 from sealfl.runtime import RoleConfig, Table
 
@@ -46,10 +51,23 @@ _PS_KEYS = frozenset(
         "max_abs",
         "max_relative_change",
         "certificate_hours",
+        "secure_aggregation",
+        "secagg_threshold",
+        "secagg_clip",
+        "secagg_degree",
     }
 )
 _WORKER_KEYS = frozenset(
-    {"shard", "id", "threads", "seat_file", "metrics", "wait_for_server", "expect_release"}
+    {
+        "shard",
+        "id",
+        "threads",
+        "seat_file",
+        "metrics",
+        "wait_for_server",
+        "expect_release",
+        "secure_aggregation",
+    }
 )
 _INTEGERS = {"rounds", "local_epochs", "local_steps", "batch_size", "seed"}
 _STRINGS = {"model", "pipeline", "aggregation"}
@@ -101,6 +119,20 @@ def _resume(table: Table) -> Resume:
     )
 
 
+def _secure(table: Table) -> SecAggOptions | None:
+    """Read ``secure_aggregation`` and its ``secagg_*`` options (refused without it)."""
+    if not table.boolean("secure_aggregation"):
+        for key in ("secagg_threshold", "secagg_clip", "secagg_degree"):
+            if table.has(key):
+                raise table.fail(key, "needs secure_aggregation = true")
+        return None
+    return SecAggOptions(
+        threshold=table.integer("secagg_threshold", minimum=2),
+        clip=table.number("secagg_clip", 16.0),
+        degree=table.integer("secagg_degree", minimum=2),
+    )
+
+
 def ps_options(config: RoleConfig) -> PsOptions:
     """Read a PS's options from its role config, refusing as :func:`read_options` does."""
 
@@ -120,6 +152,7 @@ def ps_options(config: RoleConfig) -> PsOptions:
             max_abs=table.number("max_abs", 1e4),
             max_relative_change=table.number("max_relative_change", 10.0),
             certificate_hours=table.number("certificate_hours", 24.0),
+            secure_aggregation=_secure(table),
         )
 
     return read_options(config, read, allowed=_PS_KEYS | _SETTINGS_KEYS)
@@ -139,6 +172,7 @@ def worker_options(config: RoleConfig) -> WorkerOptions:
             metrics_path=table.path("metrics"),
             wait_for_server_s=table.number("wait_for_server", 0.0),
             expect_release=table.string("expect_release"),
+            secure_aggregation=table.boolean("secure_aggregation"),
         )
 
     return read_options(config, read, allowed=_WORKER_KEYS | _SETTINGS_KEYS)

@@ -27,6 +27,11 @@ What the PS decides, and where:
   and delay the round. Neither is on a round's critical path unless it outlasts the workers'
   training; the ``checkpoint`` record says how long it was (``critical_s``), beside its wall and
   CPU time.
+- **Secure aggregation** (``secure``, :mod:`.secure`): updates arrive masked; the round moves
+  through the protocol's stages (each closing when every expected worker's message is in, or
+  at the deadline), the state is sealed at every stage, and the PS learns only the survivors'
+  sum. Before it opens the next round the PS checkpoints the model, so its sealed round state
+  is never ahead of its checkpoint by more than the open round.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,8 +52,10 @@ import numpy.typing as npt
 from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.hfl.aggregation import ScreeningLimits, ServerOptimizer, Upload, screen_upload
-from sealfl.fl.hfl.settings import Settings
+from sealfl.fl.hfl.secure import SecAggOptions, SecureRound, aggregate, session_of
+from sealfl.fl.hfl.settings import Aggregation, Settings
 from sealfl.models import FlatManifest
+from sealfl.secagg import MaskedInput, Params, RoundTag, SecAggAggregator, Stage
 
 __all__ = [
     "HANDOUT_WAIT_S",
@@ -65,6 +72,8 @@ __all__ = [
 ]
 
 F32 = npt.NDArray[np.float32]
+U32 = npt.NDArray[np.uint32]
+T = TypeVar("T")
 _WAIT_SLICE_S = 0.5  # how often a blocked hand-out looks whether its caller is still there
 HANDOUT_WAIT_S = 1.0
 """Longest the PS holds its evaluation and checkpoint back while the model is handed out (a
@@ -166,6 +175,7 @@ class GlobalView:
     deadline_in_s: float = 0.0
     model_path: str = ""
     release_path: str = ""
+    secagg: tuple[RoundTag, Params] | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +279,13 @@ class ParameterServer:
         Evaluations of the rounds already done (from a checkpoint).
     clock
         Monotonic clock.
+    secure
+        Secure aggregation's options, or ``None`` (updates in the clear, inside the TEE).
+    secure_round
+        A round's secure-aggregation state from before a restart (used if it is the round
+        the PS resumes at).
+    save_secure
+        Seals a round's secure-aggregation state (called at every stage).
     """
 
     def __init__(
@@ -289,6 +306,9 @@ class ParameterServer:
         evaluations: tuple[RoundEval, ...] = (),
         contributors: tuple[int, ...] = (),
         clock: Callable[[], float] = time.monotonic,
+        secure: SecAggOptions | None = None,
+        secure_round: SecureRound | None = None,
+        save_secure: Callable[[bytes], None] | None = None,
     ) -> None:
         if initial.shape != (manifest.numel,):
             raise ConfigError(
@@ -327,6 +347,12 @@ class ParameterServer:
         self._final = FinalModel()
         self._final_ready = False
         self._told_done: set[int] = set()
+        self.secure = secure
+        self.session = session_of(self.run_id)
+        self._restored = secure_round
+        self._save_secure = save_secure
+        self._secure_round: SecureRound | None = None
+        self._secure_deadline = 0.0
 
     # ---- state for callers and tests ------------------------------------------------------
 
@@ -393,6 +419,10 @@ class ParameterServer:
                     )
                 if num_examples < 1:
                     raise ProtocolError(f"{who}: a shard without examples cannot contribute")
+                if self.secure is not None and not 1 <= worker_id < 2**31:
+                    raise ProtocolError(
+                        f"{who}: with secure aggregation worker ids must be 1 to {2**31 - 1}"
+                    )
                 seat = self._seat_for(worker_id, fingerprint, seat_token, num_examples)
             except ProtocolError as exc:
                 self._refused("join", worker_id, None, str(exc))
@@ -514,12 +544,14 @@ class ParameterServer:
                 if self._open is not None and self._open >= version:
                     if not confirm_delivery:
                         self._handed_out(worker_id, self._open)
+                    rnd = self._secure_round
                     return GlobalView(
                         "model",
                         self._open,
                         values=self._model,
                         evaluation=self._latest_evaluation(),
                         deadline_in_s=max(0.0, self._deadline - self.clock()),
+                        secagg=None if rnd is None else (rnd.tag, rnd.params),
                     )
                 remaining = give_up - self.clock()
                 if remaining <= 0 or not is_active():
@@ -548,10 +580,18 @@ class ParameterServer:
         """
         with self._cond:
             try:
+                self._plain_updates(worker_id)
                 self._check_open(self._prove(worker_id, fingerprint, token), version)
             except ProtocolError as exc:
                 self._refused("update", worker_id, version, str(exc))
                 raise
+
+    def _plain_updates(self, worker_id: int) -> None:
+        if self.secure is not None:
+            raise ProtocolError(
+                f"worker {worker_id}: this federation uses secure aggregation; an update in the "
+                "clear is refused (it travels masked)"
+            )
 
     def _check_open(self, seat: _Seat, version: int) -> None:
         who = f"worker {seat.worker_id}"
@@ -594,6 +634,7 @@ class ParameterServer:
             has no examples, or its values are absurd. Nothing accepted earlier changes.
         """
         try:
+            self._plain_updates(worker_id)
             if num_examples < 1:
                 raise ProtocolError(f"worker {worker_id}: an update needs at least one example")
             with self._cond:
@@ -619,9 +660,132 @@ class ParameterServer:
             self._refused("update", worker_id, version, str(exc))
             raise
 
-    def refuse(self, worker_id: int, version: int | None, reason: str) -> None:
-        """Record an update refused by the transport layer (truncated, malformed stream)."""
-        self._refused("update", worker_id, version, reason)
+    # ---- secure aggregation: calls from workers (gRPC threads) ------------------------------
+
+    def _secure_open(
+        self, worker_id: int, fingerprint: str, token: bytes, tag: RoundTag
+    ) -> SecureRound:
+        """Return the open round's secure state for a caller holding its seat; lock held."""
+        seat = self._prove(worker_id, fingerprint, token)
+        self._reinstate(seat)
+        rnd = self._secure_round
+        if self.secure is None:
+            raise ProtocolError(
+                f"worker {worker_id}: this federation does not use secure aggregation"
+            )
+        if self._phase is not Phase.TRAINING or rnd is None or self._open is None:
+            raise ProtocolError(f"worker {worker_id}: no round is open ({self._phase.value})")
+        rnd.tag.check(tag, what=f"secure-aggregation message of worker {worker_id}")
+        return rnd
+
+    def secure_call(
+        self,
+        worker_id: int,
+        fingerprint: str,
+        token: bytes,
+        tag: RoundTag,
+        call: Callable[[SecureRound], T | None],
+        *,
+        what: str,
+        is_active: Callable[[], bool] = lambda: True,
+    ) -> T | None:
+        """Hand a worker's stage message to the open round; wait until its stage closes.
+
+        ``call`` is repeated on every wake-up (the round's methods take the identical message
+        again). Returns its answer, or ``None`` after :attr:`RoundRules.wait_s` or when the
+        caller has gone (the worker asks again).
+
+        Raises
+        ------
+        ProtocolError
+            If the caller does not hold the seat, no round with this tag is open, or the
+            round refuses the message.
+        """
+        with self._cond:
+            try:
+                rnd = self._secure_open(worker_id, fingerprint, token, tag)
+                give_up = self.clock() + self.rules.wait_s
+                while True:
+                    answer = call(rnd)
+                    if (
+                        answer is None
+                        and not (rnd.stage is Stage.UNMASK and rnd.confirmations_closed)
+                        and rnd.stage is not Stage.DONE
+                        and not self._secure_waiting(rnd)
+                        and self._close_secure_stage(rnd, set(), quiet=True)
+                    ):
+                        answer = call(rnd)
+                    self._cond.notify_all()
+                    if answer is not None:
+                        return answer
+                    remaining = give_up - self.clock()
+                    if remaining <= 0 or not is_active():
+                        return None
+                    self._cond.wait(min(remaining, _WAIT_SLICE_S))
+                    if self._secure_round is not rnd or self._phase is not Phase.TRAINING:
+                        raise ProtocolError(
+                            f"worker {worker_id}: round {tag.round + 1} closed without its {what}"
+                        )
+            except ProtocolError as exc:
+                self._refused(f"secagg {what}", worker_id, tag.round, str(exc))
+                raise
+
+    def check_masked(
+        self, worker_id: int, version: int, fingerprint: str, token: bytes, tag: RoundTag
+    ) -> None:
+        """Refuse a masked update before its buffer is received, if it cannot be taken.
+
+        Raises
+        ------
+        ProtocolError
+            If the caller does not hold the seat, the tag is not the open round's, or the
+            round does not take this worker's masked input now.
+        """
+        with self._cond:
+            try:
+                if version != tag.round:
+                    raise ProtocolError(
+                        f"worker {worker_id}: masked update for version {version} carries the "
+                        f"tag of round {tag.round + 1}"
+                    )
+                self._secure_open(worker_id, fingerprint, token, tag).check_masked(worker_id, tag)
+            except ProtocolError as exc:
+                self._refused("masked update", worker_id, version, str(exc))
+                raise
+
+    def submit_masked(
+        self,
+        worker_id: int,
+        fingerprint: str,
+        token: bytes,
+        tag: RoundTag,
+        values: U32,
+        *,
+        train_loss: float = math.nan,
+        train_seconds: float = 0.0,
+    ) -> None:
+        """Take a worker's received masked update (uint32) for the open round.
+
+        Raises
+        ------
+        ProtocolError
+            As :meth:`check_masked`, or if the vector is not the round's length, or differs
+            from one this worker already sent.
+        """
+        with self._cond:
+            try:
+                rnd = self._secure_open(worker_id, fingerprint, token, tag)
+                rnd.masked(MaskedInput(tag, worker_id, values), train_loss, train_seconds)
+                self._cond.notify_all()
+            except ProtocolError as exc:
+                self._refused("masked update", worker_id, tag.round, str(exc))
+                raise
+
+    def refuse(
+        self, worker_id: int, version: int | None, reason: str, *, what: str = "update"
+    ) -> None:
+        """Record a message refused by the transport layer (truncated, malformed, misdirected)."""
+        self._refused(what, worker_id, version, reason)
 
     def _refused(self, what: str, worker_id: int, version: int | None, reason: str) -> None:
         self.metrics.write("refused", what=what, worker=worker_id, version=version, reason=reason)
@@ -645,6 +809,11 @@ class ParameterServer:
 
     def run(self) -> TrainingResult:
         """Wait for the workers, train every round, seal the model; return the outcome."""
+        if self.secure is not None and self._version == 0:
+            # The run (its id, hence its secure-aggregation session) is durable from the
+            # start: a PS killed in round 1 resumes that round's state instead of beginning a
+            # new run, which workers that already answered round 1 would rightly refuse.
+            self._checkpoint(0, self._model, self.optimizer.state_bytes(), ())
         if self._wait_for_joins():
             with self._cond:
                 if self._version < self.settings.rounds:
@@ -686,11 +855,29 @@ class ParameterServer:
         self._open = version
         self._round_started = self.clock()
         self._deadline = self._round_started + self.rules.round_deadline_s
+        if self.secure is not None:
+            self._secure_round = self._new_secure_round(version)
         self.metrics.write("round_open", round=version + 1, version=version)
         self._cond.notify_all()
 
+    def _new_secure_round(self, version: int) -> SecureRound:
+        """Return the round's secure state: restored from before a restart, or a fresh attempt 0."""
+        restored, self._restored = self._restored, None
+        if restored is not None and restored.version == version:
+            self.on_line(
+                f"PS: round {version + 1}: resuming secure aggregation at stage "
+                f"{restored.stage.value} (same attempt, same masks)"
+            )
+            return restored
+        assert self.secure is not None
+        params = self.secure.params(tuple(sorted(self._seats)), self.manifest.numel)
+        tag = RoundTag(self.session, version, 0)
+        return SecureRound(version=version, agg=SecAggAggregator(params=params, tag=tag))
+
     def _close_round(self, version: int) -> tuple[int, F32, list[_Pending], list[int]] | None:
         """Wait for the round's updates, close it, aggregate; ``None`` if training stopped."""
+        if self.secure is not None:
+            return self._close_secure_round(version)
         with self._cond:
             while self._phase is Phase.TRAINING:
                 if self._can_close():
@@ -724,6 +911,136 @@ class ParameterServer:
             )
             return None
         new_model = self.optimizer.step(version, model, [p.upload for p in pending])
+        return version, new_model, pending, missing
+
+    def _seal_secure(self, rnd: SecureRound) -> float:
+        """Seal the round's secure state (the caller holds the lock: no message slips in).
+
+        Returns the seconds it took.
+        """
+        if self._save_secure is None:
+            return 0.0
+        started = self.clock()
+        try:
+            self._save_secure(rnd.to_bytes(self.run_id))
+        except ConfigError as exc:
+            self.metrics.write("secagg_state_failed", round=rnd.version + 1, reason=str(exc))
+            self.on_line(f"PS: could not seal the secure-aggregation state: {exc}")
+        return self.clock() - started
+
+    def _secure_waiting(self, rnd: SecureRound) -> set[int]:
+        """Return whom the open stage still waits for; the caller holds the lock."""
+        return rnd.waiting_for(self._active() & set(rnd.params.workers))
+
+    def _close_secure_stage(
+        self, rnd: SecureRound, waiting: set[int], *, quiet: bool = False
+    ) -> bool:
+        """Close the open stage, seal the state, log it; the caller holds the lock.
+
+        Called by the driver (every message in, or the deadline) and by the gRPC thread of the
+        last message a stage waited for (``quiet``: a stage that cannot close yet is left to the
+        driver), so a stage never waits for the driver's evaluation or checkpoint. Returns
+        whether it closed; the driver stops training when it cannot.
+        """
+        now = self.clock()
+        try:
+            closed = rnd.close_stage()
+        except ProtocolError as exc:
+            if quiet:
+                return False
+            self._seal_secure(rnd)
+            self.stop(f"round {rnd.version + 1}: secure aggregation failed: {exc}")
+            return False
+        seal_s = self._seal_secure(rnd)
+        self.metrics.write(
+            "secagg_stage",
+            round=rnd.version + 1,
+            closed=closed,
+            at_deadline=bool(waiting),
+            missing=sorted(waiting),
+            seconds=now - self._round_started,
+            seal_s=seal_s,
+        )
+        if closed == "masked inputs":
+            self._secure_deadline = self.clock() + self.rules.round_deadline_s  # stage 4's own
+        self._cond.notify_all()
+        return True
+
+    def _close_secure_round(
+        self, version: int
+    ) -> tuple[int, F32, list[_Pending], list[int]] | None:
+        """Drive the open round through secure aggregation's stages; aggregate the sum."""
+        with self._cond:
+            rnd = self._secure_round
+            assert rnd is not None
+            self._secure_deadline = self._deadline
+            if rnd.stage in (Stage.UNMASK, Stage.DONE):  # resumed past stage 3
+                self._secure_deadline = self.clock() + self.rules.round_deadline_s
+            while rnd.stage is not Stage.DONE:
+                if self._phase is not Phase.TRAINING:
+                    return None
+                waiting = self._secure_waiting(rnd)
+                now = self.clock()
+                if waiting and now < self._secure_deadline:
+                    self._cond.wait(self._secure_deadline - now)
+                    continue
+                if rnd.stage is Stage.UNMASK and rnd.confirmations_closed:
+                    break  # every answer in, or the deadline: finish with what came
+                if not self._close_secure_stage(rnd, waiting):
+                    return None
+            try:
+                mean, survivors, weight = rnd.finish()
+            except ProtocolError as exc:
+                self._seal_secure(rnd)
+                self.stop(f"round {version + 1}: secure aggregation failed: {exc}")
+                return None
+            seal_s = self._seal_secure(rnd)
+            self._open = None
+            self._cond.notify_all()
+            missing = sorted(k for k in self._seats if k not in survivors)
+            newly_dropped = [k for k in missing if not self._seats[k].dropped]
+            for k in newly_dropped:
+                self._seats[k].dropped = True
+            model = self._model
+        if newly_dropped:
+            self.metrics.write(
+                "dropped", round=version + 1, workers=newly_dropped, reason="not a survivor"
+            )
+            self.on_line(
+                f"PS: round {version + 1} closed with {len(survivors)} masked update(s); "
+                "dropped: " + ", ".join(f"worker {k}" for k in newly_dropped)
+            )
+        if len(survivors) < self.rules.min_workers:
+            self.stop(
+                f"round {version + 1} closed with {len(survivors)} update(s), fewer than the "
+                f"{self.rules.min_workers} needed (--min-workers); missing: workers {missing}"
+            )
+            return None
+        values = aggregate(mean, model, gradient=self.settings.aggregation is Aggregation.REFERENCE)
+        try:
+            screen_upload(values, model, self.settings, self.limits)
+        except ProtocolError as exc:
+            self.stop(f"round {version + 1}: the survivors' aggregate is refused: {exc}")
+            return None
+        new_model = self.optimizer.step(version, model, [Upload(0, 1, values)])
+        numel = self.manifest.numel
+        pending = [
+            _Pending(
+                Upload(k, rnd.weights[k], np.empty(0, dtype=np.float32)),
+                rnd.train_loss.get(k, math.nan),
+                rnd.train_seconds.get(k, 0.0),
+                4 * numel,
+            )
+            for k in survivors
+        ]
+        self.metrics.write(
+            "secagg",
+            round=version + 1,
+            survivors=list(survivors),
+            examples=weight,
+            seconds=self.clock() - self._round_started,
+            seal_s=seal_s,
+        )
         return version, new_model, pending, missing
 
     def _active(self) -> set[int]:
@@ -766,6 +1083,10 @@ class ParameterServer:
         state_bytes = self.optimizer.state_bytes()
         contributors = tuple(p.upload.worker_id for p in pending)
         wall = self.clock() - self._round_started
+        if self.secure is not None:
+            # Before the next round's sealed secure state can replace this one's (on the
+            # critical path: the next round waits for it).
+            self._checkpoint(rounds_done, new_model, state_bytes, contributors, blocking=True)
         with self._cond:
             self._model = new_model
             self._version = rounds_done
@@ -806,13 +1127,28 @@ class ParameterServer:
             )
             line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
         self.on_line(f"PS: {line}")
+        if self.secure is not None and rounds_done < self.settings.rounds:
+            return  # checkpointed before the round opened; the next one adds this evaluation
+        self._checkpoint(rounds_done, new_model, state_bytes, contributors)
+
+    def _checkpoint(
+        self,
+        rounds_done: int,
+        new_model: F32,
+        state_bytes: bytes,
+        contributors: tuple[int, ...],
+        *,
+        blocking: bool = False,
+    ) -> None:
         started, cpu = self.clock(), time.thread_time()
+        with self._cond:
+            evaluations = tuple(self._evaluations)
         state = PsState(
             run_id=self.run_id,
             next_version=rounds_done,
             model=new_model,
             server_state=state_bytes,
-            evaluations=tuple(self._evaluations),
+            evaluations=evaluations,
             contributors=contributors,
         )
         try:
@@ -830,7 +1166,7 @@ class ParameterServer:
                 round=rounds_done,
                 seconds=ended - started,
                 cpu_s=time.thread_time() - cpu,
-                critical_s=self._critical(started, ended),
+                critical_s=ended - started if blocking else self._critical(started, ended),
             )
 
     def _finish(self) -> TrainingResult:

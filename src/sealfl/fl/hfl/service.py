@@ -13,6 +13,11 @@ reply with a reason; the round goes on.
 
 A caller is the client certificate gRPC authenticated for the call (mutual RA-TLS, enrolled
 after its evidence passed the PS's policy), plus the seat token it shows.
+
+With secure aggregation (:mod:`.secure`) the model header carries the round's tag and
+parameters, ``SubmitUpdate`` carries the masked uint32 vector (its header names the tag), and
+``SecAgg`` carries the other stages: one unary call per stage, answered when the stage closes
+(or ``WAITING``: the worker repeats the identical call).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.hfl.checkpoint import evaluation_from_proto, evaluation_to_proto
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.fl.hfl.protos import hfl_pb2_grpc as pb_grpc
+from sealfl.fl.hfl.secure import (
+    SecureRound,
+    advert_from_proto,
+    params_from_proto,
+    params_to_proto,
+    peer_bytes,
+    peer_map,
+    tag_from_proto,
+    tag_to_proto,
+)
 from sealfl.fl.hfl.server import GlobalView, JoinInfo, ParameterServer
 from sealfl.fl.hfl.settings import Settings, settings_from_proto
 from sealfl.models import FlatManifest
@@ -44,10 +59,18 @@ from sealfl.net import (
     certificate_fingerprint,
 )
 from sealfl.net.protos import tensor_pb2
+from sealfl.secagg import RoundTag, ShareBundle, UnmaskResponse
 
-__all__ = ["HflService", "PsLink", "SubmitResult", "caller_fingerprint", "receive_flat"]
+__all__ = [
+    "HflService",
+    "PsLink",
+    "SubmitResult",
+    "caller_fingerprint",
+    "receive_flat",
+]
 
 F32 = npt.NDArray[np.float32]
+U32 = npt.NDArray[np.uint32]
 
 _STATES = {
     "model": pb.GlobalHeader.MODEL,
@@ -76,6 +99,31 @@ def _tensor_chunks(messages: Iterator[Any], part: str) -> Iterator[tensor_pb2.Te
         if kind != "chunk":
             raise ProtocolError(f"expected only tensor chunks after the {part}, got {kind!r}")
         yield message.chunk
+
+
+def receive_masked(chunks: Iterator[tensor_pb2.TensorChunk], numel: int, *, peer: str) -> U32:
+    """Assemble a masked update: exactly ``numel`` little-endian uint32.
+
+    Raises
+    ------
+    ProtocolError
+        If the stream announces more bytes than that (refused before allocating), ends early,
+        fails its SHA-256, or is not a 1-D ``<u4`` tensor of that length.
+    """
+    assembler = TensorAssembler(max_bytes=4 * numel, peer=peer)
+    for chunk in chunks:
+        received = assembler.feed(chunk)
+        if received is not None:
+            break
+    else:
+        raise assembler.incomplete()
+    array = received.array
+    if array.dtype != np.dtype("<u4") or array.shape != (numel,):
+        raise ProtocolError(
+            f"masked update from {peer}: expected {numel} little-endian uint32, got "
+            f"{array.dtype.str} of shape {list(array.shape)}"
+        )
+    return array.astype(np.uint32, copy=False)
 
 
 def receive_flat(
@@ -202,6 +250,10 @@ class HflService(pb_grpc.HflServicer):
         )
         if view.evaluation is not None:
             header.evaluation.CopyFrom(evaluation_to_proto(view.evaluation))
+        if view.secagg is not None:
+            tag, params = view.secagg
+            header.secagg.tag.CopyFrom(tag_to_proto(tag))
+            header.secagg.params.CopyFrom(params_to_proto(params))
         yield pb.GlobalMessage(header=header)
         if view.values is not None:
             yield from self._model_messages(view.version, view.values)
@@ -225,6 +277,8 @@ class HflService(pb_grpc.HflServicer):
                     f"worker {h.worker_id}: update for another model manifest (sha256 "
                     f"{h.manifest_digest[:16]}…, expected {self._ps.manifest_digest[:16]}…)"
                 )
+            if h.HasField("secagg_tag"):
+                return self._submit_masked(h, fingerprint, messages)
             self._ps.check_update(h.worker_id, h.version, fingerprint, bytes(h.seat_token))
         except ProtocolError as exc:
             return self._refusal(exc)
@@ -255,6 +309,149 @@ class HflService(pb_grpc.HflServicer):
         except ProtocolError as exc:
             return self._refusal(exc)
         return pb.UpdateReply(status=pb.UpdateReply.ACCEPTED)
+
+    def _submit_masked(
+        self, h: pb.UpdateHeader, fingerprint: str, messages: Iterator[pb.UpdateMessage]
+    ) -> pb.UpdateReply:
+        """Receive a masked update (uint32) for the open round's secure aggregation."""
+        token = bytes(h.seat_token)
+        tag = tag_from_proto(h.secagg_tag)
+        self._ps.check_masked(h.worker_id, h.version, fingerprint, token, tag)
+        try:
+            values = receive_masked(
+                _tensor_chunks(messages, "update header"),
+                self._ps.manifest.numel,
+                peer=f"worker {h.worker_id}",
+            )
+        except ProtocolError as exc:
+            self._ps.refuse(h.worker_id, h.version, str(exc))
+            raise
+        except Exception as exc:  # the stream broke (cancelled, connection lost)
+            reason = f"worker {h.worker_id}: the update stream broke off: {type(exc).__name__}"
+            self._ps.refuse(h.worker_id, h.version, reason)
+            return pb.UpdateReply(status=pb.UpdateReply.REFUSED, reason=reason)
+        self._ps.submit_masked(
+            h.worker_id,
+            fingerprint,
+            token,
+            tag,
+            values,
+            train_loss=h.train_loss,
+            train_seconds=h.train_seconds,
+        )
+        return pb.UpdateReply(status=pb.UpdateReply.ACCEPTED)
+
+    def SecAgg(  # noqa: N802 (gRPC's method name)
+        self, request: pb.SecAggRequest, context: grpc.ServicerContext
+    ) -> pb.SecAggReply:
+        """Hand one stage message to the open round; answer once the stage closes."""
+        w = request.worker_id
+        kind = request.WhichOneof("stage")
+        reply = pb.SecAggReply(status=pb.SecAggReply.OK)
+        try:
+            fingerprint = caller_fingerprint(context)
+            try:
+                tag = tag_from_proto(request.tag)
+                call = self._secagg_call(request, kind, tag, fingerprint, reply)
+            except ProtocolError as exc:  # malformed: refused before it reaches the round
+                self._ps.refuse(w, request.tag.round, str(exc), what=f"secagg {kind}")
+                raise
+            answer = self._ps.secure_call(
+                w,
+                fingerprint,
+                bytes(request.seat_token),
+                tag,
+                call,
+                what=str(kind),
+                is_active=context.is_active,
+            )
+        except ProtocolError as exc:
+            status = (
+                pb.SecAggReply.STOPPED
+                if self._ps.phase.value == "stopped"
+                else pb.SecAggReply.REFUSED
+            )
+            return pb.SecAggReply(status=status, reason=str(exc))
+        if answer is None:
+            return pb.SecAggReply(status=pb.SecAggReply.WAITING)
+        return reply
+
+    @staticmethod
+    def _secagg_call(
+        request: pb.SecAggRequest,
+        kind: str | None,
+        tag: RoundTag,
+        fingerprint: str,
+        reply: pb.SecAggReply,
+    ) -> Any:
+        """Return the call on the open round for this stage message; it fills ``reply``."""
+        w = request.worker_id
+        if kind == "advert":
+            advert = request.advert
+            if advert.worker_id != w:
+                raise ProtocolError(f"worker {w}: an advert for worker {advert.worker_id}")
+            core = advert_from_proto(advert, tag)
+
+            def on_advert(rnd: SecureRound) -> bool | None:
+                roster = rnd.advert(core, advert.weight, fingerprint)
+                if roster is None:
+                    return None
+                del reply.roster[:]
+                reply.roster.extend(roster)
+                return True
+
+            return on_advert
+        if kind == "bundle":
+            bundle = ShareBundle(tag, w, peer_map(request.bundle, what=f"bundle of worker {w}"))
+
+            def on_bundle(rnd: SecureRound) -> bool | None:
+                delivery = rnd.bundle(bundle)
+                if delivery is None:
+                    return None
+                reply.delivery.CopyFrom(peer_bytes(delivery))
+                return True
+
+            return on_bundle
+        if kind == "unmask":
+
+            def on_poll(rnd: SecureRound) -> bool | None:
+                got = rnd.unmask_poll(w)
+                if got is None:
+                    return None
+                reply.unmask_request.CopyFrom(
+                    pb.SecAggUnmaskRequest(
+                        survivors=sorted(got.survivors), dropped=sorted(got.dropped)
+                    )
+                )
+                return True
+
+            return on_poll
+        if kind == "confirm":
+            tags = peer_map(request.confirm, what=f"confirmation of worker {w}")
+
+            def on_confirm(rnd: SecureRound) -> bool | None:
+                theirs = rnd.confirm(w, tags)
+                if theirs is None:
+                    return None
+                reply.confirmations.CopyFrom(peer_bytes(theirs))
+                return True
+
+            return on_confirm
+        if kind == "answer":
+            a = request.answer
+            response = UnmaskResponse(
+                tag,
+                w,
+                peer_map(pb.SecAggList(items=a.seed_shares), what=f"answer of worker {w}"),
+                peer_map(pb.SecAggList(items=a.key_shares), what=f"answer of worker {w}"),
+            )
+
+            def on_answer(rnd: SecureRound) -> bool:
+                rnd.answer(response)
+                return True
+
+            return on_answer
+        raise ProtocolError(f"worker {w}: a secure-aggregation message without a stage")
 
     def _refusal(self, exc: ProtocolError) -> pb.UpdateReply:
         status = (
@@ -288,6 +485,8 @@ class PsLink:
         self._stub = channel.stub(pb_grpc.HflStub)
         self._timeout = call_timeout_s
         self._address = channel.front_door or channel.address
+        self.secagg_bytes = 0
+        """Protobuf bytes of the secure-aggregation calls so far, both ways (for metrics)."""
 
     def close(self) -> None:
         """Close the channel."""
@@ -377,6 +576,9 @@ class PsLink:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+        secagg = None
+        if h.HasField("secagg"):
+            secagg = (tag_from_proto(h.secagg.tag), params_from_proto(h.secagg.params))
         return GlobalView(
             state=state,
             version=h.version,
@@ -386,13 +588,14 @@ class PsLink:
             deadline_in_s=h.deadline_in_s,
             model_path=h.model_path,
             release_path=h.release_path,
+            secagg=secagg,
         )
 
     def submit(
         self,
         worker_id: int,
         version: int,
-        values: F32,
+        values: F32 | U32,
         *,
         seat_token: bytes,
         num_examples: int,
@@ -400,8 +603,11 @@ class PsLink:
         train_seconds: float,
         manifest_digest: str,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        secagg_tag: RoundTag | None = None,
     ) -> SubmitResult:
         """Stream one update (never retried: the PS would refuse it as a second one anyway).
+
+        With ``secagg_tag``, ``values`` is the masked uint32 vector of that round and attempt.
 
         Raises
         ------
@@ -417,6 +623,8 @@ class PsLink:
             train_seconds=train_seconds,
             manifest_digest=manifest_digest,
         )
+        if secagg_tag is not None:
+            header.secagg_tag.CopyFrom(tag_to_proto(secagg_tag))
 
         def messages() -> Iterator[pb.UpdateMessage]:
             yield pb.UpdateMessage(header=header)
@@ -434,3 +642,37 @@ class PsLink:
         return SubmitResult(
             False, stopped=reply.status == pb.UpdateReply.STOPPED, reason=reply.reason
         )
+
+    # -- secure aggregation ------------------------------------------------------------------
+
+    def secagg(
+        self,
+        worker_id: int,
+        tag: RoundTag,
+        *,
+        seat_token: bytes,
+        timeout_s: float,
+        **stage: Any,
+    ) -> pb.SecAggReply:
+        """Send one stage message; repeat it while the PS answers WAITING; return the answer.
+
+        Raises
+        ------
+        ProtocolError
+            With the PS's reason, if it refused (or stopped).
+        ChannelError
+            If the PS cannot be reached.
+        """
+        request = pb.SecAggRequest(
+            worker_id=worker_id, seat_token=seat_token, tag=tag_to_proto(tag), **stage
+        )
+        kind = request.WhichOneof("stage")
+        while True:
+            reply: pb.SecAggReply = self.channel.call(
+                self._stub.SecAgg, request, timeout_s=timeout_s, what=self._what(f"SecAgg {kind}")
+            )
+            self.secagg_bytes += request.ByteSize() + reply.ByteSize()
+            if reply.status == pb.SecAggReply.OK:
+                return reply
+            if reply.status != pb.SecAggReply.WAITING:
+                raise ProtocolError(f"the PS at {self._address} refused the {kind}: {reply.reason}")

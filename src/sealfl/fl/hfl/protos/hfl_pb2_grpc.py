@@ -49,6 +49,11 @@ class HflStub:
                 request_serializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateMessage.SerializeToString,
                 response_deserializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateReply.FromString,
                 _registered_method=True)
+        self.SecAgg = channel.unary_unary(
+                '/sealfl.fl.hfl.Hfl/SecAgg',
+                request_serializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggRequest.SerializeToString,
+                response_deserializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggReply.FromString,
+                _registered_method=True)
 
 
 class HflServicer:
@@ -72,6 +77,12 @@ class HflServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SecAgg(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HflServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_HflServicer_to_server(servicer, server):
                     servicer.SubmitUpdate,
                     request_deserializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateMessage.FromString,
                     response_serializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateReply.SerializeToString,
+            ),
+            'SecAgg': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecAgg,
+                    request_deserializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggRequest.FromString,
+                    response_serializer=sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class Hfl:
             '/sealfl.fl.hfl.Hfl/SubmitUpdate',
             sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateMessage.SerializeToString,
             sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.UpdateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecAgg(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealfl.fl.hfl.Hfl/SecAgg',
+            sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggRequest.SerializeToString,
+            sealfl_dot_fl_dot_hfl_dot_protos_dot_hfl__pb2.SecAggReply.FromString,
             options,
             channel_credentials,
             insecure,
