@@ -54,6 +54,7 @@ LONG_RUNNING = (
     "kbs fetch",
     "model fetch",
     "run",
+    "sim",
 )
 
 

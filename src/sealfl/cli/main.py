@@ -45,6 +45,7 @@ from sealfl.cli import (
     psi_cmd,  # sealfl bench psi
     run_cmd,  # sealfl run --config ROLE.toml
     seal_cmd,  # sealfl seal ...
+    sim_cmd,  # sealfl sim ..., bench sim (torch imported inside the commands)
     vfl_cmd,  # sealfl vfl ..., demo vfl, bench vfl (torch imported inside the commands)
 )
 from sealfl.cli.app import app
@@ -65,6 +66,7 @@ COMMAND_MODULES = (
     psi_cmd,
     run_cmd,
     seal_cmd,
+    sim_cmd,
     vfl_cmd,
 )
 
