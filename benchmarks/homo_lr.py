@@ -1,7 +1,13 @@
-"""homo-lr benchmark: the whole 341-iteration run, and one worker iteration against phe.
+"""homo-lr benchmark: the 341-iteration run and where its rounds go, one worker iteration
+against phe, and how the round grows with workers, features and key size.
 
 1. Wall time of ``sealfl demo homo-lr --preset reference`` (2 workers, 2048-bit key, 341
-   iterations, real processes on loopback with the simulated TEE), and its iter-340 line.
+   iterations, real processes on loopback with the simulated TEE), its iter-340 line, and the
+   breakdown of its mean round along the critical path
+   (:func:`sealfl.fl.homo_lr.breakdown.round_breakdown`, from the metrics every party writes):
+   hand-out, the worker's decode / compute / encode, the submit, the PS's check, the barrier,
+   average, encryption; overlapped work (the PS drawing randomness, checkpoints, the other
+   workers' wait) is listed apart.
 2. Seconds per encrypted training iteration of one worker (guest split, 2048-bit key), for
    - sealfl: ``Enc(w) ↦ A·Enc(w) + b`` (the Gram form, one 31×31 plaintext matrix product);
    - sealfl, textbook form: the same two m×31 products as phe's textbook row below, with
@@ -12,19 +18,31 @@
      (the reference's) computes an iteration.
    The phe textbook form is timed on the whole split (``--quick``: on 16 rows, scaled to the
    split, its cost being linear in the rows; the number of rows timed is printed).
+3. Scaling, one federation of separate processes per point: round time against the number of
+   workers (2, 4, 8, 16; the breast rows shared out), the number of features (30, 100, 300,
+   1000 generated columns, 2 workers) and the key size (2048, 3072), each with the worker's
+   step, the PS's check per update, the CPU per round of the workers and of the PS (the
+   processes' own accounting, in the metrics), the PS's share of it, and the floor the
+   machine's cores allow, all that CPU over the cores.
 
-Run: ``sealfl bench homo-lr`` (``--quick``: 31 iterations for the run, smaller phe samples).
-Results are printed as a table, appended as JSON lines to ``bench-results/homo_lr.jsonl``, and
-the run's accuracy, loss and seconds per round are drawn to ``bench-results/homo_lr.png``.
+Run: ``sealfl bench homo-lr`` (about 5 minutes on 2 cores; ``--quick``: 31 iterations for the
+run, smaller phe samples, 2 and 4 workers, 30 and 100 features, 4 iterations per point, about
+a minute). Results are printed as tables and appended as JSON lines to
+``bench-results/homo_lr.jsonl``; the run's accuracy, loss and seconds per round are drawn to
+``bench-results/homo_lr.png``, the three curves to ``bench-results/homo_lr_{workers,features,
+key_bits}.png``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from phe import paillier
@@ -32,14 +50,20 @@ from rich.console import Console
 from rich.table import Table
 
 from sealfl import he
-from sealfl.data import breast
+from sealfl.data import Dataset, breast
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.homo_lr.algorithm import REFERENCE, affine_from_gram, gram_statistics, with_bias
-from sealfl.fl.homo_lr.demo import DemoOptions, run_demo
+from sealfl.fl.homo_lr.breakdown import Breakdown, round_breakdown
+from sealfl.fl.homo_lr.demo import DemoOptions, FederationData, run_demo
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto, PaillierWorkerCrypto
 from sealfl.fl.homo_lr.launch import PS_METRICS_FILE
 
 RESULTS = Path("bench-results") / "homo_lr.jsonl"
 PLOT = Path("bench-results") / "homo_lr.png"
+SCALING_PLOTS = {
+    name: Path("bench-results") / f"homo_lr_{name}.png"
+    for name in ("workers", "features", "key_bits")
+}
 
 
 def _time(fn, repeat: int) -> float:
@@ -51,36 +75,66 @@ def _time(fn, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def full_run(iterations: int) -> dict[str, object]:
+def federation(
+    *,
+    iterations: int,
+    workers: int = 2,
+    key_bits: int = 2048,
+    data: FederationData | None = None,
+    preset: str = "reference",
+) -> dict[str, Any]:
+    """Run a federation as separate processes on loopback; return its wall time and metrics."""
     with (
         tempfile.TemporaryDirectory(prefix="sealfl-bench-homo-lr-") as tmp,
         (Path(tmp) / "console.txt").open("w") as sink,
     ):
-        quiet = Console(file=sink, width=120)
+        run_dir = Path(tmp) / "run"
         start = time.perf_counter()
         code = run_demo(
             DemoOptions(
-                workers=2,
-                preset="reference",
+                workers=workers,
+                preset=preset,
                 epochs=iterations,
-                key_bits=2048,
-                run_dir=Path(tmp) / "run",
+                key_bits=key_bits,
+                run_dir=run_dir,
+                data=data,
+                round_deadline_s=600.0,
             ),
-            console=quiet,
+            console=Console(file=sink, width=120),
         )
         wall = time.perf_counter() - start
-        log = (Path(tmp) / "run" / "logs" / "worker-1.log").read_text()
-        records = [
-            json.loads(line)
-            for line in (Path(tmp) / "run" / "ps" / PS_METRICS_FILE).read_text().splitlines()
-        ]
-    _plot(records, iterations)
+        log = (run_dir / "logs" / "worker-1.log").read_text()
+        if code != 0:  # say why, from each party's last lines (a run of many is easily lost)
+            tails = [
+                f"{path.name}: {' | '.join(path.read_text().splitlines()[-2:])}"
+                for path in sorted((run_dir / "logs").glob("*.log"))
+            ]
+            raise RuntimeError(f"the federation exited with {code}: " + "; ".join(tails))
+        ps_records = list(read_metrics(run_dir / "ps" / PS_METRICS_FILE))
+        worker_records = {
+            k: list(read_metrics(run_dir / f"worker-{k}_metrics.jsonl"))
+            for k in range(1, workers + 1)
+        }
     last = [line for line in log.splitlines() if line.startswith("iter:")]
     return {
         "exit_code": code,
         "iterations": iterations,
+        "workers": workers,
+        "key_bits": key_bits,
         "wall_s": round(wall, 2),
         "last_line": last[-1] if last else "",
+        "ps_records": ps_records,
+        "worker_records": worker_records,
+    }
+
+
+def full_run(iterations: int) -> dict[str, object]:
+    run = federation(iterations=iterations)
+    _plot(run["ps_records"], iterations)
+    split = round_breakdown(run["ps_records"], run["worker_records"])
+    return {
+        **{k: v for k, v in run.items() if k not in ("ps_records", "worker_records")},
+        "breakdown": split,
     }
 
 
@@ -201,10 +255,214 @@ def per_iteration(phe_rows: int, repeat: int) -> dict[str, object]:
     }
 
 
+# ---- scaling -------------------------------------------------------------------------------
+
+
+def breast_among(workers: int) -> FederationData:
+    """The breast training rows (guest then host) cut into ``workers`` contiguous shares."""
+    guest, host = breast.load_split("homo_guest"), breast.load_split("homo_host")
+    ids = np.concatenate([guest.ids, host.ids])
+    X = np.concatenate([guest.X, host.X])
+    y = np.concatenate([guest.labels(), host.labels()])
+    shares = np.array_split(np.arange(len(ids)), workers)
+    train = tuple(Dataset(ids[s], X[s], y[s], guest.feature_names) for s in shares)
+    return FederationData(train=train, test=breast.load_split("homo_test"))
+
+
+def generated(features: int, *, rows: int = 200, workers: int = 2) -> FederationData:
+    """A learnable logistic task with ``features`` standard-normal columns (seeded)."""
+    rng = np.random.default_rng(features)
+    beta = rng.standard_normal(features) / np.sqrt(features)
+    names = tuple(f"x{j}" for j in range(features))
+
+    def draw(n: int, first_id: int) -> Dataset:
+        X = rng.standard_normal((n, features))
+        y = (rng.random(n) < 1.0 / (1.0 + np.exp(-3.0 * (X @ beta)))).astype(np.int64)
+        return Dataset(np.arange(first_id, first_id + n, dtype=np.int64), X, y, names)
+
+    train = tuple(draw(rows, k * rows) for k in range(workers))
+    return FederationData(train=train, test=draw(rows, workers * rows))
+
+
+def scaling_point(run: dict[str, Any], cores: int) -> dict[str, Any]:
+    """Per-round figures of one federation run (its first round, the setup, left out)."""
+    split = round_breakdown(run["ps_records"], run["worker_records"])
+    rounds = [r for r in run["ps_records"] if r["event"] == "round"][1:]
+    measured = {r["iteration"] for r in rounds}
+    steps = [
+        r
+        for records in run["worker_records"].values()
+        for r in records
+        if r["event"] == "iteration" and r["iteration"] in measured
+    ]
+    ps_cpu = statistics.fmean(r["cpu_s"] for r in rounds)
+    workers_cpu = sum(r["cpu_s"] for r in steps) / len(rounds)
+    return {
+        "workers": run["workers"],
+        "key_bits": run["key_bits"],
+        "wall_s": run["wall_s"],
+        "rounds": len(rounds),
+        "round_s": round(split.round_s, 5),
+        "compute_s": round(statistics.fmean(r["compute_s"] for r in steps), 5),
+        "check_s": round(statistics.fmean(v for r in rounds for v in r["check_s"].values()), 5),
+        "ps_cpu_s": round(ps_cpu, 5),
+        "workers_cpu_s": round(workers_cpu, 5),
+        "ps_cpu_share": round(ps_cpu / (ps_cpu + workers_cpu), 3),
+        "floor_s": round((ps_cpu + workers_cpu) / cores, 5),
+        "cores": cores,
+    }
+
+
+def sweep(
+    name: str, values: list[int], run_at: Callable[[int], dict[str, Any]], cores: int
+) -> list[dict[str, Any]]:
+    points = []
+    for value in values:
+        try:
+            point = {name: value, **scaling_point(run_at(value), cores)}
+        except RuntimeError as exc:  # one failed point (a party refused) leaves the others
+            print(f"  {name} {value}: skipped: {exc}")
+            continue
+        points.append(point)
+        print(f"  {name} {value}: {point['round_s']:.3f} s/round (wall {point['wall_s']} s)")
+    return points
+
+
+def scaling_table(name: str, title: str, points: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title=title,
+        caption=(
+            "s/round: PS hand-out to hand-out, mean after the first round; step: one worker's "
+            "A·Enc(w)+b (wall, sharing the cores); check: the PS's check of one update (wall); "
+            "CPU: per round, all workers' processes / the PS's; PS share: of that CPU; floor: "
+            f"all of it over the {points[0]['cores']} cores"
+        ),
+    )
+    for column in (name, "s/round", "×", "step", "check", "workers CPU", "PS CPU", "PS share"):
+        table.add_column(column, justify="right")
+    table.add_column("floor", justify="right")
+    table.add_column("wall", justify="right")
+    first = points[0]["round_s"]
+    for p in points:
+        table.add_row(
+            str(p[name]),
+            f"{p['round_s']:.3f}",
+            f"{p['round_s'] / first:.2f}",
+            f"{p['compute_s']:.3f}",
+            f"{p['check_s']:.4f}",
+            f"{p['workers_cpu_s']:.3f}",
+            f"{p['ps_cpu_s']:.3f}",
+            f"{100 * p['ps_cpu_share']:.0f}%",
+            f"{p['floor_s']:.3f}",
+            f"{p['wall_s']:.1f}",
+        )
+    return table
+
+
+def plot_sweep(name: str, points: list[dict[str, Any]], path: Path, *, log: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p[name] for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(xs, [p["round_s"] for p in points], "o-", label="round (PS hand-out to hand-out)")
+    ax.plot(xs, [p["compute_s"] for p in points], "s--", label="one worker's A·Enc(w)+b")
+    ax.plot(xs, [p["ps_cpu_s"] for p in points], "^--", label="PS CPU per round")
+    ax.plot(
+        xs,
+        [p["floor_s"] for p in points],
+        ":",
+        color="grey",
+        label=f"all CPU / {points[0]['cores']} cores",
+    )
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel(name.replace("_", " "))
+    ax.set_ylabel("seconds")
+    ax.set_title(f"homo-lr round time against {name.replace('_', ' ')} (loopback, processes)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def scaling(quick: bool, console: Console) -> dict[str, list[dict[str, Any]]]:
+    """Round time against workers, features and key size, one federation per point."""
+    cores = len(os.sched_getaffinity(0))
+    iterations = 4 if quick else 8
+    console.print("scaling with the number of workers (breast rows shared out)…")
+    by_workers = sweep(
+        "workers",
+        [2, 4] if quick else [2, 4, 8, 16],
+        lambda n: federation(iterations=iterations, workers=n, data=breast_among(n)),
+        cores,
+    )
+    console.print("scaling with the number of features (generated data, 2 workers)…")
+    by_features = sweep(
+        "features",
+        [30, 100] if quick else [30, 100, 300, 1000],
+        # A round costs ~d² (35 s at d = 1000): the wider runs time one round after the first.
+        lambda f: federation(iterations=iterations if f <= 100 else 2, data=generated(f)),
+        cores,
+    )
+    console.print("scaling with the key size (breast, 2 workers)…")
+    by_keys = sweep(
+        "key_bits",
+        [2048, 3072],
+        lambda bits: federation(iterations=iterations, key_bits=bits),
+        cores,
+    )
+    return {"workers": by_workers, "features": by_features, "key_bits": by_keys}
+
+
+def breakdown_table(split: Breakdown, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("span")
+    table.add_column("where")
+    table.add_column("ms / round", justify="right")
+    table.add_column("share", justify="right")
+    for row in split.rows:
+        if row.critical:
+            table.add_row(
+                row.span, row.party, f"{1000 * row.seconds:.2f}", f"{100 * split.share(row):.1f}%"
+            )
+    table.add_row(
+        "[bold]round (mean; median)",
+        "",
+        f"[bold]{1000 * split.round_s:.2f}; {1000 * split.round_median_s:.2f}",
+        "100%",
+    )
+    for row in split.rows:
+        if not row.critical:
+            table.add_row(
+                f"[dim]{row.span} (overlapped)", row.party, f"[dim]{1000 * row.seconds:.2f}", ""
+            )
+    return table
+
+
 def main(quick: bool = False) -> None:
     console = Console()
     iterations = 31 if quick else REFERENCE.iterations
     console.rule("homo-lr benchmark")
+    console.print(
+        f"{iterations}-iteration run, 2 workers, 2048 bits, separate processes "
+        f"(load before: {os.getloadavg()[0]:.2f})…"
+    )
+    run = full_run(iterations)
+    split: Breakdown = run.pop("breakdown")
+    console.print(
+        f"wall time {run['wall_s']} s ({float(run['wall_s']) / iterations:.3f} s/iteration), "
+        f"exit {run['exit_code']}, last line: {run['last_line']}"
+    )
+    console.print(
+        breakdown_table(split, f"one round, {split.rounds} rounds averaged (critical path)")
+    )
     console.print("one worker iteration, 2048-bit keys (guest split, 227 rows × 31)…")
     step = per_iteration(phe_rows=16 if quick else 10_000, repeat=3 if quick else 7)
     table = Table(title="seconds per encrypted iteration, one worker")
@@ -230,17 +488,39 @@ def main(quick: bool = False) -> None:
         f"({step['textbook_speedup_like_for_like_one_core']} on one core)",
     )
     console.print(table)
-    console.print(f"{iterations}-iteration run, 2 workers, 2048 bits, separate processes…")
-    run = full_run(iterations)
-    console.print(
-        f"wall time {run['wall_s']} s ({float(run['wall_s']) / iterations:.3f} s/iteration), "
-        f"exit {run['exit_code']}, last line: {run['last_line']}"
-    )
+    curves = scaling(quick, console)
+    titles = {
+        "workers": "round time against the number of workers (processes on loopback)",
+        "features": "round time against the number of features (generated, 2 workers)",
+        "key_bits": "round time against the Paillier key size (breast, 2 workers)",
+    }
+    for name, points in curves.items():
+        if not points:
+            continue
+        console.print(scaling_table(name, titles[name], points))
+        plot_sweep(name, points, SCALING_PLOTS[name], log=name == "features")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a", encoding="utf-8") as fh:
-        record = {"time": time.time(), "quick": quick, "step": step, "run": run}
+        record = {
+            "time": time.time(),
+            "quick": quick,
+            "load": os.getloadavg()[0],
+            "step": step,
+            "run": run,
+            "breakdown": {
+                "rounds": split.rounds,
+                "round_s": split.round_s,
+                "round_median_s": split.round_median_s,
+                "rows": [
+                    {"span": r.span, "party": r.party, "s": r.seconds, "critical": r.critical}
+                    for r in split.rows
+                ],
+            },
+            "scaling": curves,
+        }
         fh.write(json.dumps(record) + "\n")
-    console.print(f"results appended to {RESULTS}; plot in {PLOT}")
+    plots = ", ".join(str(p) for p in SCALING_PLOTS.values())
+    console.print(f"results appended to {RESULTS}; plots in {PLOT}, {plots}")
 
 
 if __name__ == "__main__":

@@ -411,8 +411,11 @@ def demo(
 @bench_app.command("homo-lr")
 def bench(
     quick: Annotated[
-        bool, typer.Option("--quick", help="Fewer iterations and a short phe sample.")
+        bool,
+        typer.Option(
+            "--quick", help="Fewer iterations, a short phe sample, smaller scaling sweeps."
+        ),
     ] = False,
 ) -> None:
-    """Time the 341-iteration 2-worker run and one iteration against python-paillier (phe)."""
+    """Time the 341-iteration run and its round breakdown, phe, and the scaling curves."""
     load_benchmark("homo_lr").main(quick=quick)

@@ -340,6 +340,39 @@ def test_one_out_of_range_update_drops_that_round_only(
     assert not any("learning rate" in line for line in lines)
 
 
+def test_an_update_that_packs_like_an_honest_one_is_still_dropped(
+    crypto: PaillierServerCrypto,
+) -> None:
+    """Issue 16: the PS decrypts an update packed, a few decryptions for all its entries.
+
+    An entry beyond its slot spills into the next, and ``(m_0 + 2^s, m_1 - 1)`` packs exactly
+    like the honest ``(m_0, m_1)``: the packed decoding alone would let this vector in with
+    values it does not hold. The PS's random check catches it, and the update is dropped as the
+    entry-by-entry check dropped it."""
+    lines: list[str] = []
+    ps = _two_joined(crypto, 1, on_line=lines.append)
+    thread, result = _start(ps)
+    good = _first_submission(ps, crypto)
+    plain = [round(v * 2**good.scale_bits) for v in crypto.decrypt_submission(good)]
+    slot = good.bound_bits + 1
+    plain[0] += 1 << slot  # beyond the declared bound ...
+    plain[1] -= 1  # ... and the spill cancelled in the packing
+    pk = crypto.public_key
+    forged = EncryptedVector(
+        pk,
+        [gmpy2.mpz(pk.raw_encrypt(m)) for m in plain],
+        scale_bits=good.scale_bits,
+        bound_bits=good.bound_bits,
+    )
+    assert ps.submit(1, 0, forged.to_bytes(), cert(1)).status is SubmitStatus.DROPPED
+    assert ps.submit(2, 0, good.to_bytes(), cert(2)).status is SubmitStatus.ACCEPTED
+    thread.join(timeout=30)
+    assert result and result[0].completed and result[0].contributors == (2,)
+    np.testing.assert_allclose(result[0].weights, np.ones(31), atol=1e-6)
+    dropped = [line for line in lines if "dropped worker 1's update" in line]
+    assert len(dropped) == 1 and "fails the PS's random check" in dropped[0], lines
+
+
 def test_a_round_with_no_usable_update_stops_naming_each_reason(
     crypto: PaillierServerCrypto,
 ) -> None:

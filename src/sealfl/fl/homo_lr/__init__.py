@@ -4,7 +4,8 @@ Layers, from pure to wired:
 
 - :mod:`.algorithm`, :mod:`.evaluation`, :mod:`.plaintext`: the reference update rule, the
   metrics and a plaintext federation (NumPy only);
-- :mod:`.encrypted`: the worker's encrypted step and the PS's refresh over :mod:`sealfl.he`;
+- :mod:`.encrypted`, :mod:`.packed_decryption`: the worker's encrypted step and the PS's
+  check and refresh over :mod:`sealfl.he`;
 - :mod:`.rounds`, :mod:`.seats`, :mod:`.admission`, :mod:`.screening`, :mod:`.checkpoint`,
   :mod:`.server`, :mod:`.worker`: the protocol (seats and who may take them, rounds with
   deadlines, the PS's check of each decrypted update, sealed checkpoints, refusals),
@@ -12,7 +13,8 @@ Layers, from pure to wired:
 - :mod:`.datacheck`, :mod:`.reach`: what a party checks before it starts (its data, its
   addresses);
 - :mod:`.service`, :mod:`.launch`, :mod:`.roles`, :mod:`.demo`: gRPC glue, whole processes
-  (TEE, RA-TLS, sealing, signals), role configs, and the demo that starts them.
+  (TEE, RA-TLS, sealing, signals), role configs, and the demo that starts them;
+- :mod:`.timing`, :mod:`.breakdown`: where a round's time goes, from the parties' metrics.
 
 Running a federation from Python::
 

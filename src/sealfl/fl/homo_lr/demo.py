@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from sealfl.data import breast
+from sealfl.data import Dataset, breast, write_fate_csv
 from sealfl.errors import ConfigError
 from sealfl.fl.common import demo_files
 from sealfl.fl.common.demo_files import OWNER, write_operator_files, write_party_configs
@@ -41,6 +41,7 @@ from sealfl.seal import ReleaseKey, open_release
 __all__ = [
     "OWNER",
     "DemoOptions",
+    "FederationData",
     "prepare_run_dir",
     "role_config_toml",
     "run_demo",
@@ -56,6 +57,18 @@ _PS_GRACE_S = 15.0
 """How long the PS may go on after every worker has exited (it normally exits at once)."""
 
 
+@dataclass(frozen=True)
+class FederationData:
+    """Other data than the breast splits: one training set per worker and the PS's test set.
+
+    For benchmarks that vary the number of workers or of features (``sealfl bench homo-lr``);
+    every set must have the same feature columns.
+    """
+
+    train: tuple[Dataset, ...]
+    test: Dataset
+
+
 @dataclass(frozen=True, kw_only=True)
 class DemoOptions:
     """Options of ``sealfl demo homo-lr``.
@@ -63,8 +76,8 @@ class DemoOptions:
     Raises
     ------
     ConfigError
-        If the number of workers is not 1 or 2 (the breast data have two training splits), or
-        the preset is unknown.
+        If the number of workers is not 1 or 2 (the breast data have two training splits) or,
+        with ``data``, not its number of training sets; or the preset is unknown.
     """
 
     workers: int = 2
@@ -75,9 +88,15 @@ class DemoOptions:
     round_deadline_s: float = 60.0
     worker_cores: int | None = 1
     ps_cores: int | None = None
+    data: FederationData | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.workers <= len(_SPLITS_BY_WORKER):
+        if self.data is not None:
+            if self.workers != len(self.data.train):
+                raise ConfigError(
+                    f"--workers: {len(self.data.train)} training sets given, got {self.workers}"
+                )
+        elif not 1 <= self.workers <= len(_SPLITS_BY_WORKER):
             raise ConfigError(
                 f"--workers: the breast-cancer data have {len(_SPLITS_BY_WORKER)} training "
                 f"splits, so 1 or 2 workers; got {self.workers}"
@@ -179,7 +198,11 @@ def write_role_configs(
 
 
 def prepare_run_dir(
-    run_dir: Path, *, workers: int, measurements: Mapping[str, bytes] | None = None
+    run_dir: Path,
+    *,
+    workers: int,
+    measurements: Mapping[str, bytes] | None = None,
+    data: FederationData | None = None,
 ) -> dict[str, Path]:
     """Create the platform, policies, the owner's release key and the data; return their paths.
 
@@ -192,16 +215,23 @@ def prepare_run_dir(
     measurements
         Expected measurement per role (``"ps"``, ``"worker"``); by default
         :func:`~sealfl.fl.homo_lr.launch.role_measurement` of the code this process loaded.
+    data
+        The sets to write instead of the breast splits (``workers`` of them for training).
     """
     expected = measurements or {role: role_measurement(role) for role in ("ps", "worker")}
     paths = write_operator_files(
         run_dir, measurements=expected, written_by=_WRITTEN_BY, reuse_owner_key=False
     )
-    data = run_dir / "data"
-    paths["test"] = breast.write_split("homo_test", data / "breast_homo_test.csv")
+    folder = run_dir / "data"
+    if data is not None:
+        paths["test"] = write_fate_csv(data.test, folder / "test.csv")
+        for k, train in enumerate(data.train[:workers], start=1):
+            paths[f"train-{k}"] = write_fate_csv(train, folder / f"train-{k}.csv")
+        return paths
+    paths["test"] = breast.write_split("homo_test", folder / "breast_homo_test.csv")
     for k in range(workers):
         split = _SPLITS_BY_WORKER[k]
-        paths[f"train-{k + 1}"] = breast.write_split(split, data / f"breast_{split}.csv")
+        paths[f"train-{k + 1}"] = breast.write_split(split, folder / f"breast_{split}.csv")
     return paths
 
 
@@ -216,7 +246,7 @@ def run_demo(options: DemoOptions, *, console: Console) -> int:
         f"preset [bold]{options.preset}[/bold] (lr {hp.learning_rate}, {hp.schedule.value}, "
         f"alpha {hp.alpha}) · simulated TEE\nrun directory: {run_dir}"
     )
-    paths = prepare_run_dir(run_dir, workers=options.workers)
+    paths = prepare_run_dir(run_dir, workers=options.workers, data=options.data)
     configs = write_role_configs(
         run_dir,
         paths,

@@ -76,6 +76,9 @@ MODEL_LABEL = "homo-lr/model"
 SEAT_LABEL = "homo-lr/seat"
 """Label of a worker's sealed seat file (and of the sealing key it is sealed with)."""
 
+_MAX_HANDLER_THREADS = 256
+"""The PS's gRPC handler threads at most (the service listener admits 256 calls at once)."""
+
 UINT32_MAX = 2**32 - 1
 """Largest worker id or iteration count the protocol's messages carry."""
 PAILLIER_KEY_BITS = (1024, 2048, 3072)
@@ -378,6 +381,11 @@ def _serve(
         service_address=options.service_listen,
         on_refusal=refused,
         disclose_refusal_reasons=tee.disclose_refusals,
+        # A worker's GetModel waits in a handler thread until the next model (the long poll):
+        # with fewer threads than workers, the last workers' submissions queued behind those
+        # waits until their poll ended, 10 s (issue 16: 3 of 40 rounds at 16 workers). Room
+        # for every worker's call, one abandoned call each (a retry) and a few more.
+        max_workers=min(2 * options.worker_num + 4, _MAX_HANDLER_THREADS),
         # Past the certificate's hour: a new one with the same claims, handed over signed.
         renew=lambda: tee.credentials(claims={PUBKEY_HASH_CLAIM: key_hash}),
     )

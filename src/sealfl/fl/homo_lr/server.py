@@ -50,6 +50,7 @@ from sealfl.fl.homo_lr.peers import Peer
 from sealfl.fl.homo_lr.rounds import RoundBook, RoundOutcome
 from sealfl.fl.homo_lr.screening import PUBLIC_REASON, MagnitudeBound, UpdateCheck
 from sealfl.fl.homo_lr.seats import SeatRegistry
+from sealfl.fl.homo_lr.timing import Spans
 
 V = TypeVar("V")
 
@@ -58,6 +59,8 @@ WEIGHT_BOUND_BITS = WEIGHT_INTEGER_BITS
 lie in it too (then so does the average, and no one worker can make the refresh fail)."""
 
 _NAMES_SHOWN = 64
+_PREPARE_WAIT_S = 1.0
+"""Longest the PS waits for the model's hand-outs before drawing the next randomness."""
 
 
 class ServerCrypto(Protocol[V]):
@@ -76,6 +79,10 @@ class ServerCrypto(Protocol[V]):
 
         Raise HEError if a weight is out of the encoding's range.
         """
+        ...
+
+    def prepare_encryption(self, length: int) -> None:
+        """Draw the randomness of the next :meth:`encrypt` now (while the workers compute)."""
         ...
 
     def parse_submission(self, data: bytes, length: int) -> V:
@@ -242,6 +249,9 @@ class ParameterServer(Generic[V]):
         Receives human-readable lines (the ``iter:`` lines and events).
     clock
         Monotonic clock (injectable for tests).
+    wall_clock
+        Wall clock, for the ``published`` stamp of each ``round`` record (when the model the
+        round started from was handed out; a worker stamps when it ``received`` it).
     seal_model
         Called with the finished result before the last model is published; returns where the
         model was saved, which the final replies tell the workers.
@@ -263,6 +273,7 @@ class ParameterServer(Generic[V]):
     feature_names: tuple[str, ...] = ()
     on_line: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
     seal_model: Callable[[TrainingResult], SavedModel] | None = None
     save_checkpoint: Callable[[Checkpoint], None] | None = None
     check_update: UpdateCheck = field(default_factory=lambda: MagnitudeBound(WEIGHT_BOUND_BITS))
@@ -280,6 +291,10 @@ class ParameterServer(Generic[V]):
     _missing: tuple[int, ...] = field(init=False, default=())
     _saved: SavedModel = field(init=False, default_factory=lambda: SavedModel(path=""))
     _informed: set[int] = field(init=False, default_factory=set)
+    _checks: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
+    _published: dict[int, float] = field(init=False, default_factory=dict)
+    _served: dict[int, set[int]] = field(init=False, default_factory=dict)
+    _cpu_mark: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         width = self.validation[0].shape[1]
@@ -383,9 +398,12 @@ class ParameterServer(Generic[V]):
                 self._book.check(worker_id, iteration)
                 book = self._book
             # Parsing and decryption take a while: done outside the lock, re-checked on recording.
+            checking = time.perf_counter()
             vector = self.crypto.parse_submission(data, self.n_features + 1)
             values, problem = self._screen(vector)
+            checked = time.perf_counter() - checking
             with self._cond:
+                self._checks[(iteration, worker_id)] = checked
                 if problem is not None:
                     book.reject(worker_id, iteration, problem)
                     self._cond.notify_all()
@@ -472,6 +490,8 @@ class ParameterServer(Generic[V]):
         hp = self.settings.hp
         last_eval: tuple[int, Evaluation] | None = None
         contributors: tuple[int, ...] = ()
+        # While the workers start and join: the first drawing also builds the key's tables.
+        self.crypto.prepare_encryption(self.n_features + 1)
         if self.resume is None:
             w = initial_weights(self.n_features)
             if not self._wait_for_joins():
@@ -486,6 +506,8 @@ class ParameterServer(Generic[V]):
         refreshed = self.crypto.encrypt(w)
         self._publish(start, refreshed)
         evaluation: tuple[int, Evaluation] | None = None
+        spans = Spans(self.clock)
+        self._cpu_mark = time.process_time()
         for t in range(start, hp.iterations):
             started = self.clock()
             # After a resume the workers must first find the PS again: give them the join time.
@@ -493,7 +515,11 @@ class ParameterServer(Generic[V]):
             deadline_s = self.settings.round_deadline_s
             if first_resumed:
                 deadline_s = max(deadline_s, self.settings.join_deadline_s)
-            outcome = self._wait_for_round(deadline_s)
+            deadline = started + deadline_s
+            with spans.span("prepare"):  # off the critical path: the workers are computing
+                self._prepare_encryption(t, deadline)
+            with spans.span("wait"):
+                outcome = self._wait_for_round(deadline)
             if outcome is None:  # stopped by the operator
                 return self._halt(w, done=t, last=last_eval, contributors=contributors)
             if outcome.stop_reason is not None:
@@ -506,9 +532,11 @@ class ParameterServer(Generic[V]):
                 self._end(f"iteration {t}: no usable update ({reasons}): stopping")
                 return self._halt(w, done=t, last=last_eval, contributors=contributors)
             contributors = tuple(outcome.contributions)
-            w_next = average(list(outcome.contributions.values()))
+            with spans.span("average"):
+                w_next = average(list(outcome.contributions.values()))
             try:
-                refreshed = self.crypto.encrypt(w_next)
+                with spans.span("encrypt"):
+                    refreshed = self.crypto.encrypt(w_next)
             except HEError as exc:  # defensive: every update was checked to be in range
                 self._end(
                     f"iteration {t}: the average of worker(s) "
@@ -518,21 +546,20 @@ class ParameterServer(Generic[V]):
             w = w_next
             evaluation = None
             if t % self.settings.evaluate_every == 0 or t == hp.iterations - 1:
-                ev = evaluate(w, X1, y)
+                with spans.span("evaluate"):
+                    ev = evaluate(w, X1, y)
                 evaluation = last_eval = (t, ev)
                 self.on_line(format_iteration(t, ev))
                 self.metrics.write("evaluation", iteration=t, accuracy=ev.accuracy, loss=ev.loss)
-            self.metrics.write(
-                "round",
-                iteration=t,
-                seconds=round(self.clock() - started, 6),
-                contributors=list(contributors),
-            )
-            every = self.settings.checkpoint_every
-            if every and ((t + 1) % every == 0 or t + 1 == hp.iterations):
-                self._checkpoint(t + 1, w, last_eval, contributors)
+            self._write_round(t, started, contributors, spans)
             if t + 1 < hp.iterations:
                 self._publish(t + 1, refreshed, evaluation)
+            every = self.settings.checkpoint_every
+            if every and ((t + 1) % every == 0 or t + 1 == hp.iterations):
+                # After the hand-out, while the workers compute: a PS lost before it is durable
+                # resumes from the one before, and the workers repeat those iterations exactly.
+                with spans.span("checkpoint"):
+                    self._checkpoint(t + 1, w, last_eval, contributors)
         result = TrainingResult(
             completed=True,
             weights=w,
@@ -695,16 +722,67 @@ class ParameterServer(Generic[V]):
             )
             return True
 
-    def _wait_for_round(self, deadline_s: float) -> RoundOutcome[FloatArray] | None:
-        """Close the current round when complete or at its deadline; ``None`` if stopped."""
+    def _prepare_encryption(self, t: int, deadline: float) -> None:
+        """Draw the next encryption's randomness once every worker has model ``t``.
+
+        The drawing is Python work that holds the GIL for a few milliseconds at a time: started
+        while the gRPC threads are still handing out the model, it delayed that by ~10 ms per
+        round. Waiting for the hand-outs costs nothing, as the workers compute meanwhile; a
+        worker that does not come for the model within ``_PREPARE_WAIT_S`` is not waited for.
+        """
         assert self._book is not None
         book = self._book
-        deadline = self.clock() + deadline_s
+        with self._cond:
+            self._wait_until(
+                lambda: (
+                    book.active <= self._served.get(t, set())
+                    or book.is_complete()
+                    or self._phase is Phase.STOPPED
+                ),
+                min(deadline, self.clock() + _PREPARE_WAIT_S),
+            )
+            self._served.pop(t, None)
+        self.crypto.prepare_encryption(self.n_features + 1)
+
+    def _wait_for_round(self, deadline: float) -> RoundOutcome[FloatArray] | None:
+        """Close the current round when complete or at ``deadline``; ``None`` if stopped."""
+        assert self._book is not None
+        book = self._book
         with self._cond:
             self._wait_until(lambda: book.is_complete() or self._phase is Phase.STOPPED, deadline)
             if self._phase is Phase.STOPPED:
                 return None
             return book.close()
+
+    def _write_round(
+        self, t: int, started: float, contributors: tuple[int, ...], spans: Spans
+    ) -> None:
+        """Write iteration ``t``'s ``round`` record: its seconds, and where they went.
+
+        ``prepare_s`` is the randomness of the next encryption, drawn once the workers have
+        the model, ``wait_s`` the rest of the barrier (until every worker answered),
+        ``check_s`` each worker's submission check (parse, decrypt, value check; on the gRPC
+        threads, inside the wait), then ``average_s``, ``encrypt_s``, and ``evaluate_s`` in the
+        rounds that evaluate. ``checkpoint_s`` is a sealed checkpoint written after the previous
+        round's hand-out (inside this round's barrier). ``published`` is when the model of this
+        iteration was handed out (wall clock). ``cpu_s`` is the CPU time the PS's process spent
+        since the previous record, every thread (what a PS machine must provide per round).
+        """
+        with self._cond:
+            checks = {str(k): round(v, 6) for (i, k), v in sorted(self._checks.items()) if i == t}
+            self._checks = {key: v for key, v in self._checks.items() if key[0] > t}
+            published = self._published.get(t)
+        cpu, self._cpu_mark = self._cpu_mark, time.process_time()
+        self.metrics.write(
+            "round",
+            iteration=t,
+            seconds=round(self.clock() - started, 6),
+            contributors=list(contributors),
+            published=published,
+            check_s=checks,
+            cpu_s=round(self._cpu_mark - cpu, 6),
+            **spans.take(),
+        )
 
     def _report_round(self, t: int, outcome: RoundOutcome[FloatArray]) -> None:
         if outcome.missing:
@@ -759,12 +837,17 @@ class ParameterServer(Generic[V]):
         with self._cond:
             self._models[version] = data
             self._models.pop(version - 2, None)  # bounded: a worker needs at most the last two
+            self._published[version] = round(self.wall_clock(), 6)
+            self._published.pop(version - 2, None)
             if evaluation is not None:
                 self._evaluations[version] = evaluation
                 self._evaluations.pop(version - 20, None)
             self._cond.notify_all()
 
     def _ready(self, worker_id: int, version: int) -> ModelView:
+        if version == (self._book.iteration if self._book is not None else -1):
+            self._served.setdefault(version, set()).add(worker_id)
+            self._cond.notify_all()
         final = version == self.settings.hp.iterations
         if final:
             self._informed.add(worker_id)

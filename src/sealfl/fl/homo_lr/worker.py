@@ -33,6 +33,7 @@ from sealfl.fl.homo_lr.algorithm import (
 )
 from sealfl.fl.homo_lr.evaluation import format_iteration
 from sealfl.fl.homo_lr.server import JoinInfo, ModelView, SubmitOutcome, SubmitStatus
+from sealfl.fl.homo_lr.timing import Spans
 
 
 class PsLink(Protocol):
@@ -67,8 +68,10 @@ class PsLink(Protocol):
 class WorkerCrypto(Protocol):
     """The worker's only encrypted operation."""
 
-    def step(self, encrypted_weights: bytes, A: FloatArray, b: FloatArray) -> bytes:
-        """Return ``Enc(A·w + b)`` from ``Enc(w)``, serialised."""
+    def step(
+        self, encrypted_weights: bytes, A: FloatArray, b: FloatArray, *, spans: Spans | None = None
+    ) -> bytes:
+        """Return ``Enc(A·w + b)`` from ``Enc(w)``, serialised (timing its parts into ``spans``)."""
         ...
 
 
@@ -118,6 +121,9 @@ class Worker:
         Longest this worker keeps asking for one model version before giving up.
     clock
         Monotonic clock (injectable).
+    wall_clock
+        Wall clock, for the ``received`` stamp of each ``iteration`` record (the PS stamps when
+        it published the model with its own; on one host the difference is the hand-over).
     """
 
     worker_id: int
@@ -133,6 +139,7 @@ class Worker:
     reconnect_s: float = 0.0
     max_wait_s: float = 900.0
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
 
     def run(self) -> WorkerResult:
         """Train to the end.
@@ -167,17 +174,29 @@ class Worker:
         dropped = 0
         t = first.next_iteration
         iterations = self.hp.iterations
+        spans = Spans()
         while True:
             try:
                 while t < iterations:
-                    view = self._fetch(t)
+                    cpu = time.process_time()
+                    with spans.span("fetch"):
+                        view = self._fetch(t)
+                    received = self.wall_clock()
                     last_line = self._report(view) or last_line
                     step_started = self.clock()
                     A, b = affine_from_gram(G, c, m, eta=self.hp.step_size(t), alpha=self.hp.alpha)
-                    update = crypto.step(view.encrypted_weights, A, b)
+                    update = crypto.step(view.encrypted_weights, A, b, spans=spans)
                     busy += self.clock() - step_started
                     steps += 1
-                    outcome = self.link.submit(self.worker_id, t, update, self.seat_token)
+                    with spans.span("submit"):
+                        outcome = self.link.submit(self.worker_id, t, update, self.seat_token)
+                    self.metrics.write(
+                        "iteration",
+                        iteration=t,
+                        received=round(received, 6),
+                        cpu_s=round(time.process_time() - cpu, 6),  # this process, all threads
+                        **spans.take(),
+                    )
                     if outcome.status is SubmitStatus.DROPPED:
                         dropped += 1
                         self.metrics.write("update_dropped", iteration=t, reason=outcome.reason)
