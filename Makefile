@@ -33,7 +33,7 @@ test: lint
 
 # Every benchmark, each against its named peer (several minutes on 2 cores).
 bench: $(VENV)/.installed-test
-	for b in paillier ratls homo-lr infer kbs release hfl vfl psi; do $(BIN)/sealfl bench $$b || exit 1; done
+	for b in paillier ratls homo-lr infer kbs release hfl vfl psi sim; do $(BIN)/sealfl bench $$b || exit 1; done
 
 # Fuzz every parser and handler that takes another party's bytes, 10^5 inputs per target
 # (about an hour on 2 cores): a table of inputs, distinct errors, crashes and the slowest

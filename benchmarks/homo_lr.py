@@ -447,7 +447,7 @@ def breakdown_table(split: Breakdown, title: str) -> Table:
 
 
 def main(quick: bool = False) -> None:
-    console = Console()
+    console = Console(width=140)
     iterations = 31 if quick else REFERENCE.iterations
     console.rule("homo-lr benchmark")
     console.print(
