@@ -18,9 +18,7 @@ processes of this machine (or of one Ray cluster); nothing here reads bytes from
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sealfl.errors import ConfigError
@@ -78,8 +76,7 @@ class LocalBackend:
 
     def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
         """Run the jobs on the pool (in this process with one worker)."""
-        with _one_thread_per_process():
-            return run_in_processes(fn, jobs, workers=self.workers)
+        return run_in_processes(fn, jobs, workers=self.workers)
 
     def describe(self) -> str:
         """Say how many processes run the clients."""
@@ -90,31 +87,6 @@ class LocalBackend:
     def close(self) -> None:
         """Stop the pool's processes."""
         shutdown_pools()
-
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _one_thread_per_process() -> Iterator[None]:
-    """Start the pool's processes (if they start now) with one thread per thread pool.
-
-    Each worker process is one core's worth of clients. ``torch.set_num_threads(1)`` in the
-    worker is not enough: threads torch starts later read their OpenMP default from the
-    environment, one per core. Measured here with 100 clients per round of the small CNN: the
-    clients' training took 3.1-10.4 s per round in workers started without these variables and
-    2.1-2.7 s in Ray's actors, which start with ``OMP_NUM_THREADS=1``. Set only around the
-    pool's use and restored afterwards (a variable the caller set is left as it is).
-    """
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    for name in _THREAD_VARIABLES:
-        os.environ.setdefault(name, "1")
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
 
 
 def make_backend(name: str, *, workers: int | None, address: str | None) -> Backend:
