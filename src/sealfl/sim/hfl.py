@@ -60,7 +60,7 @@ from sealfl.sim.plan import (
     plan_round,
     split_clients,
 )
-from sealfl.sim.report import NOT_PROTECTED, PeakMemory, SimResult
+from sealfl.sim.report import PeakMemory, SimResult, finish_run, start_run
 
 __all__ = [
     "MODEL_FILE",
@@ -236,13 +236,11 @@ class HflSimOptions:
 
     def __post_init__(self) -> None:
         check_population(
-            clients=self.population.clients, per_round=self.per_round, dropout=self.dropout
+            clients=self.population.clients,
+            per_round=self.per_round,
+            dropout=self.dropout,
+            min_clients=self.min_clients,
         )
-        if not 1 <= self.min_clients <= self.per_round:
-            raise ConfigError(
-                f"--min-clients must be between 1 and --per-round ({self.per_round}), got "
-                f"{self.min_clients}"
-            )
         check_count(self.evaluate_every, "--evaluate-every")
 
 
@@ -267,24 +265,19 @@ def run_hfl_sim(
     metrics = MetricsLog(options.out / PS_METRICS_FILE if options.out else None, party="ps")
     peak = PeakMemory()
     empty = population.clients - len(eligible)
-    on_line(NOT_PROTECTED)
-    on_line(
-        f"hfl simulation: {population.clients} clients ({population.dataset}, "
-        f"{population.partition} split{f', {empty} without data' if empty else ''}), "
-        f"{options.per_round} sampled per round, dropout {options.dropout:g}, "
-        f"{settings.rounds} rounds, {settings.model}; {backend.describe()}"
-    )
-    metrics.write(
-        "simulation",
+    start_run(
+        metrics,
+        backend,
+        headline=(
+            f"hfl simulation: {population.clients} clients ({population.dataset}, "
+            f"{population.partition} split{f', {empty} without data' if empty else ''}), "
+            f"{options.per_round} sampled per round, dropout {options.dropout:g}, "
+            f"{settings.rounds} rounds, {settings.model}"
+        ),
+        on_line=on_line,
         workload="hfl",
-        tee="none",
-        attestation="none",
-        link="in-memory",
-        backend=backend.name,
-        workers=backend.workers,
-        backend_start_s=backend.start_seconds,
         clients=population.clients,
-        clients_without_data=empty,
+        without_data=empty,
         per_round=options.per_round,
         dropout=options.dropout,
         dataset=population.dataset,
@@ -370,21 +363,18 @@ def run_hfl_sim(
             )
             line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
         on_line(line)
-    peak.add(process_stats())
-    result = SimResult(
+    result = finish_run(
+        metrics,
+        peak,
         workload="hfl",
         completed=rounds_done == settings.rounds,
         rounds_done=rounds_done,
         model=values,
-        accuracy=None if evaluation is None else evaluation.accuracy,
-        loss=None if evaluation is None else evaluation.loss,
+        evaluation=evaluation,
         seconds=time.monotonic() - started,
         round_seconds=tuple(round_walls),
-        peak_memory_mib=peak.total_mib(),
         stop_reason=stop_reason,
     )
-    metrics.write("done", **result.summary())
-    metrics.close()
     if options.out is not None:
         _write_outputs(options.out, values)
     return result

@@ -61,7 +61,7 @@ from sealfl.sim.plan import (
     plan_round,
     split_clients,
 )
-from sealfl.sim.report import NOT_PROTECTED, PeakMemory, SimResult
+from sealfl.sim.report import PeakMemory, SimResult, finish_run, start_run
 
 __all__ = [
     "BREAST_TRAIN",
@@ -238,13 +238,11 @@ class HomoLrSimOptions:
 
     def __post_init__(self) -> None:
         check_population(
-            clients=self.population.size, per_round=self.per_round, dropout=self.dropout
+            clients=self.population.size,
+            per_round=self.per_round,
+            dropout=self.dropout,
+            min_clients=self.min_clients,
         )
-        if not 1 <= self.min_clients <= self.per_round:
-            raise ConfigError(
-                f"--min-clients must be between 1 and --per-round ({self.per_round}), got "
-                f"{self.min_clients}"
-            )
         check_count(self.evaluate_every, "--evaluate-every")
         check_count(self.seed, "--seed", low=0, high=MAX_SEED)
 
@@ -285,23 +283,18 @@ def run_homo_lr_sim(
     length = test.n_features + 1
     metrics = MetricsLog(options.out / PS_METRICS_FILE if options.out else None, party="ps")
     peak = PeakMemory()
-    on_line(NOT_PROTECTED)
-    on_line(
-        f"homo-lr simulation: {population.size} clients, {options.per_round} sampled per "
-        f"iteration, dropout {options.dropout:g}, {hp.describe()}, "
-        f"{server.public_key.n.bit_length()}-bit Paillier key; {backend.describe()}"
-    )
-    metrics.write(
-        "simulation",
+    start_run(
+        metrics,
+        backend,
+        headline=(
+            f"homo-lr simulation: {population.size} clients, {options.per_round} sampled per "
+            f"iteration, dropout {options.dropout:g}, {hp.describe()}, "
+            f"{server.public_key.n.bit_length()}-bit Paillier key"
+        ),
+        on_line=on_line,
         workload="homo-lr",
-        tee="none",
-        attestation="none",
-        link="in-memory",
-        backend=backend.name,
-        workers=backend.workers,
-        backend_start_s=backend.start_seconds,
         clients=population.size,
-        clients_without_data=population.size - len(eligible),
+        without_data=population.size - len(eligible),
         per_round=options.per_round,
         dropout=options.dropout,
         key_bits=server.public_key.n.bit_length(),
@@ -370,21 +363,18 @@ def run_homo_lr_sim(
             contributors=sorted(usable),
             slowest_step_s=max((s for _, _, s in submissions), default=0.0),
         )
-    peak.add(process_stats())
-    result = SimResult(
+    result = finish_run(
+        metrics,
+        peak,
         workload="homo-lr",
         completed=done == hp.iterations,
         rounds_done=done,
         model=w,
-        accuracy=None if evaluation is None else evaluation.accuracy,
-        loss=None if evaluation is None else evaluation.loss,
+        evaluation=evaluation,
         seconds=time.monotonic() - started,
         round_seconds=tuple(walls),
-        peak_memory_mib=peak.total_mib(),
         stop_reason=stop_reason,
     )
-    metrics.write("done", **result.summary())
-    metrics.close()
     if options.out is not None:
         np.save(options.out / MODEL_FILE, w.astype("<f8"), allow_pickle=False)
     return result

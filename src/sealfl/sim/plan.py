@@ -80,7 +80,7 @@ def check_count(value: int, option: str, *, low: int = 1, high: int = 2**32 - 1)
         raise ConfigError(f"{option} must be an integer in [{low}, {high}], got {value}")
 
 
-def check_population(*, clients: int, per_round: int, dropout: float) -> None:
+def check_population(*, clients: int, per_round: int, dropout: float, min_clients: int) -> None:
     """Refuse counts and rates a simulation cannot run.
 
     Raises
@@ -95,6 +95,10 @@ def check_population(*, clients: int, per_round: int, dropout: float) -> None:
         )
     if not (math.isfinite(dropout) and 0.0 <= dropout < 1.0):
         raise ConfigError(f"--dropout must be a rate in [0, 1), got {dropout}")
+    if not 1 <= min_clients <= per_round:
+        raise ConfigError(
+            f"--min-clients must be between 1 and --per-round ({per_round}), got {min_clients}"
+        )
 
 
 def plan_round(

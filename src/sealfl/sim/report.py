@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from sealfl.fl.common.metrics import MetricsLog
+from sealfl.sim.backends import Backend
 from sealfl.sim.cache import ProcessStats, process_stats
 
-__all__ = ["NOT_PROTECTED", "PeakMemory", "SimResult"]
+__all__ = ["NOT_PROTECTED", "PeakMemory", "SimResult", "finish_run", "start_run"]
 
 NOT_PROTECTED = (
     "SIMULATION: every client runs on this machine behind an in-memory link; no TEE, no "
@@ -94,3 +97,81 @@ class SimResult:
             "median_round_s": float(np.median(steady)) if steady else None,
             "peak_memory_mib": self.peak_memory_mib,
         }
+
+
+class _Scored(Protocol):
+    """An evaluation: either workload's."""
+
+    @property
+    def accuracy(self) -> float: ...
+
+    @property
+    def loss(self) -> float: ...
+
+
+def start_run(
+    metrics: MetricsLog,
+    backend: Backend,
+    *,
+    headline: str,
+    on_line: Callable[[str], None],
+    workload: str,
+    clients: int,
+    without_data: int,
+    per_round: int,
+    dropout: float,
+    **details: Any,
+) -> None:
+    """Say that nothing is protected and what runs where; write the ``simulation`` record.
+
+    ``details`` are the workload's own fields of the record (data set, key size, ...).
+    """
+    on_line(NOT_PROTECTED)
+    on_line(f"{headline}; {backend.describe()}")
+    metrics.write(
+        "simulation",
+        workload=workload,
+        tee="none",
+        attestation="none",
+        link="in-memory",
+        backend=backend.name,
+        workers=backend.workers,
+        backend_start_s=backend.start_seconds,
+        clients=clients,
+        clients_without_data=without_data,
+        per_round=per_round,
+        dropout=dropout,
+        **details,
+    )
+
+
+def finish_run(
+    metrics: MetricsLog,
+    peak: PeakMemory,
+    *,
+    workload: str,
+    completed: bool,
+    rounds_done: int,
+    model: npt.NDArray[np.floating[Any]],
+    evaluation: _Scored | None,
+    seconds: float,
+    round_seconds: tuple[float, ...],
+    stop_reason: str,
+) -> SimResult:
+    """Return the run's :class:`SimResult`, after writing its ``done`` record and closing."""
+    peak.add(process_stats())
+    result = SimResult(
+        workload=workload,
+        completed=completed,
+        rounds_done=rounds_done,
+        model=model,
+        accuracy=None if evaluation is None else evaluation.accuracy,
+        loss=None if evaluation is None else evaluation.loss,
+        seconds=seconds,
+        round_seconds=round_seconds,
+        peak_memory_mib=peak.total_mib(),
+        stop_reason=stop_reason,
+    )
+    metrics.write("done", **result.summary())
+    metrics.close()
+    return result
