@@ -226,7 +226,7 @@ def main(
     engine then runs each federation's model, shards and rounds (:mod:`flower_hfl`), and a
     second table gives both side by side with the ratios Flower / sealfl.
     """
-    console = Console()
+    console = Console(width=120)
     flower = None
     if flower_python is not None:
         from sealfl.cli.benchmarks import load_benchmark
@@ -301,15 +301,22 @@ def main(
     return results
 
 
+def _flower_row(
+    flower: Any, python: Path, model: str, rounds: int, steps: int, workdir: Path, *, secagg: bool
+) -> tuple[dict[str, Any], Any]:
+    """Run Flower (plain or SecAgg+) on the shards sealfl just used; its row and settings."""
+    what = "SecAgg+" if secagg else "deployment engine"
+    Console(width=120).print(f"[bold]{model}[/bold]: the same on Flower's {what} ...")
+    settings = bench_settings(model, rounds, steps)
+    shards = [workdir / "shards" / shard_name(k, 2) for k in range(2)]
+    return flower.run(python, settings, shards, workdir / "flower", secagg=secagg), settings
+
+
 def _with_flower(
     flower: Any, python: Path, model: str, rounds: int, steps: int, workdir: Path
 ) -> dict[str, Any]:
     """Run Flower on the shards sealfl just used; return sealfl's accuracy and Flower's row."""
-    console = Console()
-    console.print(f"[bold]{model}[/bold]: the same on Flower's deployment engine ...")
-    settings = bench_settings(model, rounds, steps)
-    shards = [workdir / "shards" / shard_name(k, 2) for k in range(2)]
-    row = flower.run(python, settings, shards, workdir / "flower")
+    row, settings = _flower_row(flower, python, model, rounds, steps, workdir, secagg=False)
     test = workdir / "test" / shard_name(0, 1)
     row["accuracy"] = flower.evaluate_flat(settings, Path(row.pop("final_model")), test)
     evaluations = [
@@ -380,12 +387,8 @@ def _with_flower_secagg(
     flower: Any, python: Path, model: str, rounds: int, steps: int, workdir: Path
 ) -> dict[str, Any]:
     """Run Flower's SecAgg+ on the same shards; return its row (or why it could not run)."""
-    console = Console()
-    console.print(f"[bold]{model}[/bold]: the same on Flower's SecAgg+ ...")
-    settings = bench_settings(model, rounds, steps)
-    shards = [workdir / "shards" / shard_name(k, 2) for k in range(2)]
     try:
-        row = flower.run(python, settings, shards, workdir / "flower", secagg=True)
+        row, _ = _flower_row(flower, python, model, rounds, steps, workdir, secagg=True)
     except RuntimeError as exc:
         return {"flower_secagg_error": str(exc)}
     row.pop("final_model", None)
