@@ -53,10 +53,10 @@ from sealfl.net import (
     DEFAULT_CHUNK_BYTES,
     RetryPolicy,
     SecureChannel,
-    TensorAssembler,
     TensorChunker,
     caller_certificate,
     certificate_fingerprint,
+    receive_tensor,
 )
 from sealfl.net.protos import tensor_pb2
 from sealfl.secagg import RoundTag, ShareBundle, UnmaskResponse
@@ -110,14 +110,7 @@ def receive_masked(chunks: Iterator[tensor_pb2.TensorChunk], numel: int, *, peer
         If the stream announces more bytes than that (refused before allocating), ends early,
         fails its SHA-256, or is not a 1-D ``<u4`` tensor of that length.
     """
-    assembler = TensorAssembler(max_bytes=4 * numel, peer=peer)
-    for chunk in chunks:
-        received = assembler.feed(chunk)
-        if received is not None:
-            break
-    else:
-        raise assembler.incomplete()
-    array = received.array
+    array = receive_tensor(chunks, max_bytes=4 * numel, peer=peer).array
     if array.dtype != np.dtype("<u4") or array.shape != (numel,):
         raise ProtocolError(
             f"masked update from {peer}: expected {numel} little-endian uint32, got "
@@ -138,14 +131,7 @@ def receive_flat(
         ends before its trailer, fails its SHA-256, is not a 1-D little-endian float32 tensor,
         has the wrong length, or holds NaN or infinite values.
     """
-    assembler = TensorAssembler(max_bytes=manifest.nbytes, peer=peer)
-    for chunk in chunks:
-        received = assembler.feed(chunk)
-        if received is not None:
-            break
-    else:
-        raise assembler.incomplete()
-    array = received.array
+    array = receive_tensor(chunks, max_bytes=manifest.nbytes, peer=peer).array
     if array.dtype != FLAT_DTYPE or array.ndim != 1:
         raise ProtocolError(
             f"tensor from {peer}: expected a 1-D little-endian float32 buffer, got "
