@@ -10,7 +10,8 @@ size (256 and 32) and round:
   (waiting for the activation, its forward and loss, sending the gradient *before* its own
   tower's backward, its update, and the follower's commit). PSI and start-up are not counted.
 - **central**: the same two networks trained as one (:class:`sealfl.fl.vfl.central.CentralTrainer`)
-  in this process with two torch threads, on the same rows, step by step.
+  in this process with two torch threads, on the same rows, step by step, with the allocator
+  set as the parties set theirs (:func:`sealfl.models.nn.allocator.keep_freed_memory`).
 
 The ratio is split over central, the median of the per-round ratios of the step medians
 (first 5 steps of each run dropped as warm-up). Goals (issue 12): at most 1.25x at B=256 and
@@ -202,6 +203,9 @@ def _halves(batch: int, steps: int, data: tuple[Path, Path]) -> dict[str, list[f
 
 def main(quick: bool = False) -> list[dict[str, Any]]:
     """Run the benchmark, print the table, append the results; return them."""
+    from sealfl.models.nn.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as each party does: the central step gets the same allocator
     console = Console(width=160)
     rounds = 1 if quick else 3
     cases = [

@@ -64,6 +64,18 @@ def test_default_wide_deep_split_equals_central() -> None:
     _assert_same_run("default", wide_deep_learnable(768), 3)
 
 
+def test_central_at_two_threads_equals_split_at_one() -> None:
+    # What `sealfl bench vfl` compares: parties with one torch thread each against a two-thread
+    # centralised step; the kernels (oneDNN's products, fused Adam) must not depend on threads.
+    settings, pair = preset("default"), wide_deep_learnable(768)
+    split = train_split(settings, pair, steps=3)
+    torch.set_num_threads(2)
+    central = train_central(settings, pair, steps=3)
+    assert len(split.losses) == 3 and split.losses == central.losses
+    for a, b in ((split.follower, central.follower), (split.leader, central.leader)):
+        assert np.array_equal(flatten(a.model)[0], flatten(b.model)[0])
+
+
 def test_gradient_sent_before_the_leader_backward_is_centrals_activation_gradient() -> None:
     settings = preset("default")
     pair = wide_deep_learnable(256)

@@ -47,16 +47,17 @@ _OPT_PREFIX = "optimizer"
 def _make_optimizer(settings: VflSettings, model: nn.Module) -> torch.optim.Optimizer:
     """Return the half's optimiser (the central trainer uses these very objects).
 
-    Adam runs its ``foreach`` form: on the CPU that is the same per-tensor kernels in the same
-    order as the default loop (the weights after a run are bit for bit the same, tested against
-    the loop form), with fewer temporaries and Python calls: about 6 ms instead of 10 ms per
-    step for the wide-and-deep leader on one core. ``fused`` would be faster still but rounds
-    differently, so it would change every run's numbers; it is not used.
+    Adam runs torch's ``fused`` CPU kernel: one pass over each tensor instead of the loop
+    form's dozen, 1.6 ms instead of 4.3 ms (``foreach``) or 10 ms (the loop) per step for the
+    wide-and-deep leader's 2.9 million weights on one core, a third of a B = 32 step. It rounds
+    differently from the loop form in the last bits (tested to stay within 1e-5), works element
+    by element, so it gives the same bits at any thread count, and keeps the same state entries
+    (``exp_avg``, ``exp_avg_sq``, ``step``), so the checkpoint format does not change.
     """
     params = list(model.parameters())
     if settings.train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=settings.train.lr)
-    return torch.optim.Adam(params, lr=settings.train.lr, foreach=True)
+    return torch.optim.Adam(params, lr=settings.train.lr, fused=True)
 
 
 def uses_sparse_embeddings(settings: VflSettings) -> bool:

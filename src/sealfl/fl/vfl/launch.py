@@ -60,6 +60,7 @@ from sealfl.fl.vfl.schedule import BatchPlan
 from sealfl.fl.vfl.service import VflService, open_stream
 from sealfl.fl.vfl.settings import VflSettings
 from sealfl.fl.vfl.stream import ids_digest
+from sealfl.models.nn.allocator import keep_freed_memory
 from sealfl.net import (
     CertificatePinError,
     SecureChannel,
@@ -317,6 +318,8 @@ def follower_psi(
 
 
 def _use_threads(threads: int) -> None:
+    """Set torch's thread count and keep freed tensor memory mapped between steps."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
 
 
