@@ -214,12 +214,12 @@ def test_fused_adam_trains_as_the_loop_form_within_rounding() -> None:
     pair = breast_hetero("train")
     settings = preset("breast")
     x_l, x_f, y = pair.leader.X[:128], pair.follower.X[:128], pair.leader.labels()[:128]
-    weights, initial = [], None
+    initial, weights, state_keys = [], [], []
     for fused in (True, False):
         follower, leader = FollowerHalf(settings), LeaderHalf(settings)
         assert isinstance(leader.optimizer, torch.optim.Adam)
         assert leader.optimizer.defaults["fused"] is True
-        initial = np.concatenate([leader.export()[0], follower.export()[0]])
+        initial.append(np.concatenate([leader.export()[0], follower.export()[0]]))
         if not fused:
             for half in (follower, leader):
                 half.optimizer = torch.optim.Adam(
@@ -230,9 +230,14 @@ def test_fused_adam_trains_as_the_loop_form_within_rounding() -> None:
             out = leader.forward_loss(step, x_l, act, y)
             leader.update(step)
             follower.backward(step, out.grad)
-        _, manifest = leader.state()
-        keys = {s.name.rsplit(".", 1)[1] for s in manifest.entries if s.name.startswith("optim")}
-        assert keys == {"exp_avg", "exp_avg_sq", "step"}
         weights.append(np.concatenate([leader.export()[0], follower.export()[0]]))
-    assert initial is not None and np.abs(weights[0] - initial).max() > 1e-3  # it trained
+        names = [s.name for s in leader.state()[1].entries if s.name.startswith("optimizer.")]
+        state_keys.append(names)
+    np.testing.assert_array_equal(initial[0], initial[1])
+    assert np.abs(weights[0] - initial[0]).max() > 1e-3  # it trained
+    assert state_keys[0] == state_keys[1] and {n.rsplit(".", 1)[1] for n in state_keys[0]} == {
+        "exp_avg",
+        "exp_avg_sq",
+        "step",
+    }
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6)

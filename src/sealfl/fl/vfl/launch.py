@@ -317,7 +317,7 @@ def follower_psi(
     return result, data.take(aligned_rows(result, data.ids, role="follower"))
 
 
-def _use_threads(threads: int) -> None:
+def _prepare_torch(threads: int) -> None:
     """Set torch's thread count and keep freed tensor memory mapped between steps."""
     keep_freed_memory()
     torch.set_num_threads(threads)
@@ -403,7 +403,7 @@ def run_leader(
     )
     data.labels()
     data_sha = file_sha256(options.data)
-    _use_threads(options.threads)
+    _prepare_torch(options.threads)
     out = options.out_dir
     store = CheckpointStore(out, tee.sealing_key(CHECKPOINT_LABEL), role="leader")
     if not options.rules.resume and store.steps():
@@ -676,7 +676,7 @@ def run_follower(
         options.data, settings, role="follower", id_column=options.id_column, label_column=None
     )
     data_sha = file_sha256(options.data)
-    _use_threads(options.threads)
+    _prepare_torch(options.threads)
     out = options.out_dir
     store = CheckpointStore(out, tee.sealing_key(CHECKPOINT_LABEL), role="follower")
     if not options.resume and store.steps():

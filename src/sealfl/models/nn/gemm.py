@@ -63,7 +63,6 @@ class _Linear(torch.autograd.Function):
         bias: torch.Tensor | None,
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
         return _product(x, weight, bias)
 
     @staticmethod
@@ -71,10 +70,11 @@ class _Linear(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         x, weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        # needs_input_grad is False for an absent bias, as for any input that is not a tensor
         need_x, need_w, need_b = ctx.needs_input_grad  # type: ignore[attr-defined]
         grad_x = _product(grad, weight.t(), None) if need_x else None
         grad_w = _product(grad.t(), x.t(), None) if need_w else None
-        grad_b = grad.sum(0) if ctx.has_bias and need_b else None  # type: ignore[attr-defined]
+        grad_b = grad.sum(0) if need_b else None
         return grad_x, grad_w, grad_b
 
 
