@@ -176,23 +176,33 @@ class DirectLink:
         raise AssertionError("an in-process link never loses the PS")
 
 
-def reference_run(hp: Hyperparameters) -> tuple[FloatArray, list[str]]:
-    """Train the two breast splits without interruption, in this process, with real keys.
+def run_in_process(
+    hp: Hyperparameters,
+    *,
+    crypto: PaillierServerCrypto | None = None,
+    metrics_dir: Path | None = None,
+    worker_1_line: Callable[[str], None] = lambda line: None,
+) -> TrainingResult:
+    """Train the two breast splits in this process (PS core, two worker loops) with real keys.
 
-    Returns the final model and worker 1's ``iter:`` lines: what a run that was interrupted and
-    resumed must reproduce exactly (every step is exact fixed-point arithmetic, whatever the
-    key and the encryption randomness).
+    ``crypto`` defaults to a fresh 1024-bit key pair; with ``metrics_dir`` every party writes
+    its metrics there (``ps.jsonl``, ``worker-K.jsonl``); worker 1's lines go to
+    ``worker_1_line``.
     """
+
+    def metrics(party: str) -> MetricsLog:
+        path = None if metrics_dir is None else metrics_dir / f"{party}.jsonl"
+        return MetricsLog(path, party=party)
+
     test = breast.load_split("homo_test")
     ps: ParameterServer[EncryptedVector] = ParameterServer(
-        crypto=PaillierServerCrypto.generate(1024),
+        crypto=crypto or PaillierServerCrypto.generate(1024),
         validation=(test.X, test.labels().astype(np.float64)),
         feature_names=test.feature_names,
         settings=ServerSettings(worker_num=2, min_workers=2, hp=hp, final_grace_s=1.0),
-        metrics=MetricsLog(None, party="ps"),
+        metrics=metrics("ps"),
         on_line=lambda line: None,
     )
-    lines: list[str] = []
     workers = [
         Worker(
             worker_id=k,
@@ -200,8 +210,8 @@ def reference_run(hp: Hyperparameters) -> tuple[FloatArray, list[str]]:
             hp=hp,
             link=DirectLink(ps, Peer(f"cert-{k}")),
             open_key=PaillierWorkerCrypto.from_public_key_bytes,
-            metrics=MetricsLog(None, party=f"worker-{k}"),
-            on_line=lines.append if k == 1 else (lambda line: None),
+            metrics=metrics(f"worker-{k}"),
+            on_line=worker_1_line if k == 1 else (lambda line: None),
         )
         for k, split in ((1, "homo_guest"), (2, "homo_host"))
     ]
@@ -213,4 +223,16 @@ def reference_run(hp: Hyperparameters) -> tuple[FloatArray, list[str]]:
     for thread in threads:
         thread.join(timeout=TIMEOUT_S)
     assert results and results[0].completed, results
-    return results[0].weights, [line for line in lines if line.startswith("iter:")]
+    return results[0]
+
+
+def reference_run(hp: Hyperparameters) -> tuple[FloatArray, list[str]]:
+    """Train the two breast splits without interruption, in this process, with real keys.
+
+    Returns the final model and worker 1's ``iter:`` lines: what a run that was interrupted and
+    resumed must reproduce exactly (every step is exact fixed-point arithmetic, whatever the
+    key and the encryption randomness).
+    """
+    lines: list[str] = []
+    result = run_in_process(hp, worker_1_line=lines.append)
+    return result.weights, [line for line in lines if line.startswith("iter:")]

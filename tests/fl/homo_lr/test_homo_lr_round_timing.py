@@ -6,33 +6,25 @@ and the worker loop as in test_homo_lr_federation.py, with metrics written to fi
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 from pathlib import Path
+from typing import Any
 
 import gmpy2
 import numpy as np
 import pytest
-from homo_lr_parties import DirectLink
+from homo_lr_parties import run_in_process
 
 from sealfl import he
 from sealfl.data import breast
 from sealfl.errors import ConfigError, HEError
-from sealfl.fl.common.metrics import MetricsLog
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
 from sealfl.fl.homo_lr.breakdown import round_breakdown
 from sealfl.fl.homo_lr.demo import DemoOptions, FederationData
-from sealfl.fl.homo_lr.encrypted import (
-    WEIGHT_FRACTION_BITS,
-    PaillierServerCrypto,
-    PaillierWorkerCrypto,
-)
+from sealfl.fl.homo_lr.encrypted import WEIGHT_FRACTION_BITS, PaillierServerCrypto
 from sealfl.fl.homo_lr.packed_decryption import decrypt_signed
-from sealfl.fl.homo_lr.peers import Peer
-from sealfl.fl.homo_lr.server import ParameterServer, ServerSettings
 from sealfl.fl.homo_lr.timing import Spans
-from sealfl.fl.homo_lr.worker import Worker
 
 pytestmark = pytest.mark.filterwarnings("ignore::sealfl.he.WeakKeyWarning")
 
@@ -51,11 +43,12 @@ def _decrypt(crypto: PaillierServerCrypto, ciphertexts: list[gmpy2.mpz], bound: 
     return decrypt_signed(ciphertexts, bound, p=p, psquare=psquare, hp=crypto._hp)
 
 
-@pytest.mark.parametrize("bound", [20, 90, 170, 250])
+@pytest.mark.parametrize("bound", [20, 90, 170, 250, 300])
 def test_the_packed_decryption_returns_every_entry_exactly(
     crypto: PaillierServerCrypto, bound: int
 ) -> None:
-    """Both signs, zero and the extremes ±(2^bound - 1), for 1 to 5+ entries per packing."""
+    """Both signs, zero and the extremes ±(2^bound - 1), from 24 entries per packing (20 bits,
+    1024-bit key) to 2 (250), and one decryption per entry where no two fit (300)."""
     limit = (1 << bound) - 1
     plain = [limit, -limit, 0, 1, -1] + [
         secrets.randbelow(2 * limit + 1) - limit for _ in range(26)
@@ -63,11 +56,12 @@ def test_the_packed_decryption_returns_every_entry_exactly(
     assert _decrypt(crypto, _encrypted(crypto, plain), bound) == plain
 
 
-def test_an_entry_at_its_bound_is_refused_by_name(crypto: PaillierServerCrypto) -> None:
+@pytest.mark.parametrize("bound", [90, 300])  # packed, and one decryption per entry
+def test_an_entry_at_its_bound_is_refused_by_name(crypto: PaillierServerCrypto, bound: int) -> None:
     plain = [5] * 31
-    plain[7] = -(1 << 90)  # |m| < 2^90 does not hold
+    plain[7] = -(1 << bound)  # |m| < 2^bound does not hold
     with pytest.raises(HEError, match="decrypted entry 7 exceeds the vector's declared bound"):
-        _decrypt(crypto, _encrypted(crypto, plain), 90)
+        _decrypt(crypto, _encrypted(crypto, plain), bound)
 
 
 def test_spilled_entries_are_refused_however_they_pack(crypto: PaillierServerCrypto) -> None:
@@ -118,43 +112,16 @@ def test_spans_add_up_and_start_afresh() -> None:
 def test_every_round_says_where_its_time_went(crypto: PaillierServerCrypto, tmp_path: Path) -> None:
     """The PS's round records and the workers' iteration records join into one critical path
     whose rows add up to the round."""
-    hp = Hyperparameters(iterations=4)
-    test = breast.load_split("homo_test")
-    ps = ParameterServer(
-        crypto=crypto,
-        validation=(test.X, test.labels().astype(np.float64)),
-        feature_names=test.feature_names,
-        settings=ServerSettings(worker_num=2, min_workers=2, hp=hp, final_grace_s=1.0),
-        metrics=MetricsLog(tmp_path / "ps.jsonl", party="ps"),
-        on_line=lambda line: None,
-    )
-    workers = [
-        Worker(
-            worker_id=k,
-            data=breast.load_split(split),
-            hp=hp,
-            link=DirectLink(ps, Peer(f"cert-{k}")),
-            open_key=PaillierWorkerCrypto.from_public_key_bytes,
-            metrics=MetricsLog(tmp_path / f"worker-{k}.jsonl", party=f"worker-{k}"),
-            on_line=lambda line: None,
-        )
-        for k, split in ((1, "homo_guest"), (2, "homo_host"))
-    ]
-    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    for thread in threads:
-        thread.start()
-    result = ps.run()
-    for thread in threads:
-        thread.join(timeout=30)
+    result = run_in_process(Hyperparameters(iterations=4), crypto=crypto, metrics_dir=tmp_path)
     assert result.completed
 
-    def records(name: str) -> list[dict[str, object]]:
-        return [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+    def records(name: str) -> list[dict[str, Any]]:
+        return list(read_metrics(tmp_path / name))
 
     rounds = [r for r in records("ps.jsonl") if r["event"] == "round"]
     assert [r["iteration"] for r in rounds] == [0, 1, 2, 3]
     for r in rounds:
-        assert set(r["check_s"]) == {"1", "2"}  # type: ignore[arg-type]
+        assert set(r["check_s"]) == {"1", "2"}
         assert {"prepare_s", "wait_s", "average_s", "encrypt_s", "published", "cpu_s"} <= set(r)
     assert "evaluate_s" in rounds[0] and "evaluate_s" not in rounds[1]
     by_worker = {k: records(f"worker-{k}.jsonl") for k in (1, 2)}
@@ -170,6 +137,56 @@ def test_every_round_says_where_its_time_went(crypto: PaillierServerCrypto, tmp_
     assert split.seconds("A·Enc(w) + b") > 0
     with pytest.raises(ValueError, match="no round with records"):
         round_breakdown(rounds, {})
+
+
+def test_the_breakdown_follows_the_worker_that_answered_last() -> None:
+    """Made-up records: worker 2 answers last, so its spans make the path, worker 1's spare
+    time is the overlapped wait, and the barrier row is what the PS waited beyond that path."""
+
+    def step(received: float, compute: float, submit: float) -> dict[str, Any]:
+        return {
+            "event": "iteration",
+            "iteration": 1,
+            "received": received,
+            "decode_s": 0.001,
+            "compute_s": compute,
+            "encode_s": 0.0005,
+            "submit_s": submit,
+        }
+
+    ps = [
+        {"event": "round", "iteration": 0, "seconds": 9.0},  # setup: skipped
+        {
+            "event": "round",
+            "iteration": 1,
+            "seconds": 0.05,
+            "contributors": [1, 2],
+            "published": 100.0,
+            "check_s": {"1": 0.004, "2": 0.008},
+            "prepare_s": 0.01,
+            "wait_s": 0.03,
+            "average_s": 0.001,
+            "encrypt_s": 0.002,
+            "checkpoint_s": 0.003,
+        },
+    ]
+    workers = {1: [step(100.002, 0.02, 0.005)], 2: [step(100.003, 0.03, 0.0095)]}
+    split = round_breakdown(ps, workers)
+    seconds = {row.span: row.seconds for row in split.rows}
+    expected = {
+        "model to the worker (long poll wakes, gRPC, TLS)": 0.003,  # worker 2's
+        "A·Enc(w) + b": 0.03,
+        "submit: gRPC both ways, PS handler": 0.0015,  # its submit less its check
+        "PS check: parse, packed decryption, value check": 0.008,
+        # prepare + wait = 0.04 against worker 2's 0.044 from hand-out to answer
+        "barrier: PS wake-up, unmeasured gaps, less the submit reply's overlap": -0.004,
+        "rest of the PS's round": 0.007,  # 0.05 - 0.04 - average - encrypt
+        "other workers waiting at the barrier": 0.0155,  # 0.044 - worker 1's 0.0285
+        "draw the next encryption's randomness": 0.01,
+        "sealed checkpoint, after the hand-out": 0.003,
+    }
+    assert {span: seconds[span] for span in expected} == pytest.approx(expected, abs=1e-9)
+    assert (split.rounds, split.round_s) == (1, 0.05)
 
 
 def test_a_demo_on_given_data_needs_one_set_per_worker() -> None:

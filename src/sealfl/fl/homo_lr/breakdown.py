@@ -71,6 +71,28 @@ OTHER = "rest of the PS's round"
 PREPARE = "draw the next encryption's randomness"
 IDLE = "other workers waiting at the barrier"
 
+_PARTIES = {
+    MODEL_HAND_OUT: "PS → worker",
+    DECODE: "worker",
+    COMPUTE: "worker",
+    ENCODE: "worker",
+    SUBMIT: "worker → PS",
+    CHECK: "PS",
+    BARRIER: "PS",
+    AVERAGE: "PS",
+    ENCRYPT: "PS",
+    EVALUATE: "PS",
+    OTHER: "PS",
+    PREPARE: "PS",
+    CHECKPOINT: "PS",
+    IDLE: "workers",
+}
+"""Every row, in the breakdown's order, with the party it runs on."""
+_OVERLAPPED = frozenset({PREPARE, CHECKPOINT, IDLE})
+"""The rows off the critical path (the others add up to the round)."""
+_WORKER_SPANS = ("decode_s", "compute_s", "encode_s", "submit_s")
+"""A worker's spans from holding the model to the PS's answer to its submission."""
+
 
 def round_breakdown(
     ps_records: Iterable[Record], worker_records: Mapping[int, Iterable[Record]], *, skip: int = 1
@@ -104,68 +126,20 @@ def round_breakdown(
     totals: list[float] = []
     for r in rounds:
         t = int(r["iteration"])
-        answered = [k for k in r.get("contributors", []) if (k, t) in steps]
-        if not answered or r.get("published") is None:
-            continue
-        finished = {}
-        for k in answered:
-            w = steps[(k, t)]
-            hand = max(0.0, float(w["received"]) - float(r["published"]))
-            step = w.get("decode_s", 0.0) + w.get("compute_s", 0.0) + w.get("encode_s", 0.0)
-            finished[k] = hand + step + w.get("submit_s", 0.0)
-        last = max(answered, key=lambda k: finished[k])
-        w = steps[(last, t)]
-        check = float(r.get("check_s", {}).get(str(last), 0.0))
-        barrier = r.get("prepare_s", 0.0) + r.get("wait_s", 0.0)
-        ps_after = {
-            AVERAGE: r.get("average_s", 0.0),
-            ENCRYPT: r.get("encrypt_s", 0.0),
-            EVALUATE: r.get("evaluate_s", 0.0),
-        }
-        others = [finished[last] - finished[k] for k in answered if k != last]
-        paths.append(
-            {
-                MODEL_HAND_OUT: max(0.0, float(w["received"]) - float(r["published"])),
-                DECODE: w.get("decode_s", 0.0),
-                COMPUTE: w.get("compute_s", 0.0),
-                ENCODE: w.get("encode_s", 0.0),
-                SUBMIT: w.get("submit_s", 0.0) - check,
-                CHECK: check,
-                BARRIER: barrier - finished[last],
-                **ps_after,
-                OTHER: float(r["seconds"]) - barrier - sum(ps_after.values()),
-                PREPARE: r.get("prepare_s", 0.0),
-                CHECKPOINT: r.get("checkpoint_s", 0.0),
-                IDLE: statistics.fmean(others) if others else 0.0,
-            }
-        )
-        totals.append(float(r["seconds"]))
+        answered = {k: steps[(k, t)] for k in r.get("contributors", []) if (k, t) in steps}
+        if answered and r.get("published") is not None:
+            paths.append(_critical_path(r, answered))
+            totals.append(float(r["seconds"]))
     if not paths:
         raise ValueError("no round with records from the PS and its workers to break down")
-    parties = {
-        MODEL_HAND_OUT: "PS → worker",
-        DECODE: "worker",
-        COMPUTE: "worker",
-        ENCODE: "worker",
-        SUBMIT: "worker → PS",
-        CHECK: "PS",
-        BARRIER: "PS",
-        AVERAGE: "PS",
-        ENCRYPT: "PS",
-        EVALUATE: "PS",
-        OTHER: "PS",
-        PREPARE: "PS",
-        CHECKPOINT: "PS",
-        IDLE: "workers",
-    }
     rows = tuple(
         BreakdownRow(
             span=span,
             party=party,
             seconds=statistics.fmean(path[span] for path in paths),
-            critical=span not in (PREPARE, CHECKPOINT, IDLE),
+            critical=span not in _OVERLAPPED,
         )
-        for span, party in parties.items()
+        for span, party in _PARTIES.items()
     )
     return Breakdown(
         rows=rows,
@@ -173,3 +147,42 @@ def round_breakdown(
         round_s=statistics.fmean(totals),
         round_median_s=statistics.median(totals),
     )
+
+
+def _critical_path(r: Record, answered: Mapping[int, Record]) -> dict[str, float]:
+    """Return one round's seconds by row, along the path of the worker that answered last.
+
+    ``r`` is the PS's ``round`` record, ``answered`` the ``iteration`` records of the workers
+    that contributed, by worker id. The critical rows add up to ``r["seconds"]``.
+    """
+    hand_out = {
+        k: max(0.0, float(w["received"]) - float(r["published"])) for k, w in answered.items()
+    }
+    finished = {
+        k: hand_out[k] + sum(w.get(name, 0.0) for name in _WORKER_SPANS)
+        for k, w in answered.items()
+    }
+    last = max(finished, key=finished.__getitem__)
+    w = answered[last]
+    check = float(r.get("check_s", {}).get(str(last), 0.0))
+    barrier = r.get("prepare_s", 0.0) + r.get("wait_s", 0.0)
+    ps_after = {
+        AVERAGE: r.get("average_s", 0.0),
+        ENCRYPT: r.get("encrypt_s", 0.0),
+        EVALUATE: r.get("evaluate_s", 0.0),
+    }
+    others = [finished[last] - done for k, done in finished.items() if k != last]
+    return {
+        MODEL_HAND_OUT: hand_out[last],
+        DECODE: w.get("decode_s", 0.0),
+        COMPUTE: w.get("compute_s", 0.0),
+        ENCODE: w.get("encode_s", 0.0),
+        SUBMIT: w.get("submit_s", 0.0) - check,
+        CHECK: check,
+        BARRIER: barrier - finished[last],
+        **ps_after,
+        OTHER: float(r["seconds"]) - barrier - sum(ps_after.values()),
+        PREPARE: r.get("prepare_s", 0.0),
+        CHECKPOINT: r.get("checkpoint_s", 0.0),
+        IDLE: statistics.fmean(others) if others else 0.0,
+    }

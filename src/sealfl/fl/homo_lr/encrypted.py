@@ -61,12 +61,14 @@ WEIGHT_INTEGER_BITS = 20
 """Declared range of a weight, ``|w| < 2^20`` (public bound of a fresh encryption)."""
 SUBMISSION_SCALE_BITS = WEIGHT_FRACTION_BITS + MATRIX_FRACTION_BITS
 """Scale every worker's submission must have."""
-_PREPARE_CHUNK = 4
-"""Encryptions of zero drawn between two yields of the GIL (about 1.5 ms of work at 2048 bits)."""
 SUM_HEADROOM_BITS = 32
 """Bits a submission's declared bound must leave free below the key's capacity, so that the
 sum of up to ``2^32`` submissions (worker ids are 32-bit) can never be refused as an overflow
 after the round has closed. An honest submission declares about 90 bits."""
+_FRESH_BOUND_BITS = WEIGHT_FRACTION_BITS + WEIGHT_INTEGER_BITS
+"""Public bound of a freshly encrypted model, ``|w·2^32| < 2^52``."""
+_PREPARE_CHUNK = 4
+"""Encryptions of zero drawn between two yields of the GIL (about 1.5 ms of work at 2048 bits)."""
 
 
 @dataclass(frozen=True)
@@ -209,16 +211,15 @@ class PaillierServerCrypto:
         the PS's gRPC threads (still serialising the model for the workers, or checking an
         early submission) would otherwise wait up to a switch interval (5 ms) for it.
         """
-        parts = []
+        ciphertexts = []
         for start in range(0, length, _PREPARE_CHUNK):
-            parts.append(self._fresh(np.zeros(min(_PREPARE_CHUNK, length - start))))
+            ciphertexts += self._fresh(np.zeros(min(_PREPARE_CHUNK, length - start))).ciphertexts
             time.sleep(0)  # releases the GIL: a waiting thread takes it now
-        first = parts[0] if parts else self._fresh(np.zeros(0))
         self._zeros = he.EncryptedVector(
             self.public_key,
-            [c for part in parts for c in part.ciphertexts],
-            scale_bits=first.scale_bits,
-            bound_bits=first.bound_bits,
+            ciphertexts,
+            scale_bits=WEIGHT_FRACTION_BITS,
+            bound_bits=_FRESH_BOUND_BITS,  # what each part declared (zeros, encrypted afresh)
         )
 
     def encrypt(self, w: FloatArray) -> bytes:
@@ -232,18 +233,17 @@ class PaillierServerCrypto:
         array = np.asarray(w, dtype=np.float64)
         zeros, self._zeros = self._zeros, None
         scaled = np.rint(np.ldexp(array, WEIGHT_FRACTION_BITS))
-        bound_bits = WEIGHT_FRACTION_BITS + WEIGHT_INTEGER_BITS
-        in_range = bool(np.all(np.abs(scaled) < 2.0**bound_bits))  # False for NaN and inf
+        in_range = bool(np.all(np.abs(scaled) < 2.0**_FRESH_BOUND_BITS))  # False for NaN and inf
         if zeros is None or len(zeros) != len(array) or not in_range:
             return self._fresh(array).to_bytes()
         vector = zeros.add_plain(array)  # the same rounding as a fresh encryption's encoding
-        # The plaintexts are the rounded weights, checked above to be below 2^bound_bits: the
-        # fresh encryption's public bound (add_plain's own is one bit looser).
+        # The plaintexts are the rounded weights, checked above to be below 2^_FRESH_BOUND_BITS:
+        # the fresh encryption's public bound (add_plain's own is one bit looser).
         return he.EncryptedVector(
             self.public_key,
             vector.ciphertexts,
             scale_bits=WEIGHT_FRACTION_BITS,
-            bound_bits=bound_bits,
+            bound_bits=_FRESH_BOUND_BITS,
         ).to_bytes()
 
     def parse_submission(self, data: bytes, length: int) -> he.EncryptedVector:
