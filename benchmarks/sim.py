@@ -47,9 +47,11 @@ from rich.table import Table
 from sealfl.cli.benchmarks import load_benchmark
 from sealfl.data import load_digits_split, partition_iid, write_shards
 from sealfl.data.shards import shard_name
+from sealfl.fl.common.metrics import read_metrics
+from sealfl.fl.hfl.launch import PS_METRICS_FILE
 from sealfl.fl.hfl.settings import PRESETS, Settings
 from sealfl.sim import plan_round
-from sealfl.sim.plan import split_clients
+from sealfl.sim.plan import clients_with_data, split_clients
 
 RESULTS = Path("bench-results") / "sim.jsonl"
 PLOT = Path("bench-results") / "sim.png"
@@ -152,7 +154,7 @@ def sealfl_run(
     argv += ["--momentum", str(settings.momentum)]
     argv += ["--evaluate-every", str(rounds), "--backend", backend, "--out", str(out)]
     wall, peak, _ = run_measured(flower, f"sealfl-{backend}", argv, workdir, dict(os.environ))
-    records = [json.loads(line) for line in (out / "ps_metrics.jsonl").read_text().splitlines()]
+    records = list(read_metrics(out / PS_METRICS_FILE))
     first = next(r for r in records if r["event"] == "simulation")
     rounds_ = [r for r in records if r["event"] == "round"]
     done = next(r for r in records if r["event"] == "done")
@@ -180,7 +182,7 @@ def flower_inputs(
     test_dir = workdir / "test"
     write_shards(test, partition_iid(test.labels, 1, seed=0), test_dir)
     peer_config = flower.write_peer_inputs(settings, shards, workdir / "peer")
-    eligible = [k + 1 for k, ix in enumerate(split.indices) if ix.size]
+    eligible = clients_with_data(ix.size for ix in split.indices)
     schedule = [
         list(
             plan_round(

@@ -7,7 +7,6 @@ settings, split and seeds, and compares the released model with the simulated on
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sealfl_command import sealfl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fl" / "hfl"))
 from hfl_parties import SETTINGS, free_port, make_run, start_role
 
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.hfl.launch import MODEL_LABEL
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.seal import ReleaseKey, open_release
@@ -109,7 +109,7 @@ def test_a_run_writes_the_real_runs_metrics_and_says_it_is_unprotected(tmp_path:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("SIMULATION: ")
     assert "no TEE, no attestation" in done.stdout
-    records = [json.loads(line) for line in (out / "ps_metrics.jsonl").read_text().splitlines()]
+    records = list(read_metrics(out / "ps_metrics.jsonl"))
     first = records[0]
     assert first["event"] == "simulation"
     assert (first["tee"], first["attestation"], first["link"]) == ("none", "none", "in-memory")
@@ -128,6 +128,20 @@ def test_a_run_writes_the_real_runs_metrics_and_says_it_is_unprotected(tmp_path:
     assert (out / "hfl_report.png").stat().st_size > 1000
     model = np.load(out / "sim_model.npy", allow_pickle=False)
     assert model.dtype == np.dtype("<f4") and np.isfinite(model).all()
+
+
+def test_a_run_stopped_before_its_first_evaluation_reports_and_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    # seed 0 samples client 2 in round 1 and drops it: the round closes with no update
+    args = ["--clients", "2", "--per-round", "1", "--dropout", "0.9", "--rounds", "3"]
+    done = sealfl(
+        "sim", "hfl", *args, "--workers", "1", "--local-steps", "1", "--out", out, cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert "server: training stopped: round 1 closed with 0 update(s)" in done.stdout
+    assert "done: 0 rounds" in done.stdout and "median round n/a" in done.stdout
+    assert "metrics and model in" in done.stdout
+    assert (out / "sim_model.npy").is_file() and not (out / "hfl_report.png").exists()
 
 
 @pytest.mark.parametrize(

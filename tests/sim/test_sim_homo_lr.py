@@ -8,7 +8,6 @@ must not.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import cast
@@ -20,6 +19,7 @@ from sealfl_command import sealfl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fl" / "homo_lr"))
 from homo_lr_parties import Party, fresh_measurements, start_ps, start_worker
 
+from sealfl.fl.common.metrics import read_metrics
 from sealfl.fl.homo_lr.algorithm import Hyperparameters
 from sealfl.fl.homo_lr.demo import prepare_run_dir
 from sealfl.fl.homo_lr.encrypted import PaillierServerCrypto
@@ -112,7 +112,7 @@ def test_many_clients_with_dropouts_write_the_ps_records(tmp_path: Path) -> None
         "2",
         "3",
     ]
-    records = [json.loads(line) for line in (out / "ps_metrics.jsonl").read_text().splitlines()]
+    records = list(read_metrics(out / "ps_metrics.jsonl"))
     assert records[0]["event"] == "simulation" and records[0]["tee"] == "none"
     opened = [r for r in records if r["event"] == "round_open"]
     rounds = [r for r in records if r["event"] == "round"]
@@ -137,3 +137,9 @@ def test_a_round_with_every_client_dropped_stops_and_says_who(tmp_path: Path) ->
     assert not result.completed and result.rounds_done < 50
     assert "fewer than the 1 needed (--min-clients); dropped: [" in result.stop_reason
     assert any(line.startswith("server: training stopped: iteration") for line in lines)
+
+
+def test_a_bad_dirichlet_concentration_is_refused_by_its_own_option(tmp_path: Path) -> None:
+    done = sealfl("sim", "homo-lr", "--clients", "4", "--dirichlet-alpha", "0", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--dirichlet-alpha must be a positive number, got 0.0" in " ".join(done.stderr.split())

@@ -104,6 +104,11 @@ def _out_dir(out: Path | None, workload: str) -> Path:
     return Path(f"sim-{workload}") / time.strftime("%Y%m%d-%H%M%S")
 
 
+def _per_round(per_round: int | None, clients: int) -> int:
+    """``--per-round``, by default min(N, 10)."""
+    return min(clients, 10) if per_round is None else per_round
+
+
 @sim_app.command("hfl")
 def sim_hfl(
     clients: ClientsOption = 100,
@@ -164,7 +169,7 @@ def sim_hfl(
             alpha=alpha,
             partition_seed=partition_seed,
         ),
-        per_round=min(clients, 10) if per_round is None else per_round,
+        per_round=_per_round(per_round, clients),
         dropout=dropout,
         min_clients=min_clients,
         evaluate_every=evaluate_every,
@@ -238,7 +243,7 @@ def sim_homo_lr(
     )
     options = HomoLrSimOptions(
         population=population,
-        per_round=min(population.size, 10) if per_round is None else per_round,
+        per_round=_per_round(per_round, population.size),
         dropout=dropout,
         min_clients=min_clients,
         seed=seed,
@@ -275,13 +280,15 @@ def _run(
         result = simulate(backend, line)
     finally:
         backend.close()
-    median = result.summary()["median_round_s"]
+    median = result.summary()["median_round_s"]  # None if training stopped in round 1
+    median_s = "n/a" if median is None else f"{median:.3f} s"
     accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.4f}"
     unit = "rounds" if result.workload == "hfl" else "iterations"
-    outputs = "metrics, model and plot" if result.workload == "hfl" else "metrics and model"
+    plotted = result.workload == "hfl" and result.accuracy is not None  # an evaluation ran
+    outputs = "metrics, model and plot" if plotted else "metrics and model"
     line(
         f"done: {result.rounds_done} {unit} in {result.seconds:.1f} s (median round "
-        f"{median:.3f} s), test accuracy {accuracy}, peak memory {result.peak_memory_mib:.0f} MiB "
+        f"{median_s}), test accuracy {accuracy}, peak memory {result.peak_memory_mib:.0f} MiB "
         f"(all processes); {outputs} in {out}"
     )
     if not result.completed:
@@ -313,10 +320,12 @@ def bench_sim(
     try:
         counts = [int(c) for c in clients.split(",") if c.strip()]
     except ValueError:
-        raise ConfigError(f"--clients: expected comma-separated counts, got {clients!r}") from None
+        counts = []
+    if not counts:
+        raise ConfigError(f"--clients: expected comma-separated counts, got {clients!r}")
     from sealfl.sim.plan import MAX_CLIENTS, check_count
 
-    for count in counts or [0]:
+    for count in counts:
         check_count(count, "--clients", high=MAX_CLIENTS)
     check_count(rounds, "--rounds", high=10_000)
     check_count(per_round, "--per-round", high=MAX_CLIENTS)

@@ -22,14 +22,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sealfl.errors import ConfigError
-from sealfl.he._parallel import available_cores, run_in_processes, shutdown_pools
+from sealfl.he._parallel import available_cores, run_in_processes, shutdown_pools, split_evenly
+from sealfl.sim.cache import ProcessStats
 
-__all__ = ["BACKENDS", "Backend", "LocalBackend", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "make_backend", "map_clients"]
 
 T = TypeVar("T")
 
 BACKENDS = ("local", "ray")
 MAX_WORKERS = 1024
+JOBS_PER_WORKER = 2
+"""Jobs per worker in a round: a few balance uneven clients; each carries the round's model once."""
 
 
 class Backend(Protocol):
@@ -109,3 +112,26 @@ def make_backend(name: str, *, workers: int | None, address: str | None) -> Back
 
         return RayBackend(workers=workers, address=address)
     raise ConfigError(f"--backend: expected one of {list(BACKENDS)}, got {name!r}")
+
+
+def map_clients(
+    backend: Backend,
+    fn: Callable[..., tuple[list[T], ProcessStats]],
+    args: tuple[Any, ...],
+    clients: tuple[int, ...],
+    on_stats: Callable[[ProcessStats], None],
+) -> list[T]:
+    """Run a round's ``clients`` as ``fn(*args, part)`` on a few parts per worker.
+
+    ``fn`` returns its part's results and its process's :class:`~.cache.ProcessStats`, which go
+    to ``on_stats``. The parts are contiguous and come back in job order, so the results are in
+    the order of ``clients`` (a plan's clients are ascending: the order the real PS aggregates in).
+    """
+    if not clients:
+        return []
+    parts = split_evenly(len(clients), backend.workers * JOBS_PER_WORKER)
+    results: list[T] = []
+    for part, stats in backend.map(fn, [(*args, clients[a:b]) for a, b in parts]):
+        results += part
+        on_stats(stats)
+    return results

@@ -24,7 +24,6 @@ round sends the global model once per job (a few jobs per worker), not once per 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from sealfl.data import ImageSet, Partition, load_cifar10, load_digits_split
 from sealfl.errors import ConfigError, ProtocolError
 from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.hfl.aggregation import ServerOptimizer, Upload, screen_upload
-from sealfl.fl.hfl.demo import DATASETS, PARTITIONS, digits_channels
+from sealfl.fl.hfl.demo import DATASETS, digits_channels
 from sealfl.fl.hfl.launch import PS_METRICS_FILE
 from sealfl.fl.hfl.settings import Settings
 from sealfl.fl.hfl.training import (
@@ -47,16 +46,14 @@ from sealfl.fl.hfl.training import (
     parameter_masks,
     use_threads,
 )
-from sealfl.he._parallel import split_evenly
 from sealfl.models.nn import flatten, load_flat
-from sealfl.sim.backends import Backend
+from sealfl.sim.backends import Backend, map_clients
 from sealfl.sim.cache import ProcessStats, cached, process_stats
 from sealfl.sim.plan import (
-    MAX_CLIENTS,
-    MAX_SEED,
-    RoundPlan,
     check_count,
     check_population,
+    check_split,
+    clients_with_data,
     plan_round,
     split_clients,
 )
@@ -75,7 +72,6 @@ __all__ = [
 F32 = npt.NDArray[np.float32]
 MODEL_FILE = "sim_model.npy"
 """The final global model, a flat little-endian float32 ``.npy`` (no pickle), in ``out``."""
-_JOBS_PER_WORKER = 2  # a few jobs per worker balance uneven shards; each carries the model once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,14 +107,13 @@ class HflPopulation:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"--dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
-        if self.partition not in PARTITIONS:
-            raise ConfigError(
-                f"--partition: expected one of {list(PARTITIONS)}, got {self.partition!r}"
-            )
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ConfigError(f"--alpha must be a positive number, got {self.alpha}")
-        check_count(self.clients, "--clients", high=MAX_CLIENTS)
-        check_count(self.partition_seed, "--partition-seed", low=0, high=MAX_SEED)
+        check_split(
+            partition=self.partition,
+            alpha=self.alpha,
+            alpha_option="--alpha",
+            clients=self.clients,
+            seed=self.partition_seed,
+        )
         if self.dataset == "cifar10" and self.data_dir is None:
             raise ConfigError("--data-dir: CIFAR-10 is read from cifar-10-batches-bin; give it")
         if self.dataset == "digits" and self.data_dir is not None:
@@ -139,7 +134,7 @@ class LoadedPopulation:
 
     def eligible(self) -> list[int]:
         """Clients whose shard holds at least one example, ascending."""
-        return [k + 1 for k, ix in enumerate(self.split.indices) if ix.size]
+        return clients_with_data(ix.size for ix in self.split.indices)
 
 
 def load_population(population: HflPopulation) -> LoadedPopulation:
@@ -297,8 +292,10 @@ def run_hfl_sim(
             seed=settings.seed,
         )
         round_started = time.monotonic()
-        metrics.write("round_open", round=version + 1, version=version, **_plan_fields(plan))
-        updates = _train_round(backend, population, version, values, plan.training, peak)
+        metrics.write("round_open", **plan.as_dict(), version=version)
+        updates: list[ClientUpdate] = map_clients(
+            backend, train_clients, (population, version, values), plan.training, peak.add
+        )
         accepted: list[ClientUpdate] = []
         for update in updates:
             try:
@@ -376,41 +373,18 @@ def run_hfl_sim(
         stop_reason=stop_reason,
     )
     if options.out is not None:
-        _write_outputs(options.out, values)
+        _write_outputs(options.out, values, plot=evaluation is not None)
     return result
 
 
-def _plan_fields(plan: RoundPlan) -> dict[str, object]:
-    fields = plan.as_dict()
-    fields.pop("round")
-    return fields
+def _write_outputs(out: Path, values: F32, *, plot: bool) -> None:
+    """Write the final model, and the accuracy/loss plot of ``sealfl hfl report`` if ``plot``.
 
-
-def _train_round(
-    backend: Backend,
-    population: HflPopulation,
-    version: int,
-    values: F32,
-    clients: tuple[int, ...],
-    peak: PeakMemory,
-) -> list[ClientUpdate]:
-    """Hand the model to the answering clients through the backend; their updates by id."""
-    if not clients:
-        return []
-    parts = split_evenly(len(clients), backend.workers * _JOBS_PER_WORKER)
-    jobs = [(population, version, values, clients[a:b]) for a, b in parts]
-    updates: list[ClientUpdate] = []
-    for part, stats in backend.map(train_clients, jobs):
-        updates += part
-        peak.add(stats)
-    return sorted(updates, key=lambda u: u.client)
-
-
-def _write_outputs(out: Path, values: F32) -> None:
-    """Write the final model and the accuracy/loss plot of ``sealfl hfl report``."""
-    from sealfl.fl.hfl.report import REPORT_FILE, draw_report, read_curves
-
+    A run stopped before its first evaluation has no curve to draw (``read_curves`` refuses it).
+    """
     np.save(out / MODEL_FILE, values.astype("<f4"), allow_pickle=False)
-    curves = read_curves(out / PS_METRICS_FILE)
-    if curves.eval_rounds:
+    if plot:
+        from sealfl.fl.hfl.report import REPORT_FILE, draw_report, read_curves
+
+        curves = read_curves(out / PS_METRICS_FILE)
         draw_report(curves, out / REPORT_FILE, title=f"{out} (simulation)")

@@ -22,7 +22,6 @@ parses the public key once (:mod:`.cache`) and computes each client's ``XᵀX`` 
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -51,13 +50,14 @@ from sealfl.fl.homo_lr.launch import PS_METRICS_FILE, read_binary_csv
 from sealfl.fl.homo_lr.screening import MagnitudeBound
 from sealfl.fl.homo_lr.server import WEIGHT_BOUND_BITS
 from sealfl.he._parallel import available_cores, run_in_threads, split_evenly
-from sealfl.sim.backends import Backend
+from sealfl.sim.backends import Backend, map_clients
 from sealfl.sim.cache import ProcessStats, cached, process_stats
 from sealfl.sim.plan import (
-    MAX_CLIENTS,
     MAX_SEED,
     check_count,
     check_population,
+    check_split,
+    clients_with_data,
     plan_round,
     split_clients,
 )
@@ -77,7 +77,6 @@ BREAST_TRAIN = ("breast:homo_guest", "breast:homo_host")
 """The default training sets: the bundled breast-cancer splits of the two-worker demo."""
 BREAST_TEST = "breast:homo_test"
 MODEL_FILE = "sim_model.npy"
-_JOBS_PER_WORKER = 2
 
 
 def _load(source: str) -> Dataset:
@@ -114,15 +113,13 @@ class HomoLrPopulation:
     def __post_init__(self) -> None:
         if not self.train_sets:
             raise ConfigError("--train-set: at least one training set is needed")
-        if self.partition not in ("iid", "dirichlet"):
-            raise ConfigError(
-                f"--partition: expected one of ['iid', 'dirichlet'], got {self.partition!r}"
-            )
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ConfigError(f"--alpha must be a positive number, got {self.alpha}")
-        if self.clients is not None:
-            check_count(self.clients, "--clients", high=MAX_CLIENTS)
-        check_count(self.partition_seed, "--partition-seed", low=0, high=MAX_SEED)
+        check_split(
+            partition=self.partition,
+            alpha=self.alpha,
+            alpha_option="--dirichlet-alpha",  # --alpha is the L2 term here
+            clients=self.clients,
+            seed=self.partition_seed,
+        )
         check_count(self.hp.iterations, "--epochs")
 
     @property
@@ -270,7 +267,7 @@ def run_homo_lr_sim(
     population = options.population
     hp = population.hp
     clients = load_clients(population)
-    eligible = [k for k, d in enumerate(clients, start=1) if d.n_rows]
+    eligible = clients_with_data(d.n_rows for d in clients)
     test = _load(options.validate_set)
     if test.feature_names != clients[0].feature_names:
         raise ConfigError(
@@ -319,8 +316,8 @@ def run_homo_lr_sim(
             "round_open", iteration=t, sampled=list(plan.sampled), dropped=list(plan.dropped)
         )
         encrypted = server.encrypt(w)
-        submissions = _step_round(
-            backend, population, public_key, t, encrypted, plan.training, peak
+        submissions: list[tuple[int, bytes, float]] = map_clients(
+            backend, step_clients, (population, public_key, t, encrypted), plan.training, peak.add
         )
         usable: dict[int, FloatArray] = {}
         parts = split_evenly(len(submissions), available_cores())
@@ -396,23 +393,3 @@ def _open_submissions(
             continue
         out.append((client, values, check(values)))
     return out
-
-
-def _step_round(
-    backend: Backend,
-    population: HomoLrPopulation,
-    public_key: bytes,
-    t: int,
-    encrypted: bytes,
-    clients: tuple[int, ...],
-    peak: PeakMemory,
-) -> list[tuple[int, bytes, float]]:
-    if not clients:
-        return []
-    parts = split_evenly(len(clients), backend.workers * _JOBS_PER_WORKER)
-    jobs = [(population, public_key, t, encrypted, clients[a:b]) for a, b in parts]
-    out: list[tuple[int, bytes, float]] = []
-    for part, stats in backend.map(step_clients, jobs):
-        out += part
-        peak.add(stats)
-    return sorted(out, key=lambda s: s[0])

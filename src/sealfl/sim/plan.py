@@ -3,7 +3,7 @@
 Cross-device federated learning samples K of its N clients per round (McMahan et al. 2017), and
 some of the sampled ones never answer. A simulation injects both from one seed, so two runs of
 the same configuration train the same clients in the same rounds, whatever backend runs them,
-and a benchmark's peer can be handed exactly the same schedule (:meth:`RoundPlan.as_dict`).
+and a benchmark's peer can be handed exactly the same schedule (:attr:`RoundPlan.sampled`).
 
 Clients are numbered from 1, like the workers of a real federation (worker ``k`` holds shard
 ``k - 1``), because a client's id seeds its data order: client ``k`` of a simulation computes
@@ -13,21 +13,26 @@ bit for bit what worker ``k`` of a real federation computes from the same global
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from sealfl.data import Partition, partition_dirichlet, partition_iid
+from sealfl.data.partition import Method
 from sealfl.errors import ConfigError
 
 __all__ = [
     "DIRICHLET_MIN_SIZE",
     "MAX_CLIENTS",
+    "PARTITIONS",
     "RoundPlan",
     "check_count",
     "check_population",
+    "check_split",
+    "clients_with_data",
     "plan_round",
     "split_clients",
 ]
@@ -58,7 +63,7 @@ class RoundPlan:
         return tuple(c for c in self.sampled if c not in gone)
 
     def as_dict(self) -> dict[str, object]:
-        """Return the plan as JSON-ready values (metrics, a peer's schedule)."""
+        """Return the plan as JSON-ready values (the ``round_open`` metrics record)."""
         return {"round": self.round, "sampled": list(self.sampled), "dropped": list(self.dropped)}
 
 
@@ -66,6 +71,8 @@ MAX_CLIENTS = 10_000_000
 """Most clients a simulation takes (their shards' row lists live in every worker process)."""
 MAX_SEED = 2**64 - 1
 """Largest seed (hfl's settings take 64-bit seeds too)."""
+PARTITIONS: tuple[str, ...] = get_args(Method)
+"""How rows can be split among clients (:mod:`sealfl.data.partition`'s methods)."""
 
 
 def check_count(value: int, option: str, *, low: int = 1, high: int = 2**32 - 1) -> None:
@@ -99,6 +106,33 @@ def check_population(*, clients: int, per_round: int, dropout: float, min_client
         raise ConfigError(
             f"--min-clients must be between 1 and --per-round ({per_round}), got {min_clients}"
         )
+
+
+def check_split(
+    *, partition: str, alpha: float, alpha_option: str, clients: int | None, seed: int
+) -> None:
+    """Refuse a split :func:`split_clients` cannot draw, naming the option.
+
+    ``alpha_option`` is the Dirichlet concentration's option in the command at hand (homo-lr's
+    ``--alpha`` is its L2 term). ``clients=None``: one client per training set, nothing to check.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option, what is accepted and what was given.
+    """
+    if partition not in PARTITIONS:
+        raise ConfigError(f"--partition: expected one of {list(PARTITIONS)}, got {partition!r}")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ConfigError(f"{alpha_option} must be a positive number, got {alpha}")
+    if clients is not None:
+        check_count(clients, "--clients", high=MAX_CLIENTS)
+    check_count(seed, "--partition-seed", low=0, high=MAX_SEED)
+
+
+def clients_with_data(sizes: Iterable[int]) -> list[int]:
+    """Return the ids (from 1) of the clients with data: those :func:`plan_round` may sample."""
+    return [k for k, size in enumerate(sizes, start=1) if size]
 
 
 def plan_round(
@@ -161,7 +195,7 @@ def split_clients(
     if partition == "iid":
         return partition_iid(labels, clients, seed=seed)
     if partition != "dirichlet":
-        raise ConfigError(f"--partition: expected one of ['iid', 'dirichlet'], got {partition!r}")
+        raise ConfigError(f"--partition: expected one of {list(PARTITIONS)}, got {partition!r}")
     if DIRICHLET_MIN_SIZE * clients <= len(labels):
         try:
             return partition_dirichlet(labels, clients, alpha=alpha, seed=seed)

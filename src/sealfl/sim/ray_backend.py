@@ -27,10 +27,6 @@ __all__ = ["RayBackend"]
 T = TypeVar("T")
 
 
-def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    return fn(*args)
-
-
 class RayBackend:
     """Ray actors running the jobs.
 
@@ -110,4 +106,4 @@ class _Actor:
         return True
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        return _call(fn, args)
+        return fn(*args)
