@@ -200,13 +200,14 @@ def ps(
         ),
     ] = None,
     secagg_clip: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--secagg-clip",
             help="Secure aggregation: each worker's weighted update is clipped to +-this per "
-            "value before quantisation.",
+            "value before quantisation.  [default: 16.0]",
+            show_default=False,
         ),
-    ] = 16.0,
+    ] = None,
     policy: PolicyOption = None,
     simulated_platform: PlatformOption = None,
     tee: TeeOption = None,
@@ -222,9 +223,11 @@ def ps(
 
     secure = None
     if secure_aggregation:
-        secure = SecAggOptions(threshold=secagg_threshold, clip=secagg_clip)
-    elif secagg_threshold is not None:
-        raise ConfigError("--secagg-threshold needs --secure-aggregation")
+        clip = {} if secagg_clip is None else {"clip": secagg_clip}  # else SecAggOptions' own
+        secure = SecAggOptions(threshold=secagg_threshold, **clip)
+    elif secagg_threshold is not None or secagg_clip is not None:
+        given = "--secagg-threshold" if secagg_threshold is not None else "--secagg-clip"
+        raise ConfigError(f"{given} needs --secure-aggregation")
     options = PsOptions(
         test_set=test_set,
         settings=_settings(
