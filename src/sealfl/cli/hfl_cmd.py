@@ -204,7 +204,7 @@ def ps(
         typer.Option(
             "--secagg-clip",
             help="Secure aggregation: each worker's weighted update is clipped to +-this per "
-            "value before quantisation.  [default: 16.0]",
+            "value before quantisation (default 16).",
             show_default=False,
         ),
     ] = None,
