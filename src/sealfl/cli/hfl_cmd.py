@@ -223,8 +223,8 @@ def ps(
 
     secure = None
     if secure_aggregation:
-        clip = {} if secagg_clip is None else {"clip": secagg_clip}  # else SecAggOptions' own
-        secure = SecAggOptions(threshold=secagg_threshold, **clip)
+        clip = SecAggOptions.clip if secagg_clip is None else secagg_clip  # the class default
+        secure = SecAggOptions(threshold=secagg_threshold, clip=clip)
     elif secagg_threshold is not None or secagg_clip is not None:
         given = "--secagg-threshold" if secagg_threshold is not None else "--secagg-clip"
         raise ConfigError(f"{given} needs --secure-aggregation")
