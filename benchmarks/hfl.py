@@ -174,14 +174,14 @@ def _run(
     ]
     model_bytes = rounds_[0]["bytes_in"] // len(rounds_[0]["contributors"])
     wall = statistics.median(r["wall_s"] for r in steady)
-    worker_rounds = [
-        r
-        for k in (1, 2)
-        for r in _records(workdir / f"worker-{k}_metrics.jsonl")
-        if r["event"] == "round" and r["round"] > 1
-    ]
     secure_figures: dict[str, Any] = {}
     if secure:
+        worker_rounds = [
+            r
+            for k in (1, 2)
+            for r in _records(workdir / f"worker-{k}_metrics.jsonl")
+            if r["event"] == "round" and r["round"] > 1
+        ]
         step_s = statistics.median(r["train_s"] / r["steps"] for r in worker_rounds)
         mask_s = statistics.median(r["mask_s"] for r in worker_rounds)
         secure_figures = {

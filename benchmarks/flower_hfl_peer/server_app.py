@@ -36,6 +36,31 @@ def _log(out: Path, **fields: Any) -> None:
         fh.write(json.dumps({"time": time.time(), **fields}) + "\n")
 
 
+def log_round(
+    out: Path, config: task.PeerConfig, server_round: int, current: dict[str, Any]
+) -> None:
+    """Stamp a round's end with the figures ``current`` collected; fail if a client was missing.
+
+    A round whose updates did not all arrive (a ClientApp failed, or the timeout passed) must
+    not pass for a complete one: the benchmark would time a round that did less work.
+    """
+    replies = current.pop("replies", 0)
+    _log(
+        out,
+        event="round",
+        round=server_round,
+        replies=replies,
+        slowest_train_s=current.pop("slowest_train_s", None),
+        loss=current.pop("loss", None),
+    )
+    if replies != config.clients:
+        raise RuntimeError(
+            f"round {server_round}: {replies} of {config.clients} clients sent an update "
+            f"(a ClientApp failed, see the SuperNode logs, or the round timeout of "
+            f"{config.round_timeout_s:g} s passed)"
+        )
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run FedAvg over the SuperNodes; log each round; fail loudly if a client was missing."""
@@ -67,21 +92,7 @@ def _run(grid: Grid, config: task.PeerConfig, out: Path) -> None:
         if server_round == 0:
             _log(out, event="start", round=0)
             return None
-        replies = current.pop("replies", 0)
-        _log(
-            out,
-            event="round",
-            round=server_round,
-            replies=replies,
-            slowest_train_s=current.pop("slowest_train_s", None),
-            loss=current.pop("loss", None),
-        )
-        if replies != config.clients:
-            raise RuntimeError(
-                f"round {server_round}: {replies} of {config.clients} clients sent an update "
-                f"(a ClientApp failed, see the SuperNode logs, or the round timeout of "
-                f"{config.round_timeout_s:g} s passed)"
-            )
+        log_round(out, config, server_round, current)
         return None
 
     strategy = FedAvg(

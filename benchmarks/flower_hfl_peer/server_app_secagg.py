@@ -6,7 +6,8 @@ ClientApp's ``secaggplus_mod`` (:mod:`.client_app_secagg`). All clients share wi
 (``num_shares=1.0``) and all are needed (``reconstruction_threshold=1.0``): with two clients
 nothing else is allowed. Its own quantisation clips the *weights* to +-8 (``clipping_range``)
 into 2^22 levels and sends int64. Each round's end is stamped by the strategy's
-``evaluate_fn`` (no data is evaluated), in the format of :mod:`.server_app`.
+``evaluate_fn`` (no data is evaluated), in the format of :mod:`.server_app`; a round that
+lacks a client's update fails the run there too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
 from . import task
-from .server_app import FINAL_MODEL, _log
+from .server_app import FINAL_MODEL, _log, log_round
 
 app = ServerApp()
 
@@ -56,14 +57,7 @@ def _run(grid: Grid, context: Context, config: task.PeerConfig, out: Path) -> No
         if server_round == 0:
             _log(out, event="start", round=0)
             return None
-        _log(
-            out,
-            event="round",
-            round=server_round,
-            replies=current.pop("replies", config.clients),
-            slowest_train_s=current.pop("slowest_train_s", 0.0),
-            loss=current.pop("loss", None),
-        )
+        log_round(out, config, server_round, current)
         if server_round == config.rounds:
             np.save(out / FINAL_MODEL, np.asarray(parameters[0]), allow_pickle=False)
         return None

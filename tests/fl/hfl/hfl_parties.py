@@ -1,4 +1,4 @@
-"""Helpers for hfl tests with real processes: run directories, parties, an in-test client.
+"""Helpers for hfl tests with real processes: run directories, parties, the run recomputed here.
 
 Every party is a separate ``python -m sealfl.cli.main`` process; the tests keep their PIDs, poll
 files for readiness and never sleep a fixed time to "let things happen".
@@ -6,18 +6,28 @@ files for readiness and never sleep a fixed time to "let things happen".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import party_processes
+import torch
 from party_processes import PartyProcess
 
+from sealfl.data import read_shard
+from sealfl.fl.hfl.aggregation import ServerOptimizer
 from sealfl.fl.hfl.demo import prepare_run_dir, write_data, write_role_configs
 from sealfl.fl.hfl.settings import Settings
+from sealfl.fl.hfl.training import LocalTrainer, initial_model, parameter_masks
+from sealfl.models.nn import flatten
+from sealfl.runtime import PartyRuntime
+from sealfl.runtime.role_config import load_role_config
 
 CLI = [sys.executable, "-m", "sealfl.cli.main"]
 TIMEOUT_S = 120.0
@@ -101,3 +111,59 @@ def events(path: Path, event: str) -> Iterator[dict[str, Any]]:
 
 def ps_address(out: Path) -> str:
     return (out / "ps.address").read_text().strip()
+
+
+def pinned_measurement(paths: dict[str, Path], role: str) -> bytes:
+    """The measurement that ``role``'s policy accepts of its peers (a PS's: the workers')."""
+    policy = tomllib.loads(paths[f"policy-{role}"].read_text())
+    (measurement,) = policy["simulated"]["measurements"]
+    return bytes.fromhex(measurement)
+
+
+def ps_runtime(paths: dict[str, Path], *, listen: str = "127.0.0.1:0") -> PartyRuntime:
+    """The PS's TEE runtime in this process, with the measurement the workers' policy pins."""
+    config = load_role_config(paths["ps-config"], environ={"SEALFL_LISTEN": listen})
+    measurement = pinned_measurement(paths, "worker")
+    return config.runtime(simulated_measurement=lambda: measurement)
+
+
+def serve_ps(paths: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """Start the run's PS; yield ``paths``, ``ps``, its ``address`` and the ``parties`` to stop.
+
+    For a fixture (``yield from serve_ps(paths)``): every party in ``parties``, the PS and any
+    the test adds, is stopped afterwards.
+    """
+    parties: list[Party] = []
+    try:
+        ps = start_role("ps", paths["ps-config"], paths["logs"], listen="127.0.0.1:0")
+        parties.append(ps)
+        out = paths["root"] / "ps"
+        ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
+        yield {"paths": paths, "ps": ps, "address": ps_address(out), "parties": parties}
+    finally:
+        for party in parties:
+            party.stop()
+
+
+@contextlib.contextmanager
+def run_in_process(
+    paths: dict[str, Path], settings: Settings, workers: tuple[int, ...] = (1, 2)
+) -> Iterator[tuple[np.ndarray, dict[int, LocalTrainer], ServerOptimizer]]:
+    """The run's initial model, its workers' trainers and the PS's optimiser, built here.
+
+    The same shards, seeds and code as the parties, and one torch thread as each of them runs
+    (restored afterwards): what a test computes with them is what the run should have.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = initial_model(settings, read_shard(paths["test"]).data.schema)
+        values, manifest = flatten(model)
+        optimizer = ServerOptimizer(settings, *parameter_masks(model, manifest))
+        trainers = {
+            k: LocalTrainer(settings, read_shard(paths[f"shard-{k}"]).data, worker_id=k)
+            for k in workers
+        }
+        yield values, trainers, optimizer
+    finally:
+        torch.set_num_threads(threads)

@@ -16,16 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hfl_parties import Party, events, free_port, make_run, records, start_role
+from hfl_parties import Party, events, free_port, make_run, records, run_in_process, start_role
 
-from sealfl.data import read_shard
-from sealfl.fl.hfl.aggregation import ServerOptimizer, Upload
+from sealfl.fl.hfl.aggregation import Upload
 from sealfl.fl.hfl.launch import MODEL_LABEL
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
 from sealfl.fl.hfl.settings import Settings
-from sealfl.fl.hfl.training import LocalTrainer, initial_model, parameter_masks
-from sealfl.models.nn import flatten
 from sealfl.seal import ReleaseKey, open_release
 
 pytestmark = pytest.mark.timeout(300)
@@ -86,26 +82,14 @@ def test_a_killed_worker_is_dropped_at_the_deadline_and_rejoins(tmp_path: Path) 
 
 def uninterrupted_model(paths: dict[str, Path], settings: Settings) -> np.ndarray:
     """The rounds of the run computed here, with the same shards, seeds and code."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every party runs
-    try:
-        test = read_shard(paths["test"]).data
-        trainers = [
-            LocalTrainer(settings, read_shard(paths[f"shard-{k}"]).data, worker_id=k)
-            for k in (1, 2)
-        ]
-        model = initial_model(settings, test.schema)
-        values, manifest = flatten(model)
-        optimizer = ServerOptimizer(settings, *parameter_masks(model, manifest))
+    with run_in_process(paths, settings) as (values, trainers, optimizer):
         for version in range(settings.rounds):
             uploads = []
-            for k, trainer in enumerate(trainers, start=1):
+            for k, trainer in trainers.items():
                 result = trainer.train(version, values)
                 uploads.append(Upload(k, result.examples, result.values))
             values = optimizer.step(version, values, uploads)
         return values
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_a_killed_ps_resumes_to_the_same_final_model(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hfl_parties import SETTINGS, Party, events, make_run, ps_address, start_role
+from hfl_parties import SETTINGS, events, make_run, pinned_measurement, serve_ps, start_role
 
 from sealfl.errors import ChannelError, ProtocolError
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
@@ -65,26 +65,14 @@ def federation(tmp_path: Path) -> Iterator[dict[str, Any]]:
         SETTINGS,
         ps_options={"min_workers": 1, "round_deadline": 60.0, "join_deadline": 120.0},
     )
-    parties: list[Party] = []
-    ps = start_role("ps", paths["ps-config"], paths["logs"], listen="127.0.0.1:0")
-    parties.append(ps)
-    out = tmp_path / "ps"
-    ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
-    try:
-        yield {"paths": paths, "ps": ps, "address": ps_address(out), "parties": parties}
-    finally:
-        for party in parties:
-            party.stop()
+    yield from serve_ps(paths)
 
 
 def test_every_attack_is_refused_with_a_reason_and_the_round_goes_on(
     federation: dict[str, Any],
 ) -> None:
     paths, address = federation["paths"], federation["address"]
-    measurement = bytes.fromhex(
-        (paths["policy-ps"].read_text().split('measurements = ["')[1]).split('"')[0]
-    )  # the policy the PS applies names the worker measurement
-    worker_tee = runtime(paths, measurement)
+    worker_tee = runtime(paths, pinned_measurement(paths, "ps"))  # a worker the PS accepts
 
     # 0. The other way round: a worker process whose own config declares another learning rate
     # checks the PS's attested settings claim before joining, and refuses to contribute.

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import os
 import signal
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hfl_parties import Party, events, free_port, make_run, records, start_role
+from hfl_parties import (
+    Party,
+    events,
+    free_port,
+    make_run,
+    ps_address,
+    ps_runtime,
+    records,
+    run_in_process,
+    start_role,
+)
 
-from sealfl.data import read_shard
 from sealfl.fl.hfl.aggregation import ServerOptimizer, Upload
 from sealfl.fl.hfl.checkpoint import CHECKPOINT_LABEL
 from sealfl.fl.hfl.launch import MODEL_LABEL
@@ -31,9 +38,7 @@ from sealfl.fl.hfl.secure import (
     weighted_update,
 )
 from sealfl.fl.hfl.settings import Settings
-from sealfl.fl.hfl.training import LocalResult, LocalTrainer, initial_model, parameter_masks
-from sealfl.models.nn import flatten
-from sealfl.runtime.role_config import load_role_config
+from sealfl.fl.hfl.training import LocalResult
 from sealfl.seal import ReleaseKey, SealingKey, open_release, read_sealed
 from sealfl.secagg import Quantizer
 
@@ -46,29 +51,13 @@ def local_results(
     paths: dict[str, Path], settings: Settings, workers: tuple[int, ...]
 ) -> tuple[np.ndarray, dict[int, LocalResult], ServerOptimizer]:
     """Round 1 of every worker, computed here with the same shards, seeds and code."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every party runs
-    try:
-        test = read_shard(paths["test"]).data
-        model = initial_model(settings, test.schema)
-        values, manifest = flatten(model)
-        optimizer = ServerOptimizer(settings, *parameter_masks(model, manifest))
-        results = {}
-        for k in workers:
-            trainer = LocalTrainer(settings, read_shard(paths[f"shard-{k}"]).data, worker_id=k)
-            results[k] = trainer.train(0, values)
-        return values, results, optimizer
-    finally:
-        torch.set_num_threads(threads)
+    with run_in_process(paths, settings, workers) as (values, trainers, optimizer):
+        return values, {k: t.train(0, values) for k, t in trainers.items()}, optimizer
 
 
 def ps_sealing_key(paths: dict[str, Path]) -> SealingKey:
     """The PS's checkpoint key: its TEE's, for the measurement the workers' policy pinned."""
-    policy = tomllib.loads((paths["root"] / "policy-worker.toml").read_text())
-    (measurement,) = policy["simulated"]["measurements"]
-    config = load_role_config(paths["ps-config"], environ={"SEALFL_LISTEN": "127.0.0.1:1"})
-    runtime = config.runtime(simulated_measurement=lambda: bytes.fromhex(measurement))
-    return runtime.sealing_key(CHECKPOINT_LABEL)
+    return ps_runtime(paths).sealing_key(CHECKPOINT_LABEL)
 
 
 def trained_model(paths: dict[str, Path], out: Path) -> pb.TrainedModel:
@@ -99,7 +88,7 @@ def test_two_of_five_killed_after_sharing_keys_the_sum_is_the_three_survivors(
         ps = start_role("ps", paths["ps-config"], logs, listen="127.0.0.1:0")
         parties.append(ps)
         ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
-        address = (out / "ps.address").read_text().strip()
+        address = ps_address(out)
         workers = {
             k: start_role(f"worker-{k}", paths[f"worker-{k}-config"], logs, ps=address)
             for k in range(1, 6)
@@ -169,20 +158,10 @@ def test_two_of_five_killed_after_sharing_keys_the_sum_is_the_three_survivors(
 def uninterrupted_secure_model(paths: dict[str, Path], settings: Settings) -> np.ndarray:
     """The secure run's rounds computed here: the masks cancel, so a round is a function of
     the quantised updates, the same bit for bit however often the PS was restarted."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        test = read_shard(paths["test"]).data
-        trainers = [
-            LocalTrainer(settings, read_shard(paths[f"shard-{k}"]).data, worker_id=k)
-            for k in (1, 2)
-        ]
-        model = initial_model(settings, test.schema)
-        values, manifest = flatten(model)
-        optimizer = ServerOptimizer(settings, *parameter_masks(model, manifest))
-        quantizer = Quantizer(16.0, 2)
+    quantizer = Quantizer(16.0, 2)
+    with run_in_process(paths, settings) as (values, trainers, optimizer):
         for version in range(settings.rounds):
-            results = [t.train(version, values) for t in trainers]
+            results = [t.train(version, values) for t in trainers.values()]
             total = sum(r.examples for r in results)
             summed = np.zeros(values.size, dtype=np.uint32)
             for r in results:
@@ -194,8 +173,6 @@ def uninterrupted_secure_model(paths: dict[str, Path], settings: Settings) -> np
             upload = aggregate(mean, values, gradient=False)
             values = optimizer.step(version, values, [Upload(0, 1, upload)])
         return values
-    finally:
-        torch.set_num_threads(threads)
 
 
 def kill_and_resume(tmp_path: Path, stages: list[str]) -> list[str]:
@@ -287,7 +264,7 @@ def test_a_secure_worker_refuses_a_ps_without_secure_aggregation(tmp_path: Path)
         ps = start_role("ps", paths["ps-config"], logs, listen="127.0.0.1:0")
         parties.append(ps)
         ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
-        address = (out / "ps.address").read_text().strip()
+        address = ps_address(out)
         worker = start_role("worker-1", paths["worker-1-config"], logs, ps=address)
         parties.append(worker)
         assert worker.finish() != 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import grpc
 import pytest
 import torch
-from hfl_parties import SETTINGS, TIMEOUT_S, Party, make_run, start_role
+from hfl_parties import SETTINGS, TIMEOUT_S, Party, make_run, ps_address, ps_runtime, start_role
 
 import sealfl.fl.hfl.launch as launch
 from sealfl.fl.hfl.protos import hfl_pb2 as pb
@@ -114,10 +113,8 @@ def malicious_ps(
     log_suffix: str = "",
 ) -> Iterator[tuple[MaliciousService, list[Party]]]:
     """Run the lying PS in a thread and three real workers; yield once all are started."""
-    policy = tomllib.loads((paths["root"] / "policy-worker.toml").read_text())
-    (measurement,) = policy["simulated"]["measurements"]
     config = load_role_config(paths["ps-config"], environ={"SEALFL_LISTEN": "127.0.0.1:0"})
-    tee = config.runtime(simulated_measurement=lambda: bytes.fromhex(measurement))
+    tee = ps_runtime(paths)
     services: list[MaliciousService] = []
 
     def service(ps: ParameterServer) -> MaliciousService:
@@ -147,7 +144,7 @@ def malicious_ps(
             assert time.monotonic() < deadline, "no PS address:\n" + "\n".join(lines)
             time.sleep(0.05)
         assert not outcome, f"{outcome}\n" + "\n".join(lines)
-        address = (out / "ps.address").read_text().strip()
+        address = ps_address(out)
         (out / "ps.address").unlink()  # a PS started later writes its own
         workers = [
             start_role(f"worker-{k}{log_suffix}", paths[f"worker-{k}-config"], logs, ps=address)

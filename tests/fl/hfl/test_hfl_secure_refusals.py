@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hfl_parties import SETTINGS, Party, events, make_run, ps_address, start_role
+from hfl_parties import SETTINGS, events, make_run, pinned_measurement, serve_ps, start_role
 from test_hfl_refusals import _schema, connect, runtime, update
 
 from sealfl.errors import ProtocolError
@@ -47,26 +47,14 @@ def federation(tmp_path: Path) -> Iterator[dict[str, Any]]:
         ps_options={**SECURE, "round_deadline": 60.0, "join_deadline": 120.0},
         worker_options=SECURE,
     )
-    parties: list[Party] = []
-    ps = start_role("ps", paths["ps-config"], paths["logs"], listen="127.0.0.1:0")
-    parties.append(ps)
-    out = tmp_path / "ps"
-    ps.wait_for(lambda: (out / "ps.address").is_file(), "its address")
-    try:
-        yield {"paths": paths, "ps": ps, "address": ps_address(out), "parties": parties}
-    finally:
-        for party in parties:
-            party.stop()
+    yield from serve_ps(paths)
 
 
 def test_secure_aggregation_refuses_every_bad_message_and_the_round_completes(
     federation: dict[str, Any],
 ) -> None:
     paths, address = federation["paths"], federation["address"]
-    measurement = bytes.fromhex(
-        (paths["policy-ps"].read_text().split('measurements = ["')[1]).split('"')[0]
-    )
-    channel = connect(address, runtime(paths, measurement))
+    channel = connect(address, runtime(paths, pinned_measurement(paths, "ps")))
     link = PsLink(channel)
     schema = _schema(paths)
     manifest = manifest_of(initial_model(ONE_ROUND, schema))

@@ -156,6 +156,7 @@ Resume = bool | Literal["auto"]
 """
 
 F32 = npt.NDArray[np.float32]
+U32 = npt.NDArray[np.uint32]
 
 
 def role_measurement(role: str) -> bytes:
@@ -950,16 +951,7 @@ class _Worker:
                 elif prepared is not None:
                     answer = self._submit_masked(view, result, prepared, secure)
                 else:
-                    answer = self.link.submit(
-                        self.options.worker_id,
-                        view.version,
-                        result.values,
-                        seat_token=self.token,
-                        num_examples=result.examples,
-                        train_loss=result.loss,
-                        train_seconds=result.seconds,
-                        manifest_digest=self.manifest_digest,
-                    )
+                    answer = self._send(view.version, result.values, result)
             except ChannelError as exc:
                 version = self._reconnect(exc)
                 continue
@@ -993,6 +985,28 @@ class _Worker:
                     + ("" if answer.accepted else f"; refused: {answer.reason}")
                 )
             version = view.version + 1
+
+    def _send(
+        self,
+        version: int,
+        values: F32 | U32,
+        result: LocalResult,
+        *,
+        secagg_tag: RoundTag | None = None,
+    ) -> SubmitResult:
+        """Stream ``values`` as this worker's update on ``version`` (masked with a tag)."""
+        assert self.link is not None
+        return self.link.submit(
+            self.options.worker_id,
+            version,
+            values,
+            seat_token=self.token,
+            num_examples=result.examples,
+            train_loss=result.loss,
+            train_seconds=result.seconds,
+            manifest_digest=self.manifest_digest,
+            secagg_tag=secagg_tag,
+        )
 
     def _train(self, version: int, values: F32) -> LocalResult:
         """Train on ``version``, or return the result already trained on it.
@@ -1113,17 +1127,7 @@ class _Worker:
         masking = time.perf_counter()
         masked = sa.masked_input(tag, p.delivered, update)
         record["mask_s"] = time.perf_counter() - masking
-        answer = link.submit(
-            me,
-            view.version,
-            masked.values,
-            seat_token=self.token,
-            num_examples=result.examples,
-            train_loss=result.loss,
-            train_seconds=result.seconds,
-            manifest_digest=self.manifest_digest,
-            secagg_tag=tag,
-        )
+        answer = self._send(view.version, masked.values, result, secagg_tag=tag)
         if not answer.accepted:
             return answer
         call = self._secagg_call()

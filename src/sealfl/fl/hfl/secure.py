@@ -317,6 +317,13 @@ class SecureRound:
         """The core's stage."""
         return self.agg.stage
 
+    @property
+    def closable(self) -> bool:
+        """Whether a stage :meth:`close_stage` closes is open (not: answers, or done)."""
+        return self.stage is not Stage.DONE and not (
+            self.stage is Stage.UNMASK and self.confirmations_closed
+        )
+
     # -- requests from workers ------------------------------------------------------------
 
     def advert(self, advert: KeyAdvert, weight: int, identity: str) -> list[pb.SecAggAdvert] | None:
@@ -518,11 +525,18 @@ class SecureRound:
         rnd = cls(version=message.version, agg=agg)
         for a in message.adverts:
             if a.worker_id not in agg.adverts:
-                raise ProtocolError(f"secure-aggregation state: weight of unknown {a.worker_id}")
+                raise ProtocolError(
+                    f"secure-aggregation state: a weight for worker {a.worker_id}, whose advert "
+                    "the aggregator state lacks"
+                )
             rnd.weights[a.worker_id] = a.weight
             rnd.identities[a.worker_id] = a.identity
-        if set(rnd.weights) != set(agg.adverts):
-            raise ProtocolError("secure-aggregation state: adverts without weights")
+        unweighted = set(agg.adverts) - set(rnd.weights)
+        if unweighted:
+            raise ProtocolError(
+                "secure-aggregation state: no weight for the adverts of workers "
+                f"{sorted(unweighted)}"
+            )
         rnd.confirmations = {
             w: peer_map(tags, what="confirmations") for w, tags in message.confirmations.items()
         }

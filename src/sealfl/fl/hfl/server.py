@@ -707,13 +707,7 @@ class ParameterServer:
                 give_up = self.clock() + self.rules.wait_s
                 while True:
                     answer = call(rnd)
-                    if (
-                        answer is None
-                        and not (rnd.stage is Stage.UNMASK and rnd.confirmations_closed)
-                        and rnd.stage is not Stage.DONE
-                        and not self._secure_waiting(rnd)
-                        and self._close_secure_stage(rnd, set(), quiet=True)
-                    ):
+                    if answer is None and self._close_if_complete(rnd):
                         answer = call(rnd)
                     self._cond.notify_all()
                     if answer is not None:
@@ -932,6 +926,14 @@ class ParameterServer:
         """Return whom the open stage still waits for; the caller holds the lock."""
         return rnd.waiting_for(self._active() & set(rnd.params.workers))
 
+    def _close_if_complete(self, rnd: SecureRound) -> bool:
+        """Close the open stage if it waits for no one; whether it closed. The lock is held."""
+        return (
+            rnd.closable
+            and not self._secure_waiting(rnd)
+            and self._close_secure_stage(rnd, set(), quiet=True)
+        )
+
     def _close_secure_stage(
         self, rnd: SecureRound, waiting: set[int], *, quiet: bool = False
     ) -> bool:
@@ -984,7 +986,7 @@ class ParameterServer:
                 if waiting and now < self._secure_deadline:
                     self._cond.wait(self._secure_deadline - now)
                     continue
-                if rnd.stage is Stage.UNMASK and rnd.confirmations_closed:
+                if not rnd.closable:
                     break  # every answer in, or the deadline: finish with what came
                 if not self._close_secure_stage(rnd, waiting):
                     return None

@@ -23,9 +23,9 @@ parameters, ``SubmitUpdate`` carries the masked uint32 vector (its header names 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -71,6 +71,7 @@ __all__ = [
 
 F32 = npt.NDArray[np.float32]
 U32 = npt.NDArray[np.uint32]
+T = TypeVar("T")
 
 _STATES = {
     "model": pb.GlobalHeader.MODEL,
@@ -99,6 +100,24 @@ def _tensor_chunks(messages: Iterator[Any], part: str) -> Iterator[tensor_pb2.Te
         if kind != "chunk":
             raise ProtocolError(f"expected only tensor chunks after the {part}, got {kind!r}")
         yield message.chunk
+
+
+def _filling(
+    get: Callable[[SecureRound], T | None], fill: Callable[[T], object]
+) -> Callable[[SecureRound], bool | None]:
+    """Return a stage call: ``get``'s answer from the round, put in the reply by ``fill``.
+
+    The call returns ``None`` while ``get`` does (the stage has not closed), else True.
+    """
+
+    def call(rnd: SecureRound) -> bool | None:
+        got = get(rnd)
+        if got is None:
+            return None
+        fill(got)
+        return True
+
+    return call
 
 
 def receive_masked(chunks: Iterator[tensor_pb2.TensorChunk], numel: int, *, peer: str) -> U32:
@@ -369,7 +388,7 @@ class HflService(pb_grpc.HflServicer):
         tag: RoundTag,
         fingerprint: str,
         reply: pb.SecAggReply,
-    ) -> Any:
+    ) -> Callable[[SecureRound], bool | None]:
         """Return the call on the open round for this stage message; it fills ``reply``."""
         w = request.worker_id
         if kind == "advert":
@@ -377,52 +396,30 @@ class HflService(pb_grpc.HflServicer):
             if advert.worker_id != w:
                 raise ProtocolError(f"worker {w}: an advert for worker {advert.worker_id}")
             core = advert_from_proto(advert, tag)
-
-            def on_advert(rnd: SecureRound) -> bool | None:
-                roster = rnd.advert(core, advert.weight, fingerprint)
-                if roster is None:
-                    return None
-                del reply.roster[:]
-                reply.roster.extend(roster)
-                return True
-
-            return on_advert
+            return _filling(
+                lambda rnd: rnd.advert(core, advert.weight, fingerprint), reply.roster.extend
+            )
         if kind == "bundle":
             bundle = ShareBundle(tag, w, peer_map(request.bundle, what=f"bundle of worker {w}"))
-
-            def on_bundle(rnd: SecureRound) -> bool | None:
-                delivery = rnd.bundle(bundle)
-                if delivery is None:
-                    return None
-                reply.delivery.CopyFrom(peer_bytes(delivery))
-                return True
-
-            return on_bundle
+            return _filling(
+                lambda rnd: rnd.bundle(bundle),
+                lambda delivery: reply.delivery.CopyFrom(peer_bytes(delivery)),
+            )
         if kind == "unmask":
-
-            def on_poll(rnd: SecureRound) -> bool | None:
-                got = rnd.unmask_poll(w)
-                if got is None:
-                    return None
-                reply.unmask_request.CopyFrom(
+            return _filling(
+                lambda rnd: rnd.unmask_poll(w),
+                lambda got: reply.unmask_request.CopyFrom(
                     pb.SecAggUnmaskRequest(
                         survivors=sorted(got.survivors), dropped=sorted(got.dropped)
                     )
-                )
-                return True
-
-            return on_poll
+                ),
+            )
         if kind == "confirm":
             tags = peer_map(request.confirm, what=f"confirmation of worker {w}")
-
-            def on_confirm(rnd: SecureRound) -> bool | None:
-                theirs = rnd.confirm(w, tags)
-                if theirs is None:
-                    return None
-                reply.confirmations.CopyFrom(peer_bytes(theirs))
-                return True
-
-            return on_confirm
+            return _filling(
+                lambda rnd: rnd.confirm(w, tags),
+                lambda theirs: reply.confirmations.CopyFrom(peer_bytes(theirs)),
+            )
         if kind == "answer":
             a = request.answer
             response = UnmaskResponse(
