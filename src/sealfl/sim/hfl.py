@@ -38,6 +38,7 @@ from sealfl.fl.common.metrics import MetricsLog
 from sealfl.fl.hfl.aggregation import ServerOptimizer, Upload, screen_upload
 from sealfl.fl.hfl.demo import DATASETS, digits_channels
 from sealfl.fl.hfl.launch import PS_METRICS_FILE
+from sealfl.fl.hfl.server import RoundEval, record_evaluation
 from sealfl.fl.hfl.settings import Settings
 from sealfl.fl.hfl.training import (
     LocalTrainer,
@@ -350,15 +351,9 @@ def run_hfl_sim(
         )
         if rounds_done % options.evaluate_every == 0 or rounds_done == settings.rounds:
             load_flat(model, values, manifest)
-            evaluation = evaluate(model, data.test, settings)
-            metrics.write(
-                "evaluation",
-                round=rounds_done,
-                loss=evaluation.loss,
-                accuracy=evaluation.accuracy,
-                per_class=list(evaluation.per_class),
-            )
-            line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
+            scored = evaluate(model, data.test, settings)
+            evaluation = RoundEval(rounds_done, scored.loss, scored.accuracy, scored.per_class)
+            line += record_evaluation(metrics, rounds_done, evaluation)
         on_line(line)
     result = finish_run(
         metrics,

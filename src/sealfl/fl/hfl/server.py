@@ -152,6 +152,22 @@ class RoundEval:
     per_class: tuple[float, ...] = ()
 
 
+def record_evaluation(metrics: MetricsLog, rounds_done: int, evaluation: RoundEval) -> str:
+    """Write a round's ``evaluation`` record and return the progress line's suffix.
+
+    The record is what ``sealfl hfl report`` reads; ``sealfl sim hfl`` writes its own with this
+    too, so the two never drift apart.
+    """
+    metrics.write(
+        "evaluation",
+        round=rounds_done,
+        loss=evaluation.loss,
+        accuracy=evaluation.accuracy,
+        per_class=list(evaluation.per_class),
+    )
+    return f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
+
+
 @dataclass(frozen=True)
 class JoinInfo:
     """What a worker learns when it joins."""
@@ -1120,14 +1136,7 @@ class ParameterServer:
             evaluation = self.hooks.evaluate(rounds_done, new_model)
             with self._cond:
                 self._evaluations.append(evaluation)
-            self.metrics.write(
-                "evaluation",
-                round=rounds_done,
-                loss=evaluation.loss,
-                accuracy=evaluation.accuracy,
-                per_class=list(evaluation.per_class),
-            )
-            line += f"; test accuracy {evaluation.accuracy:.4f} loss {evaluation.loss:.4f}"
+            line += record_evaluation(self.metrics, rounds_done, evaluation)
         self.on_line(f"PS: {line}")
         if self.secure is not None and rounds_done < self.settings.rounds:
             return  # checkpointed before the round opened; the next one adds this evaluation
